@@ -1,0 +1,319 @@
+"""The `llamatp` command: llama.cpp's flags, parsed here and nothing else."""
+
+from __future__ import annotations
+
+import functools
+import random
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from llamatp import __version__
+from llamatp.errors import LlamatpError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    help="Run GGUF models on one device or split across several: llama.cpp's flags, PyTorch underneath.",
+)
+
+Model = Annotated[Optional[str], typer.Option("-m", "--model", help="GGUF file (default: SmolLM2-135M-Instruct Q4_1, downloaded once)")]
+CtxSize = Annotated[int, typer.Option("-c", "--ctx-size", help="context size in tokens (0 = from the model)")]
+BatchSize = Annotated[int, typer.Option("-b", "--batch-size", help="logical batch size")]
+UBatchSize = Annotated[int, typer.Option("-ub", "--ubatch-size", help="physical batch size")]
+Device = Annotated[Optional[str], typer.Option("-dev", "--device", help="devices: CUDA0,CUDA1 or cuda:0,cuda:1 or cpu,cpu (default: every GPU, else the CPU)")]
+SplitModeOpt = Annotated[str, typer.Option("-sm", "--split-mode", help="none, layer or tensor")]
+TensorSplit = Annotated[Optional[str], typer.Option("-ts", "--tensor-split", help="share of each device, e.g. 3,1")]
+MainGpu = Annotated[int, typer.Option("-mg", "--main-gpu", help="device index used with -sm none")]
+GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
+
+
+def user_errors(fn):  # type: ignore[no-untyped-def]
+    """Bad input ends with one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args, **kwargs)
+        except LlamatpError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"llamatp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="print the version")] = False,
+) -> None:
+    """llamatp: llama.cpp's language, PyTorch's reach."""
+
+
+def resolve_model(model: str | None) -> str:
+    if model:
+        return model
+    from llamatp.models import default_model_path
+
+    return str(default_model_path())
+
+
+def parse_tensor_split(spec: str | None, separator: str = ",") -> tuple[float, ...]:
+    if not spec:
+        return ()
+    try:
+        values = tuple(float(v) for v in spec.replace("/", separator).split(separator) if v.strip())
+    except ValueError:
+        raise LlamatpError(f"-ts takes numbers separated by '{separator}', got '{spec}'") from None
+    if any(v < 0 for v in values) or not any(values):
+        raise LlamatpError(f"-ts proportions must be non-negative and not all zero, got '{spec}'")
+    return values
+
+
+def resolve_devices(device: str | None, split_mode: str, main_gpu: int, gpu_layers: str) -> list[str]:
+    from llamatp.devices import parse_devices
+
+    if split_mode == "row":
+        raise LlamatpError("split mode 'row' is deprecated in llama.cpp and not provided; use -sm tensor")
+    if split_mode not in ("none", "layer", "tensor"):
+        raise LlamatpError(f"unknown split mode '{split_mode}' (use none, layer or tensor)")
+    devices = parse_devices(device)
+    if gpu_layers not in ("auto", "all", "-1", "999", "99"):
+        try:
+            ngl = int(gpu_layers)
+        except ValueError:
+            raise LlamatpError(f"-ngl takes a number, 'auto' or 'all', got '{gpu_layers}'") from None
+        if ngl == 0:
+            devices = ["cpu"] * (len(devices) if split_mode != "none" and all(d == "cpu" for d in devices) else 1)
+        elif ngl < 0:
+            raise LlamatpError(f"-ngl must be 0 or more, got {ngl}")
+    if split_mode == "none":
+        if not 0 <= main_gpu < len(devices):
+            raise LlamatpError(f"-mg {main_gpu} is out of range ({len(devices)} device(s))")
+        devices = [devices[main_gpu]]
+    return devices
+
+
+def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size: int, device: str | None,
+                  split_mode: str, tensor_split: str | None, main_gpu: int, gpu_layers: str):  # type: ignore[no-untyped-def]
+    from llamatp.runtime import ModelOptions
+
+    if ctx_size < 0:
+        raise LlamatpError(f"-c must be 0 (from the model) or positive, got {ctx_size}")
+    if batch_size <= 0 or ubatch_size <= 0:
+        raise LlamatpError("-b and -ub must be positive")
+    devices = resolve_devices(device, split_mode, main_gpu, gpu_layers)
+    return ModelOptions(
+        model=resolve_model(model), devices=tuple(devices), split_mode=split_mode if len(devices) > 1 else "none",
+        n_ctx=ctx_size, n_batch=batch_size, n_ubatch=min(ubatch_size, batch_size),
+        tensor_split=parse_tensor_split(tensor_split),
+    )
+
+
+def read_prompt(prompt: str | None, file: Path | None) -> str:
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise LlamatpError(f"cannot read prompt file {file}: {getattr(e, 'strerror', None) or e}") from None
+    return prompt or ""
+
+
+def print_plan(options, stream=sys.stderr):  # type: ignore[no-untyped-def]
+    """Print the per-device plan; returns it with each device's free memory (None: CPU)."""
+    from llamatp.config import load_config
+    from llamatp.devices import free_memory
+    from llamatp.gguf_file import GGUFFile
+    from llamatp.plan import describe
+    from llamatp.runtime import plan_for
+
+    gguf = GGUFFile(options.model)
+    config = load_config(gguf)
+    plan = plan_for(options, gguf, config)
+    for line in describe(plan, config):
+        print(line, file=stream)
+    return plan, [free_memory(d) for d in options.devices]
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+@user_errors
+def run(
+    model: Model = None,
+    prompt: Annotated[Optional[str], typer.Option("-p", "--prompt", help="prompt to start generation with")] = None,
+    file: Annotated[Optional[Path], typer.Option("-f", "--file", help="a file containing the prompt")] = None,
+    n_predict: Annotated[int, typer.Option("-n", "--n-predict", "--predict", help="tokens to predict (-1 = until end of text)")] = -1,
+    ctx_size: CtxSize = 4096,
+    batch_size: BatchSize = 2048,
+    ubatch_size: UBatchSize = 512,
+    seed: Annotated[int, typer.Option("-s", "--seed", help="RNG seed (-1 = random)")] = -1,
+    temp: Annotated[float, typer.Option("--temp", help="temperature (0 = greedy)")] = 0.8,
+    top_k: Annotated[int, typer.Option("--top-k", help="top-k sampling (0 = off)")] = 40,
+    top_p: Annotated[float, typer.Option("--top-p", help="top-p sampling (1.0 = off)")] = 0.95,
+    min_p: Annotated[float, typer.Option("--min-p", help="min-p sampling (0.0 = off)")] = 0.05,
+    repeat_penalty: Annotated[float, typer.Option("--repeat-penalty", help="penalize repeated tokens (1.0 = off)")] = 1.0,
+    repeat_last_n: Annotated[int, typer.Option("--repeat-last-n", help="tokens the penalty looks back at (0 = off, -1 = context)")] = 64,
+    presence_penalty: Annotated[float, typer.Option("--presence-penalty")] = 0.0,
+    frequency_penalty: Annotated[float, typer.Option("--frequency-penalty")] = 0.0,
+    gpu_layers: GpuLayers = "auto",
+    device: Device = None,
+    list_devices: Annotated[bool, typer.Option("--list-devices", help="list the devices and exit")] = False,
+    split_mode: SplitModeOpt = "layer",
+    tensor_split: TensorSplit = None,
+    main_gpu: MainGpu = 0,
+    no_display_prompt: Annotated[bool, typer.Option("--no-display-prompt", help="do not echo the prompt")] = False,
+    conversation: Annotated[Optional[bool], typer.Option("-cnv/-no-cnv", "--conversation/--no-conversation", help="chat through the model's template")] = None,
+    system_prompt: Annotated[str, typer.Option("-sys", "--system-prompt", help="system message in conversation mode")] = "",
+    verbose_prompt: Annotated[bool, typer.Option("--verbose-prompt", help="print the prompt's tokens")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the memory plan per device and exit")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="print the plan and details")] = False,
+) -> None:
+    """Generate text from a prompt, or chat (-cnv)."""
+    from llamatp.devices import list_devices as device_lines
+
+    if list_devices:
+        print("\n".join(device_lines()))
+        return
+    if n_predict < -2:
+        raise LlamatpError(f"-n must be -1 (until end of text), -2 (until the context is full) or >= 0, got {n_predict}")
+    if top_k < 0 or not 0.0 <= top_p <= 1.0 or not 0.0 <= min_p <= 1.0 or repeat_last_n < -1:
+        raise LlamatpError("sampling flags out of range (--top-k >= 0, 0 <= --top-p <= 1, 0 <= --min-p <= 1, --repeat-last-n >= -1)")
+    text = read_prompt(prompt, file)
+    options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu, gpu_layers)
+    if dry_run or verbose:
+        plan, free = print_plan(options)
+        from llamatp.plan import check_fits
+
+        check_fits(plan, free)
+        if dry_run:
+            return
+    from llamatp.generate import RunOptions, run_job
+    from llamatp.launch import launch
+    from llamatp.sampling import SamplingParams
+
+    sampling = SamplingParams(
+        temp=temp, top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty,
+        repeat_last_n=repeat_last_n, presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
+        seed=seed if seed != -1 else random.getrandbits(32),
+    )
+    job = RunOptions(
+        model=options, prompt=text, n_predict=n_predict, sampling=sampling,
+        display_prompt=not no_display_prompt, conversation=bool(conversation), system_prompt=system_prompt,
+        verbose_prompt=verbose_prompt, verbose=verbose,
+    )
+    launch(functools.partial(run_job, job), list(options.devices))
+
+
+@app.command()
+@user_errors
+def perplexity(
+    model: Model = None,
+    file: Annotated[Optional[Path], typer.Option("-f", "--file", help="text to score")] = None,
+    ctx_size: CtxSize = 512,
+    batch_size: BatchSize = 2048,
+    ubatch_size: UBatchSize = 512,
+    chunks: Annotated[int, typer.Option("--chunks", help="score at most this many chunks (-1 = all)")] = -1,
+    gpu_layers: GpuLayers = "auto",
+    device: Device = None,
+    split_mode: SplitModeOpt = "layer",
+    tensor_split: TensorSplit = None,
+    main_gpu: MainGpu = 0,
+) -> None:
+    """Perplexity of a text file, as llama-perplexity computes it."""
+    from llamatp.launch import launch
+    from llamatp.perplexity import PerplexityOptions, perplexity_job
+
+    if file is None:
+        raise LlamatpError("perplexity needs a text file: -f FILE")
+    if ctx_size <= 1:
+        raise LlamatpError(f"-c must be at least 2 for perplexity, got {ctx_size}")
+    text = read_prompt(None, file)
+    options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu, gpu_layers)
+    launch(functools.partial(perplexity_job, PerplexityOptions(options, text, chunks)), list(options.devices))
+
+
+@app.command()
+@user_errors
+def tokenize(
+    model: Model = None,
+    prompt: Annotated[Optional[str], typer.Option("-p", "--prompt", help="text to tokenize")] = None,
+    file: Annotated[Optional[Path], typer.Option("-f", "--file", help="file to tokenize")] = None,
+    ids: Annotated[bool, typer.Option("--ids", help="print only the ids, as a Python list")] = False,
+    no_bos: Annotated[bool, typer.Option("--no-bos", help="do not add BOS even if the model wants it")] = False,
+    no_parse_special: Annotated[bool, typer.Option("--no-parse-special", help="treat special-token text as plain text")] = False,
+    show_count: Annotated[bool, typer.Option("--show-count", help="print the number of tokens")] = False,
+) -> None:
+    """Print the tokens of a text, like llama-tokenize. Works on vocab-only GGUF files."""
+    from llamatp.gguf_file import GGUFFile
+    from llamatp.tokenizer import Tokenizer
+
+    text = read_prompt(prompt, file)
+    tokenizer = Tokenizer.from_metadata(GGUFFile(resolve_model(model)).metadata)
+    tokens = tokenizer.encode(text, add_special=not no_bos, parse_special=not no_parse_special)
+    if ids:
+        print(f"[{', '.join(str(t) for t in tokens)}]")
+    else:
+        for t in tokens:
+            print(f"{t:6d} -> '{tokenizer.token_text(t)}'")
+    if show_count:
+        print(f"Total number of tokens: {len(tokens)}")
+
+
+@app.command()
+@user_errors
+def info(
+    model: Annotated[Optional[str], typer.Argument(help="GGUF file (default: the default model)")] = None,
+    ctx_size: CtxSize = 4096,
+    ubatch_size: UBatchSize = 512,
+    device: Device = None,
+    split_mode: Annotated[Optional[str], typer.Option("-sm", "--split-mode", help="also print the plan for this split")] = None,
+    tensor_split: TensorSplit = None,
+    main_gpu: MainGpu = 0,
+) -> None:
+    """Architecture, size, tensor types, tokenizer and, with -sm/-dev/-ts, the per-device plan."""
+    from llamatp.info import describe_model
+
+    path = resolve_model(model)
+    for line in describe_model(path):
+        print(line)
+    if split_mode is not None or device is not None or tensor_split is not None:
+        options = model_options(path, ctx_size, max(ubatch_size, 1), ubatch_size, device, split_mode or "layer",
+                                tensor_split, main_gpu, "auto")
+        print_plan(options, sys.stdout)
+
+
+def _register_optional_commands() -> None:
+    from llamatp.synth import synth_command
+
+    app.command("synth")(user_errors(synth_command))
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    """Entry point: click's own usage errors are also reduced to one line."""
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:  # pragma: no cover - click>=8.2 only
+        print(e.format_message(), file=sys.stderr)
+        code = 0
+    except click.ClickException as e:
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        code = e.exit_code
+    except click.exceptions.Abort:
+        print("\ninterrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

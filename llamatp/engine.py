@@ -1,0 +1,112 @@
+"""Prefill and decode over the ranks of one run.
+
+Every rank runs the same program and ends each step holding the same full logits, so
+each rank can sample the same token with the same seeded sampler: no broadcast of the
+sampled token is needed. Tensor split gathers the vocabulary slices; layer split passes
+hidden states from stage to stage and the last stage broadcasts the logits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from llamatp.comm import Comm
+from llamatp.model import Transformer
+from llamatp.plan import Plan
+
+
+class Engine:
+    def __init__(self, model: Transformer, comm: Comm, plan: Plan, device: torch.device, dtype: torch.dtype,
+                 use_graphs: bool = True) -> None:
+        self.model, self.comm, self.plan = model, comm, plan
+        self.device, self.dtype = device, dtype
+        self.n_ctx = plan.n_ctx
+        self.vocab_widths = [len(s.vocab) for s in plan.shards]
+        self.n_vocab = sum(self.vocab_widths) if plan.mode == "tensor" else len(plan.shards[0].vocab)
+        self.use_graphs = use_graphs and device.type == "cuda" and plan.mode != "layer"
+        self._graph: torch.cuda.CUDAGraph | None = None
+
+    def prepare(self) -> None:
+        """Capture the decode graph now, before a prompt fills the cache it warms up on."""
+        if self.use_graphs:
+            with torch.inference_mode():
+                self._capture()
+
+    @torch.inference_mode()
+    def forward(self, tokens: list[int], start: int, all_logits: bool = False) -> torch.Tensor:
+        """Run tokens at positions start.. and return float32 logits, [len(tokens) or 1, n_vocab]."""
+        outputs = []
+        step = self.plan.n_ubatch
+        for i in range(0, len(tokens), step):
+            chunk = tokens[i : i + step]
+            wanted = all_logits or i + step >= len(tokens)
+            logits = self._forward_chunk(chunk, start + i, last_only=not all_logits)
+            if wanted:
+                outputs.append(logits)
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+    @torch.inference_mode()
+    def decode(self, token: int, pos: int) -> torch.Tensor:
+        """One token: through a captured CUDA graph where possible. Returns logits [1, n_vocab]."""
+        if not self.use_graphs:
+            return self._forward_chunk([token], pos, last_only=True)
+        if self._graph is None:
+            self._capture()
+        self._token.fill_(token)
+        self._pos.fill_(pos)
+        self._graph.replay()
+        return self._logits
+
+    def _forward_chunk(self, chunk: list[int], start: int, last_only: bool) -> torch.Tensor:
+        tokens = torch.tensor(chunk, dtype=torch.long, device=self.device)
+        pos = torch.arange(start, start + len(chunk), device=self.device)
+        if self.plan.mode == "layer":
+            return self._pipeline(tokens, pos, last_only)
+        return self._gather(self.model(tokens, pos, kv_len=start + len(chunk), last_only=last_only))
+
+    def _gather(self, local_logits: torch.Tensor) -> torch.Tensor:
+        if self.plan.mode != "tensor":
+            return local_logits
+        return self.comm.gather_columns(local_logits, self.vocab_widths)
+
+    def _pipeline(self, tokens: torch.Tensor, pos: torch.Tensor, last_only: bool) -> torch.Tensor:
+        """Layer split: cut the batch into micro-batches so that stages work at the same time."""
+        comm, n = self.comm, tokens.shape[0]
+        n_micro = min(comm.world, max(1, n // 32)) if n > 1 else 1
+        bounds = [round(n * k / n_micro) for k in range(n_micro + 1)]
+        pending, logits = [], []
+        for a, b in zip(bounds, bounds[1:]):
+            kv_len = int(pos[b - 1]) + 1
+            if comm.is_first:
+                x = tokens[a:b]
+            else:
+                x = comm.recv((b - a, self.model.config.n_embd), self.dtype, comm.rank - 1)
+            out = self.model(x, pos[a:b], kv_len=kv_len, last_only=last_only)
+            if comm.is_last:
+                logits.append(out)
+            else:
+                pending.append(comm.send(out, comm.rank + 1))
+        for work in pending:
+            work.wait()
+        rows = 1 if last_only else n
+        result = torch.cat(logits[-1:] if last_only else logits) if comm.is_last else torch.empty(
+            rows, self.n_vocab, dtype=torch.float32, device=self.device)
+        return comm.broadcast(result, comm.world - 1)
+
+    def _capture(self) -> None:
+        self._token = torch.zeros(1, dtype=torch.long, device=self.device)
+        self._pos = torch.zeros(1, dtype=torch.long, device=self.device)
+
+        def step() -> torch.Tensor:
+            return self._gather(self.model(self._token, self._pos, kv_len=self.n_ctx, last_only=True))
+
+        # Warm up on a side stream (kernel autotuning, NCCL set-up) before capture.
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                step()
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._logits = step()

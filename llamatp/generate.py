@@ -1,0 +1,207 @@
+"""`llamatp run`: complete a prompt or hold a conversation, streaming tokens as they come."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from llamatp.chat import ChatSession
+from llamatp.errors import LlamatpError
+from llamatp.launch import WorkerInfo
+from llamatp.runtime import ModelOptions, Runtime, open_runtime
+from llamatp.sampling import Sampler, SamplingParams
+from llamatp.tokenizer import StreamDecoder, Tokenizer
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: ModelOptions
+    prompt: str
+    n_predict: int = -1
+    sampling: SamplingParams = SamplingParams()
+    display_prompt: bool = True
+    conversation: bool = False
+    system_prompt: str = ""
+    verbose_prompt: bool = False
+    verbose: bool = False
+
+
+@dataclass
+class Timings:
+    load_ms: float = 0.0
+    prompt_ms: float = 0.0
+    prompt_tokens: int = 0
+    eval_ms: float = 0.0
+    eval_runs: int = 0
+    sample_ms: float = 0.0
+    sample_runs: int = 0
+
+    def lines(self) -> list[str]:
+        p = "llamatp_perf_context_print:"
+        return [
+            "llamatp_perf_sampler_print:    sampling time = "
+            f"{self.sample_ms:10.2f} ms / {self.sample_runs:5d} runs   {_rate(self.sample_ms, self.sample_runs)}",
+            f"{p}        load time = {self.load_ms:10.2f} ms",
+            f"{p} prompt eval time = {self.prompt_ms:10.2f} ms / {self.prompt_tokens:5d} tokens "
+            f"{_rate(self.prompt_ms, self.prompt_tokens)}",
+            f"{p}        eval time = {self.eval_ms:10.2f} ms / {self.eval_runs:5d} runs   "
+            f"{_rate(self.eval_ms, self.eval_runs)}",
+            f"{p}       total time = {self.load_ms + self.prompt_ms + self.eval_ms + self.sample_ms:10.2f} ms / "
+            f"{self.prompt_tokens + self.eval_runs:5d} tokens",
+        ]
+
+
+def _rate(ms: float, n: int) -> str:
+    per = ms / n if n else 0.0
+    return f"({per:8.2f} ms per token, {1000.0 * n / ms if ms else 0.0:8.2f} tokens per second)"
+
+
+class Generator:
+    """Prompt in, tokens out, on every rank in lockstep; rank 0 writes the text."""
+
+    def __init__(self, rt: Runtime, tokenizer: Tokenizer, sampling: SamplingParams, timings: Timings) -> None:
+        self.rt, self.tokenizer, self.timings = rt, tokenizer, timings
+        self.sampler = Sampler(sampling, tokenizer.vocab_size)
+        self.history: list[int] = []
+        self.logits = None
+        self.pending_eog: int | None = None  # the end-of-turn token a reply stopped on
+
+    @property
+    def n_past(self) -> int:
+        return len(self.history)
+
+    def feed(self, tokens: list[int]) -> None:
+        if self.n_past + len(tokens) > self.rt.plan.n_ctx:
+            raise LlamatpError(
+                f"prompt is longer than the context ({self.n_past + len(tokens)} tokens > n_ctx "
+                f"{self.rt.plan.n_ctx}); raise -c"
+            )
+        start = time.perf_counter()
+        self.logits = self.rt.engine.forward(tokens, self.n_past)
+        _sync(self.rt)
+        self.timings.prompt_ms += (time.perf_counter() - start) * 1000
+        self.timings.prompt_tokens += len(tokens)
+        self.history += tokens
+
+    def tokens(self, n_predict: int) -> Iterator[int]:
+        """Sample until an end-of-generation token, n_predict tokens, or a full context."""
+        produced = 0
+        while n_predict < 0 or produced < n_predict:
+            start = time.perf_counter()
+            token = self.sampler.sample(self.logits[-1], self.history)
+            self.timings.sample_ms += (time.perf_counter() - start) * 1000
+            self.timings.sample_runs += 1
+            if self.tokenizer.is_eog(token):
+                self.pending_eog = token
+                return
+            self.pending_eog = None
+            yield token
+            produced += 1
+            if self.n_past >= self.rt.plan.n_ctx:
+                return
+            start = time.perf_counter()
+            self.logits = self.rt.engine.decode(token, self.n_past)
+            self.history.append(token)
+            self.timings.eval_ms += (time.perf_counter() - start) * 1000
+            self.timings.eval_runs += 1
+
+
+def _sync(rt: Runtime) -> None:
+    if rt.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(rt.device)
+
+
+def run_job(opts: RunOptions, info: WorkerInfo) -> None:
+    started = time.perf_counter()
+    rt = open_runtime(opts.model, info)
+    tokenizer = Tokenizer.from_metadata(rt.gguf.metadata)
+    timings = Timings(load_ms=(time.perf_counter() - started) * 1000)
+    gen = Generator(rt, tokenizer, opts.sampling, timings)
+    out = _Output(info.rank == 0)
+    if opts.conversation:
+        _converse(opts, rt, tokenizer, gen, out)
+    else:
+        _complete(opts, tokenizer, gen, out)
+    if info.rank == 0:
+        print("", file=sys.stderr)
+        for line in timings.lines():
+            print(line, file=sys.stderr)
+
+
+def _complete(opts: RunOptions, tokenizer: Tokenizer, gen: Generator, out: "_Output") -> None:
+    prompt = tokenizer.encode(opts.prompt, add_special=True, parse_special=True)
+    if not prompt:
+        raise LlamatpError("the prompt is empty and the model adds no BOS token; give -p or -f")
+    if opts.verbose_prompt:
+        out.describe_prompt(opts.prompt, prompt, tokenizer)
+    gen.feed(prompt)
+    decoder = StreamDecoder(tokenizer)
+    if opts.display_prompt:
+        out.text(opts.prompt)
+    for token in gen.tokens(opts.n_predict):
+        out.text(decoder.feed(token))
+    out.text(decoder.flush())
+    out.text("\n")
+
+
+def _converse(opts: RunOptions, rt: Runtime, tokenizer: Tokenizer, gen: Generator, out: "_Output") -> None:
+    template = rt.gguf.get("tokenizer.chat_template")
+    session = ChatSession(
+        template, bos_token=tokenizer.token_text(tokenizer.bos_id) if tokenizer.bos_id is not None else "",
+        eos_token=tokenizer.token_text(tokenizer.eos_id) if tokenizer.eos_id is not None else "",
+        tokenizer_adds_bos=tokenizer.add_bos,
+    )
+    first = True
+    text = session.add("system", opts.system_prompt) if opts.system_prompt else ""
+    user = opts.prompt or None
+    while True:
+        if user is None:
+            user = rt.comm.broadcast_object(out.read_line() if rt.comm.is_first else None)
+            if user is None:
+                return
+        text += session.add("user", user)
+        tokens = tokenizer.encode(text, add_special=first, parse_special=True)
+        if gen.pending_eog is not None:
+            tokens = [gen.pending_eog] + tokens
+        gen.feed(tokens)
+        first, text, user = False, "", None
+        decoder, reply = StreamDecoder(tokenizer), []
+        for token in gen.tokens(opts.n_predict):
+            piece = decoder.feed(token)
+            reply.append(piece)
+            out.text(piece)
+        reply.append(decoder.flush())
+        out.text(reply[-1] + "\n")
+        session.add_reply("".join(reply))
+
+
+class _Output:
+    """stdout for rank 0; the other ranks stay silent."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    def text(self, s: str) -> None:
+        if self.active and s:
+            sys.stdout.write(s)
+            sys.stdout.flush()
+
+    def read_line(self) -> str | None:
+        if sys.stdin.isatty():
+            sys.stdout.write("\n> ")
+            sys.stdout.flush()
+        line = sys.stdin.readline()
+        return line.rstrip("\n") if line else None
+
+    def describe_prompt(self, text: str, tokens: list[int], tokenizer: Tokenizer) -> None:
+        if not self.active:
+            return
+        print(f"\nmain: prompt: '{text}'", file=sys.stderr)
+        print(f"main: number of tokens in prompt = {len(tokens)}", file=sys.stderr)
+        for t in tokens:
+            print(f"{t:6d} -> '{tokenizer.token_text(t)}'", file=sys.stderr)
+        print("", file=sys.stderr)

@@ -1,0 +1,196 @@
+"""Open a GGUF file: metadata, the tensor index, and memory-mapped tensor bytes.
+
+No torch here, so `tokenize` and `info` start fast. Every length in the header is
+checked against the bytes that remain: a corrupt or hostile file fails with one clear
+error instead of a huge allocation, a long loop or a traceback.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
+
+from llamatp.errors import LlamatpError
+
+GGUF_MAGIC = b"GGUF"
+MAX_DIMS = 4
+
+# Smallest encoding of each metadata value type, in bytes (strings: the u64 length).
+_NUMPY_TYPES = {
+    GGUFValueType.UINT8: np.dtype("<u1"), GGUFValueType.INT8: np.dtype("<i1"), GGUFValueType.BOOL: np.dtype("?"),
+    GGUFValueType.UINT16: np.dtype("<u2"), GGUFValueType.INT16: np.dtype("<i2"),
+    GGUFValueType.UINT32: np.dtype("<u4"), GGUFValueType.INT32: np.dtype("<i4"),
+    GGUFValueType.FLOAT32: np.dtype("<f4"), GGUFValueType.UINT64: np.dtype("<u8"),
+    GGUFValueType.INT64: np.dtype("<i8"), GGUFValueType.FLOAT64: np.dtype("<f8"),
+}
+_SCALAR_SIZES = {vtype: dtype.itemsize for vtype, dtype in _NUMPY_TYPES.items()}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lives in the file. `shape` is torch order: (rows, cols)."""
+
+    name: str
+    qtype: GGMLQuantizationType
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+    @property
+    def n_elements(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def row_bytes(self) -> int:
+        block, size = GGML_QUANT_SIZES[self.qtype]
+        return self.shape[-1] // block * size
+
+
+class GGUFFile:
+    """A validated, memory-mapped GGUF file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise LlamatpError(f"model file not found: {self.path}")
+        try:
+            self._data = np.memmap(self.path, mode="r")
+        except (OSError, ValueError) as e:
+            raise LlamatpError(f"cannot read {self.path}: {e}") from None
+        header = _HeaderParser(self._data, self.path)
+        header.run()
+        self.metadata: dict[str, Any] = header.metadata
+        self.tensors: dict[str, TensorInfo] = {t.name: t for t in header.tensors}
+
+    @property
+    def architecture(self) -> str:
+        arch = self.metadata.get("general.architecture")
+        if not isinstance(arch, str):
+            raise LlamatpError(f"{self.path} has no general.architecture in its metadata")
+        return arch
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.metadata.get(key, default)
+
+    def tensor(self, name: str) -> TensorInfo:
+        info = self.tensors.get(name)
+        if info is None:
+            raise LlamatpError(f"{self.path} lacks tensor '{name}'")
+        return info
+
+    def raw(self, name: str) -> np.ndarray:
+        """The tensor's bytes as a read-only memory map of shape (rows, row_bytes)."""
+        info = self.tensor(name)
+        rows = info.n_elements // info.shape[-1]
+        return self._data[info.offset : info.offset + info.nbytes].reshape(rows, info.row_bytes)
+
+
+class _HeaderParser:
+    """Reads the header with every length checked against the bytes that remain.
+
+    gguf.GGUFReader builds a numpy array per metadata item, which takes seconds on a
+    128k-token vocabulary and trusts the lengths it reads; this parser does neither.
+    """
+
+    def __init__(self, data: np.ndarray, path: Path) -> None:
+        self.data = memoryview(data)
+        self.size = len(data)
+        self.path = path
+        self.pos = 0
+        self.metadata: dict[str, Any] = {}
+        self.tensors: list[TensorInfo] = []
+
+    def fail(self, why: str) -> LlamatpError:
+        return LlamatpError(f"{self.path} is not a valid GGUF file: {why}")
+
+    def take(self, n: int) -> memoryview:
+        if n < 0 or self.pos + n > self.size:
+            raise self.fail(f"header ends early (at byte {self.pos} of {self.size})")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def u32(self) -> int:
+        return struct.unpack("<I", self.take(4))[0]
+
+    def u64(self) -> int:
+        return struct.unpack("<Q", self.take(8))[0]
+
+    def string(self) -> str:
+        return str(self.take(self.u64()), "utf-8", errors="replace")
+
+    def run(self) -> None:
+        if bytes(self.take(4)) != GGUF_MAGIC:
+            raise self.fail("bad magic (expected 'GGUF')")
+        version = self.u32()
+        if version not in (2, 3):
+            raise self.fail(f"unsupported GGUF version {version}")
+        n_tensors, n_kv = self.u64(), self.u64()
+        remaining = self.size - self.pos
+        if n_kv * 13 > remaining or n_tensors * 24 > remaining:
+            raise self.fail(f"counts ({n_kv} metadata keys, {n_tensors} tensors) exceed the file size")
+        for _ in range(n_kv):
+            key = self.string()
+            self.metadata[key] = self.value(self.u32())
+        alignment = self.metadata.get("general.alignment", 32)
+        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+            raise self.fail(f"general.alignment must be a power of two, got {alignment}")
+        infos = [self.tensor_info() for _ in range(n_tensors)]
+        data_start = -(-self.pos // alignment) * alignment
+        names: set[str] = set()
+        for name, qtype, shape, offset in infos:
+            if name in names:
+                raise self.fail(f"tensor '{name}' appears twice")
+            names.add(name)
+            if offset % alignment:
+                raise self.fail(f"tensor '{name}' is not aligned to {alignment} bytes")
+            block, size = GGML_QUANT_SIZES[qtype]
+            nbytes = int(np.prod(shape, dtype=object)) // block * size
+            if data_start + offset + nbytes > self.size:
+                raise self.fail(f"tensor '{name}' data runs past the end of the file (truncated download?)")
+            self.tensors.append(TensorInfo(name, qtype, shape, data_start + offset, nbytes))
+
+    def value(self, vtype: int) -> Any:
+        if vtype == GGUFValueType.STRING:
+            return self.string()
+        if vtype == GGUFValueType.ARRAY:
+            item_type, count = self.u32(), self.u64()
+            if item_type == GGUFValueType.ARRAY:
+                raise self.fail("nested metadata arrays are not supported")
+            least = 8 if item_type == GGUFValueType.STRING else _SCALAR_SIZES.get(item_type, 1)
+            if count * least > self.size - self.pos:
+                raise self.fail(f"a metadata array of {count} items exceeds the file size")
+            if item_type in _NUMPY_TYPES:
+                dtype = _NUMPY_TYPES[item_type]
+                return np.frombuffer(self.take(count * dtype.itemsize), dtype=dtype).tolist()
+            return [self.value(item_type) for _ in range(count)]
+        dtype = _NUMPY_TYPES.get(vtype)
+        if dtype is None:
+            raise self.fail(f"unknown metadata value type {vtype}")
+        return np.frombuffer(self.take(dtype.itemsize), dtype=dtype)[0].item()
+
+    def tensor_info(self) -> tuple[str, GGMLQuantizationType, tuple[int, ...], int]:
+        name = self.string()
+        n_dims = self.u32()
+        if not 1 <= n_dims <= MAX_DIMS:
+            raise self.fail(f"tensor '{name}' has {n_dims} dimensions")
+        dims = [self.u64() for _ in range(n_dims)]
+        raw_type = self.u32()
+        offset = self.u64()
+        try:
+            qtype = GGMLQuantizationType(raw_type)
+            block, _ = GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            raise self.fail(f"tensor '{name}' has unknown type id {raw_type}") from None
+        if dims[0] % block:
+            raise self.fail(f"tensor '{name}' row of {dims[0]} is not a whole number of {qtype.name} blocks")
+        if int(np.prod(dims, dtype=object)) > self.size * 8:
+            raise self.fail(f"tensor '{name}' claims more elements than the file can hold")
+        while len(dims) > 2 and dims[-1] == 1:
+            dims.pop()
+        return name, qtype, tuple(reversed(dims)), offset

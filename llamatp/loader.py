@@ -1,0 +1,114 @@
+"""Build one rank's Transformer from a GGUF file, reading only the bytes its shard needs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from gguf import GGMLQuantizationType
+
+from llamatp.config import ModelConfig
+from llamatp.gguf_file import GGUFFile
+from llamatp.linear import Linear, WeightSlice
+from llamatp.model import (
+    AllReduce, Attention, Block, FeedForward, KVCache, RMSNorm, Rope, Transformer, VocabEmbedding, no_reduce,
+)
+from llamatp.plan import Plan, Shard, tensor_slice
+from llamatp.quant import block_size, check_supported, column_byte_range, dequantize
+
+F32 = GGMLQuantizationType.F32
+
+
+def read_slice(gguf: GGUFFile, name: str, rows: range | None, cols: range | None,
+               device: torch.device) -> WeightSlice:
+    """Rows and columns of a tensor, still in GGUF blocks, copied to `device`.
+
+    Columns off block boundaries (a head split that cuts a quantization block) are
+    dequantized from the blocks that cover them; only this rank's slice is touched.
+    """
+    info = gguf.tensor(name)
+    check_supported(info.qtype, name)
+    raw = gguf.raw(name)
+    n_cols = info.shape[-1]
+    if len(info.shape) == 1 and rows is not None:  # a bias: its rows are its elements
+        rows, cols = None, rows
+    if rows is not None:
+        raw = raw[rows.start : rows.stop]
+    qtype = info.qtype
+    if cols is not None and (cols.start, cols.stop) != (0, n_cols):
+        block = block_size(qtype)
+        if cols.start % block == 0 and cols.stop % block == 0:
+            start, stop = column_byte_range(qtype, cols.start, cols.stop)
+            raw = raw[:, start:stop]
+        else:
+            first, last = cols.start // block * block, -(-cols.stop // block) * block
+            start, stop = column_byte_range(qtype, first, last)
+            covering = torch.from_numpy(np.ascontiguousarray(raw[:, start:stop]))
+            values = dequantize(covering, qtype)[:, cols.start - first : cols.stop - first].contiguous()
+            raw, qtype = values.view(torch.uint8).numpy(), F32
+        n_cols = len(cols)
+    with warnings.catch_warnings():  # the memory map is read-only; nothing writes through it
+        warnings.simplefilter("ignore", UserWarning)
+        tensor = torch.from_numpy(np.ascontiguousarray(raw)).to(device)
+    return WeightSlice(tensor, qtype, tensor.shape[0], n_cols)
+
+
+def read_dense(gguf: GGUFFile, name: str, device: torch.device) -> torch.Tensor:
+    piece = read_slice(gguf, name, None, None, device)
+    return piece.dense(torch.float32).reshape(gguf.tensor(name).shape)
+
+
+def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, device: torch.device,
+                dtype: torch.dtype, all_reduce: AllReduce = no_reduce) -> Transformer:
+    shard = plan.shards[rank]
+    reduce = all_reduce if plan.mode == "tensor" else no_reduce
+
+    def piece(name: str) -> WeightSlice:
+        where = tensor_slice(name, shard, plan.mode, config)
+        assert where is not None, f"the plan gives rank {rank} no part of {name}"
+        return read_slice(gguf, name, *where, device)
+
+    def linear(name: str, bias: str | None = None) -> Linear:
+        b = None
+        if bias is not None and bias in gguf.tensors:
+            b = piece(bias).dense(dtype).reshape(-1)
+        return Linear(piece(name), b, dtype)
+
+    def norm(name: str) -> RMSNorm:
+        return RMSNorm(read_dense(gguf, name, device), config.norm_eps)
+
+    freq_factors = read_dense(gguf, "rope_freqs.weight", device) if "rope_freqs.weight" in gguf.tensors else None
+    rope_global = Rope(config.head_dim, config.rope_base, config.rope_scale, config.rope_neox, freq_factors, device)
+    rope_local = Rope(config.head_dim, config.rope_base_swa, 1.0, config.rope_neox, None, device)
+
+    blocks = []
+    for layer in shard.layers:
+        p = f"blk.{layer}."
+        qk_norms = (norm(p + "attn_q_norm.weight"), norm(p + "attn_k_norm.weight")) if config.qk_norm else (None, None)
+        swa = config.is_swa_layer(layer)
+        attn = Attention(
+            config, shard.q_heads, shard.kv_heads,
+            linear(p + "attn_q.weight", p + "attn_q.bias"), linear(p + "attn_k.weight", p + "attn_k.bias"),
+            linear(p + "attn_v.weight", p + "attn_v.bias"), linear(p + "attn_output.weight"),
+            *qk_norms, rope_local if swa else rope_global,
+        )
+        ffn = FeedForward(linear(p + "ffn_gate.weight"), linear(p + "ffn_up.weight"),
+                          linear(p + "ffn_down.weight"), config.gelu)
+        post = (norm(p + "post_attention_norm.weight"), norm(p + "post_ffw_norm.weight")) if config.post_norms else (None, None)
+        blocks.append(Block(norm(p + "attn_norm.weight"), attn, norm(p + "ffn_norm.weight"), ffn, *post, swa, reduce))
+
+    embed = None
+    if shard.has_embedding:
+        table = piece("token_embd.weight")
+        embed = VocabEmbedding(table.raw, table.qtype, _vocab_start(plan, shard), config.embed_scale, dtype, reduce)
+    head = norm_out = None
+    if shard.has_output:
+        norm_out = norm("output_norm.weight")
+        head = linear("token_embd.weight" if config.tied_embeddings else "output.weight")
+    cache = KVCache(len(shard.layers), len(shard.kv_heads), plan.n_ctx, config.head_dim, dtype, device)
+    return Transformer(config, embed, blocks, norm_out, head, cache)
+
+
+def _vocab_start(plan: Plan, shard: Shard) -> int:
+    return shard.vocab.start if plan.mode == "tensor" else 0

@@ -1,0 +1,205 @@
+"""The transformer, as plain modules over one rank's shard.
+
+One class serves llama, qwen2, qwen3 and gemma3: their differences are fields of
+ModelConfig. Under tensor split a rank holds some query heads (and the KV heads they
+read), some FFN columns and some vocabulary rows; `all_reduce` joins the partial sums.
+Under layer split a rank holds whole layers and the embedding or head if it is first or last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from gguf import GGMLQuantizationType
+
+from llamatp.config import ModelConfig
+from llamatp.linear import Linear
+from llamatp.quant import dequantize_to
+
+AllReduce = Callable[[torch.Tensor], torch.Tensor]
+
+
+def no_reduce(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+class RMSNorm(torch.nn.Module):
+    def __init__(self, weight: torch.Tensor, eps: float) -> None:
+        super().__init__()
+        self.weight = weight.float()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (x32 * self.weight).to(x.dtype)
+
+
+class VocabEmbedding(torch.nn.Module):
+    """Rows [first, first + rows) of the token embedding, kept in GGUF blocks; looked up per token."""
+
+    def __init__(self, raw: torch.Tensor, qtype: GGMLQuantizationType, first: int, scale: float,
+                 dtype: torch.dtype, all_reduce: AllReduce) -> None:
+        super().__init__()
+        self.raw, self.qtype, self.first, self.scale = raw, qtype, first, scale
+        self.dtype, self.all_reduce = dtype, all_reduce
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        local = tokens - self.first
+        mine = (local >= 0) & (local < self.raw.shape[0])
+        rows = dequantize_to(self.raw[local.clamp(0, max(self.raw.shape[0] - 1, 0))], self.qtype, self.dtype)
+        x = torch.where(mine[:, None], rows, torch.zeros((), dtype=self.dtype, device=rows.device))
+        return self.all_reduce(x) * self.scale
+
+
+class Rope(torch.nn.Module):
+    """Rotary position embedding, in llama.cpp's NORM (adjacent pairs) or NEOX (halves) layout."""
+
+    def __init__(self, head_dim: int, base: float, scale: float, neox: bool, freq_factors: torch.Tensor | None,
+                 device: torch.device) -> None:
+        super().__init__()
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
+        if freq_factors is not None:
+            inv_freq = inv_freq / freq_factors.float().to(device)
+        self.inv_freq = inv_freq / scale
+        self.neox = neox
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        angles = pos.float()[:, None] * self.inv_freq[None, :]
+        cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]
+        x32 = x.float()
+        if self.neox:
+            x1, x2 = x32.chunk(2, dim=-1)
+            out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+        else:
+            x1, x2 = x32[..., 0::2], x32[..., 1::2]
+            out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+        return out.to(x.dtype)
+
+
+class KVCache:
+    """Keys and values of this rank's layers and KV heads: [layers, kv_heads, n_ctx, head_dim]."""
+
+    def __init__(self, n_layers: int, n_kv_heads: int, n_ctx: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        shape = (n_layers, n_kv_heads, n_ctx, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.n_ctx = n_ctx
+
+
+class Attention(torch.nn.Module):
+    def __init__(self, config: ModelConfig, q_heads: range, kv_heads: range, wq: Linear, wk: Linear,
+                 wv: Linear, wo: Linear, q_norm: RMSNorm | None, k_norm: RMSNorm | None, rope: Rope) -> None:
+        super().__init__()
+        self.wq, self.wk, self.wv, self.wo = wq, wk, wv, wo
+        self.q_norm, self.k_norm, self.rope = q_norm, k_norm, rope
+        self.n_q, self.n_kv, self.head_dim = len(q_heads), len(kv_heads), config.head_dim
+        self.scale = config.attn_scale
+        kv_of_q = [(q // config.n_group) - kv_heads.start for q in q_heads]
+        per_kv = self.n_q // self.n_kv if self.n_kv else 0
+        # Query heads that share a KV head are batched against it (no K/V copy), as long as
+        # each KV head serves a contiguous, equal run of them; otherwise K/V are gathered.
+        self.group = per_kv if kv_of_q == [i // max(per_kv, 1) for i in range(self.n_q)] else 0
+        self.register_buffer("kv_of_q", torch.tensor(kv_of_q, dtype=torch.long), persistent=False)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        T = x.shape[0]
+        q = self.wq(x).view(T, self.n_q, self.head_dim)
+        k = self.wk(x).view(T, self.n_kv, self.head_dim)
+        v = self.wv(x).view(T, self.n_kv, self.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.rope(q, pos), self.rope(k, pos)
+        k_cache.index_copy_(1, pos, k.transpose(0, 1).to(k_cache.dtype))
+        v_cache.index_copy_(1, pos, v.transpose(0, 1).to(v_cache.dtype))
+        kv_len = mask.shape[-1]
+        keys, values = k_cache[:, :kv_len], v_cache[:, :kv_len]
+        out = self._attend(q, keys, values, mask)
+        return self.wo(out.reshape(T, self.n_q * self.head_dim))
+
+    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        T = q.shape[0]
+        if self.n_q == 0:
+            return q.new_zeros(T, 0, self.head_dim)
+        g = self.group
+        if g == 0:
+            keys, values, g = keys[self.kv_of_q], values[self.kv_of_q], 1
+        n_kv = keys.shape[0]
+        qg = q.to(keys.dtype).view(T, n_kv, g, self.head_dim).permute(1, 0, 2, 3).reshape(n_kv, T * g, self.head_dim)
+        m = mask.repeat_interleave(g, dim=0) if g > 1 else mask
+        if qg.is_cuda:
+            out = F.scaled_dot_product_attention(qg, keys, values, attn_mask=m, scale=self.scale)
+        else:  # torch's CPU SDPA costs milliseconds per call at these sizes; plain ops cost microseconds
+            scores = (qg @ keys.transpose(1, 2)) * self.scale
+            out = scores.masked_fill(~m, float("-inf")).softmax(-1) @ values
+        return out.view(n_kv, T, g, self.head_dim).permute(1, 0, 2, 3).reshape(T, self.n_q, self.head_dim).to(q.dtype)
+
+
+class FeedForward(torch.nn.Module):
+    def __init__(self, gate: Linear, up: Linear, down: Linear, gelu: bool) -> None:
+        super().__init__()
+        self.gate, self.up, self.down, self.gelu = gate, up, down, gelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gate(x)
+        act = F.gelu(g, approximate="tanh") if self.gelu else F.silu(g)
+        return self.down(act * self.up(x))
+
+
+class Block(torch.nn.Module):
+    def __init__(self, attn_norm: RMSNorm, attn: Attention, ffn_norm: RMSNorm, ffn: FeedForward,
+                 post_attn_norm: RMSNorm | None, post_ffn_norm: RMSNorm | None, swa: bool,
+                 all_reduce: AllReduce) -> None:
+        super().__init__()
+        self.attn_norm, self.attn, self.ffn_norm, self.ffn = attn_norm, attn, ffn_norm, ffn
+        self.post_attn_norm, self.post_ffn_norm = post_attn_norm, post_ffn_norm
+        self.swa = swa
+        self.all_reduce = all_reduce
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                mask: torch.Tensor, swa_mask: torch.Tensor) -> torch.Tensor:
+        h = self.all_reduce(self.attn(self.attn_norm(x), pos, k_cache, v_cache, swa_mask if self.swa else mask))
+        if self.post_attn_norm is not None:
+            h = self.post_attn_norm(h)
+        x = x + h
+        h = self.all_reduce(self.ffn(self.ffn_norm(x)))
+        if self.post_ffn_norm is not None:
+            h = self.post_ffn_norm(h)
+        return x + h
+
+
+class Transformer(torch.nn.Module):
+    """One rank's part of the model: optional embedding, some blocks, optional head."""
+
+    def __init__(self, config: ModelConfig, embed: VocabEmbedding | None, blocks: list[Block],
+                 norm: RMSNorm | None, head: Linear | None, cache: KVCache) -> None:
+        super().__init__()
+        self.config = config
+        self.embed, self.norm, self.head = embed, norm, head
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.cache = cache
+
+    def forward(self, inputs: torch.Tensor, pos: torch.Tensor, kv_len: int, last_only: bool = True) -> torch.Tensor:
+        """Token ids (first stage) or hidden states, at positions `pos`, attending to the first
+        `kv_len` cache slots. Returns this rank's logits slice if it holds the head, else hidden states."""
+        x = self.embed(inputs) if self.embed is not None else inputs
+        mask, swa_mask = self._masks(pos, kv_len)
+        for i, block in enumerate(self.blocks):
+            x = block(x, pos, self.cache.k[i], self.cache.v[i], mask, swa_mask)
+        if self.head is None:
+            return x
+        if last_only:
+            x = x[-1:]
+        return self.head(self.norm(x)).float()
+
+    def _masks(self, pos: torch.Tensor, kv_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        key_pos = torch.arange(kv_len, device=pos.device)
+        causal = key_pos[None, :] <= pos[:, None]
+        window = self.config.sliding_window
+        if window <= 0:
+            return causal, causal
+        return causal, causal & (pos[:, None] - key_pos[None, :] < window)

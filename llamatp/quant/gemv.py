@@ -1,0 +1,421 @@
+"""Small-batch matrix-vector products that read GGUF quantized weights without dequantizing them.
+
+`repack` rearranges a weight's GGUF blocks once, at load, into planes that the Triton
+kernels read with wide coalesced loads; `gemv` then computes x @ W.T for a handful of rows
+of x (decode), and `dequantize_packed` rebuilds W for the prompt's large matmuls.
+
+The unit of work is a *chunk*: the 32 consecutive elements of one row that share a scale
+(a whole Q4_0/Q4_1/Q5_0/Q8_0 block, or one sub-block of a 256-element K-quant block),
+held by one thread as W words (16 bytes of 4-bit codes, or 32 of Q8_0's bytes). Each
+plane is indexed [group, row, ...], so the chunks of consecutive rows for one group of 32
+columns sit next to each other and a warp reading neighbouring rows reads one contiguous
+run of memory:
+
+    quants      int32 [groups, rows, W]  low 4 bits of each code: element W*j + w of the chunk in
+                                         field j (bits 4j..4j+3) of word w; W = 4
+                                         (Q8_0: W = 8 words of four 8-bit fields)
+    high_bits   [groups, rows, 4]        the codes' fifth bit (uint8, bit j of byte w: Q5_0/Q5_K)
+                                         or fifth and sixth bits (int16, bits 2j..2j+1: Q6_K)
+    scales      float16 [groups, rows, S]       per 32-group: d (and m for Q4_1), or
+                float16 [superblocks, rows, S]  per 256-block for K-quants: d (and dmin)
+    sub_scales  [groups, rows, 2]        K-quants: the 6-bit scale and min of the sub-block
+                                         (uint8), or Q6_K's two signed 8-bit scales
+
+Codes are stored unsigned (Q8_0's are offset by 128), and every type dequantizes as
+scale * (code - zero) + offset, the offset being Q4_1's m or a K-quant's -dmin * min. The
+kernels turn codes into floats with the exponent trick (or 0x4B000000 into an integer below
+2^23 and subtract 2^23): an integer-to-float conversion runs at a fraction of the rate of
+the adds and multiplies around it, and the decode kernel has little arithmetic to spare per
+byte it reads.
+
+A tensor-parallel rank repacks only its own slice of the GGUF data: any whole rows, or any
+block-aligned range of columns (a multiple of 256 for K-quants).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from llamatp.errors import LlamatpError
+
+Q = GGMLQuantizationType
+GROUP = 32  # elements per chunk: every supported type has one scale per 32 elements (Q6_K: two)
+K_BLOCK = 256  # elements per K-quant superblock
+
+# The types the kernels read, as kernel constants.
+Q4_0: tl.constexpr = tl.constexpr(int(Q.Q4_0))
+Q4_1: tl.constexpr = tl.constexpr(int(Q.Q4_1))
+Q5_0: tl.constexpr = tl.constexpr(int(Q.Q5_0))
+Q8_0: tl.constexpr = tl.constexpr(int(Q.Q8_0))
+Q4_K: tl.constexpr = tl.constexpr(int(Q.Q4_K))
+Q5_K: tl.constexpr = tl.constexpr(int(Q.Q5_K))
+Q6_K: tl.constexpr = tl.constexpr(int(Q.Q6_K))
+
+_SUPPORTED = (Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K)
+
+
+def gemv_supported(qtype: GGMLQuantizationType) -> bool:
+    """Whether `repack`/`gemv` handle this type (otherwise dequantize and use a dense matmul)."""
+    return qtype in _SUPPORTED
+
+
+@dataclass(frozen=True)
+class PackedWeight:
+    """A [n_rows, n_cols] GGUF weight in the kernels' plane layout (see the module docstring)."""
+
+    qtype: GGMLQuantizationType
+    n_rows: int
+    n_cols: int
+    quants: torch.Tensor
+    high_bits: torch.Tensor | None
+    scales: torch.Tensor
+    sub_scales: torch.Tensor | None
+
+    @property
+    def nbytes(self) -> int:
+        planes = (self.quants, self.high_bits, self.scales, self.sub_scales)
+        return sum(p.numel() * p.element_size() for p in planes if p is not None)
+
+
+@dataclass(frozen=True)
+class GemvConfig:
+    """How `gemv` tiles the product: rows and 32-column groups per program step, and K splits."""
+
+    block_n: int
+    block_g: int
+    split_k: int
+    num_warps: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Repacking (torch, once at load)
+
+
+def _f16(fields: torch.Tensor) -> torch.Tensor:
+    """[..., 2 * k] uint8 -> [..., k] float16."""
+    return fields.contiguous().view(torch.float16)
+
+
+def _k_scales_mins(packed: torch.Tensor) -> torch.Tensor:
+    """The eight 6-bit (scale, min) pairs of Q4_K/Q5_K: [..., 12] uint8 -> [..., 8, 2] uint8."""
+    low, mid, high = packed[..., 0:4], packed[..., 4:8], packed[..., 8:12]
+    scales = torch.cat([low & 63, (high & 15) | ((low >> 6) << 4)], dim=-1)
+    mins = torch.cat([mid & 63, (high >> 4) | ((mid >> 6) << 4)], dim=-1)
+    return torch.stack([scales, mins], dim=-1)
+
+
+def _decode(blocks: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Tensor, ...]:
+    """Unsigned codes in column order, and scales: blocks [rows, n_blocks, type_size] uint8 ->
+    (codes [rows, cols] uint8, scales [rows, n_blocks, S] f16, sub_scales [rows, groups, 2] | None).
+    """
+    rows, n_blocks, _ = blocks.shape
+    dev = blocks.device
+    sub_scales = None
+    if qtype in (Q.Q4_0, Q.Q4_1, Q.Q5_0):
+        n_scales = 2 if qtype == Q.Q4_1 else 1
+        scales = _f16(blocks[..., : 2 * n_scales])
+        qs = blocks[..., 2 * n_scales + (4 if qtype == Q.Q5_0 else 0) :]
+        codes = torch.cat([qs & 15, qs >> 4], dim=-1)  # byte i holds elements i and i + 16
+        if qtype == Q.Q5_0:
+            qh = blocks[..., 2:6]  # a little-endian uint32: bit i is element i's fifth bit
+            bits = (qh.unsqueeze(-1) >> torch.arange(8, dtype=torch.uint8, device=dev)) & 1
+            codes = codes | (bits.reshape(rows, n_blocks, GROUP) << 4)
+    elif qtype == Q.Q8_0:
+        scales = _f16(blocks[..., :2])
+        codes = blocks[..., 2:] ^ 0x80  # int8 -> uint8 offset by 128
+    elif qtype in (Q.Q4_K, Q.Q5_K):
+        scales = _f16(blocks[..., :4])  # d, dmin
+        sub_scales = _k_scales_mins(blocks[..., 4:16]).reshape(rows, -1, 2)
+        qs = blocks[..., (48 if qtype == Q.Q5_K else 16) :].reshape(rows, n_blocks, 4, 1, 32)
+        codes = torch.cat([qs & 15, qs >> 4], dim=3)  # 32 bytes: sub-block 2i low, 2i+1 high nibbles
+        if qtype == Q.Q5_K:
+            qh = blocks[..., 16:48].reshape(rows, n_blocks, 1, 32)  # bit i: sub-block i's fifth bit
+            bits = (qh >> torch.arange(8, dtype=torch.uint8, device=dev).view(8, 1)) & 1
+            codes = codes | (bits.reshape(codes.shape) << 4)
+    elif qtype == Q.Q6_K:
+        scales = _f16(blocks[..., 208:210])
+        sub_scales = blocks[..., 192:208].contiguous().view(torch.int8).reshape(rows, -1, 2)
+        ql = blocks[..., :128].reshape(rows, n_blocks, 2, 2, 32)  # (half, 32-byte run, byte)
+        qh = blocks[..., 128:192].reshape(rows, n_blocks, 2, 1, 32)
+        low = torch.cat([ql & 15, ql >> 4], dim=3)  # quarter q of a half: run q % 2, nibble q // 2
+        high = (qh >> (2 * torch.arange(4, dtype=torch.uint8, device=dev)).view(4, 1)) & 3
+        codes = low | (high << 4)
+    else:
+        raise LlamatpError(f"no GEMV kernel for {qtype.name} weights")
+    return codes.reshape(rows, -1), scales, sub_scales
+
+
+def _pack_planes(codes: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """codes [rows, cols] uint8 -> (quants [rows, groups, W] int32, high_bits [rows, groups, 4] | None).
+
+    Element e = W * j + w of a chunk goes to field j of word w, so that field j of the W
+    words of a chunk pairs with W consecutive elements of x.
+    """
+    rows, cols = codes.shape
+    words = 8 if qtype == Q.Q8_0 else 4
+    fields = codes.reshape(rows, cols // GROUP, GROUP // words, words).transpose(-1, -2)  # [rows, groups, W, E]
+    if qtype == Q.Q8_0:
+        return fields.contiguous().view(torch.int32).squeeze(-1), None
+    nibbles = fields & 15
+    quants = (nibbles[..., 0::2] | (nibbles[..., 1::2] << 4)).contiguous().view(torch.int32).squeeze(-1)
+    if qtype not in (Q.Q5_0, Q.Q5_K, Q.Q6_K):
+        return quants, None
+    high = fields >> 4
+    if qtype == Q.Q6_K:  # 2 bits per field: an int16 per word, as two little-endian bytes of 4 fields
+        shifts = 2 * torch.arange(4, dtype=torch.uint8, device=codes.device)
+        packed = (high.reshape(rows, -1, 4, 2, 4) << shifts).sum(-1, dtype=torch.uint8)
+        return quants, packed.view(torch.int16).squeeze(-1)
+    shifts = torch.arange(8, dtype=torch.uint8, device=codes.device)
+    return quants, (high << shifts).sum(-1, dtype=torch.uint8)
+
+
+def repack(raw: torch.Tensor, qtype: GGMLQuantizationType, n_rows: int, n_cols: int) -> PackedWeight:
+    """Rearrange GGUF blocks [n_rows, row_bytes] uint8 (on the target device) for the kernels.
+
+    `raw` may be any slice of whole blocks of a larger tensor: some rows, or a block-aligned
+    range of each row's bytes.
+    """
+    if not gemv_supported(qtype):
+        raise LlamatpError(f"no GEMV kernel for {qtype.name} weights")
+    block, type_size = GGML_QUANT_SIZES[qtype]
+    if n_cols % block != 0:
+        raise LlamatpError(f"{qtype.name} weight with {n_cols} columns is not a whole number of {block}-element blocks")
+    n_blocks = n_cols // block
+    if raw.dtype != torch.uint8 or tuple(raw.shape) != (n_rows, n_blocks * type_size):
+        raise LlamatpError(
+            f"{qtype.name} weight data is {tuple(raw.shape)} {raw.dtype}, "
+            f"expected ({n_rows}, {n_blocks * type_size}) uint8 for {n_rows}x{n_cols}"
+        )
+    planes: list[list[torch.Tensor | None]] = [[], [], [], []]
+    # Decode a bounded number of rows at a time: the intermediate tensors are several times
+    # the size of the codes.
+    rows_per_step = max(1, (1 << 24) // max(n_cols, 1))
+    for start in range(0, n_rows, rows_per_step):
+        blocks = raw[start : start + rows_per_step].reshape(-1, n_blocks, type_size)
+        codes, scales, sub_scales = _decode(blocks, qtype)
+        quants, high_bits = _pack_planes(codes, qtype)
+        for plane, part in zip(planes, (quants, high_bits, scales, sub_scales)):
+            plane.append(part)
+
+    def group_major(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+        if parts[0] is None:
+            return None
+        return torch.cat(parts).transpose(0, 1).contiguous()  # type: ignore[arg-type]
+
+    quants, high_bits, scales, sub_scales = (group_major(p) for p in planes)
+    assert quants is not None and scales is not None
+    return PackedWeight(qtype, n_rows, n_cols, quants, high_bits, scales, sub_scales)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+
+
+@triton.jit
+def _field(words, high, j: tl.constexpr, QTYPE: tl.constexpr):
+    """Field j of every word: codes as floats, zero point removed."""
+    E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
+    BITS: tl.constexpr = 32 // E
+    q = (words >> (j * BITS)) & ((1 << BITS) - 1)
+    if QTYPE == Q5_0 or QTYPE == Q5_K:
+        q |= ((high >> j) & 1) << 4
+    if QTYPE == Q6_K:
+        q |= ((high >> (2 * j)) & 3) << 4
+    ZERO: tl.constexpr = (
+        8 if QTYPE == Q4_0 else 16 if QTYPE == Q5_0 else 128 if QTYPE == Q8_0 else 32 if QTYPE == Q6_K else 0
+    )
+    return (q | 0x4B000000).to(tl.float32, bitcast=True) - (8388608.0 + ZERO)
+
+
+@triton.jit
+def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, groups, rows, n_rows, mask, QTYPE: tl.constexpr):
+    """The words of the chunks (groups x rows) and their scales: returns
+    words [G, R, W] int32, high [G, R, 4] int32 (or 0), and [G, R] float32 tensors
+    scale_lo, scale_hi, offset: element (w, j) of a chunk is field j of word w times scale_lo
+    for j < E / 2, times scale_hi for the others, plus offset.
+    """
+    W: tl.constexpr = 8 if QTYPE == Q8_0 else 4
+    chunk = groups[:, None] * n_rows + rows[None, :]
+    w_idx = tl.arange(0, W)[None, None, :]
+    words = tl.load(quants_ptr + chunk[:, :, None] * W + w_idx, mask=mask[:, :, None], other=0)
+    high = 0
+    if QTYPE == Q5_0 or QTYPE == Q5_K or QTYPE == Q6_K:
+        high = tl.load(high_ptr + chunk[:, :, None] * 4 + w_idx, mask=mask[:, :, None], other=0).to(tl.int32)
+
+    offset = tl.zeros(chunk.shape, tl.float32)
+    if QTYPE == Q4_0 or QTYPE == Q5_0 or QTYPE == Q8_0:
+        scale_lo = tl.load(scales_ptr + chunk, mask=mask, other=0).to(tl.float32)
+        scale_hi = scale_lo
+    elif QTYPE == Q4_1:
+        scale_lo = tl.load(scales_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
+        scale_hi = scale_lo
+        offset = tl.load(scales_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
+    else:
+        superblock = (groups[:, None] // (256 // 32)) * n_rows + rows[None, :]
+        if QTYPE == Q6_K:  # a scale per 16 elements: fields 0-3 of the words, then fields 4-7
+            d = tl.load(scales_ptr + superblock, mask=mask, other=0).to(tl.float32)
+            scale_lo = d * tl.load(sub_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
+            scale_hi = d * tl.load(sub_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
+        else:
+            d = tl.load(scales_ptr + superblock * 2, mask=mask, other=0).to(tl.float32)
+            dmin = tl.load(scales_ptr + superblock * 2 + 1, mask=mask, other=0).to(tl.float32)
+            scale_lo = d * tl.load(sub_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
+            scale_hi = scale_lo
+            offset = -dmin * tl.load(sub_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
+    return words, high, scale_lo, scale_hi, offset
+
+
+@triton.jit
+def _gemv_kernel(
+    x_ptr, out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr,
+    M, N, n_groups, groups_per_split,
+    QTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_G: tl.constexpr,
+):  # fmt: skip
+    """out[pid_k, m, n] = sum over this program's share of K of x[m, k] * W[n, k]."""
+    W: tl.constexpr = 8 if QTYPE == Q8_0 else 4
+    E: tl.constexpr = 32 // W
+    HAS_OFFSET: tl.constexpr = QTYPE == Q4_1 or QTYPE == Q4_K or QTYPE == Q5_K
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < N
+    g_begin = pid_k * groups_per_split
+    g_end = tl.minimum(g_begin + groups_per_split, n_groups)
+    batch_row = tl.arange(0, BLOCK_M)
+    acc = tl.zeros([BLOCK_M, BLOCK_G, BLOCK_N], tl.float32)
+    for g0 in range(g_begin, g_end, BLOCK_G):
+        groups = g0 + tl.arange(0, BLOCK_G)
+        mask = (groups < g_end)[:, None] & row_ok[None, :]
+        words, high, scale_lo, scale_hi, offset = _load_chunks(
+            quants_ptr, high_ptr, scales_ptr, sub_ptr, groups, rows, N, mask, QTYPE
+        )
+        # x in the shape of `words` (the same x for every row): both loads get the same
+        # register layout, so x needs no shuffling between threads.
+        x_offs = tl.broadcast_to(groups[:, None, None] * 32 + tl.arange(0, W)[None, None, :], words.shape)
+        for m in tl.static_range(BLOCK_M):
+            x_row = x_ptr + tl.minimum(m, M - 1) * (n_groups * 32)  # padding rows repeat the last; never stored
+            lo = tl.zeros(words.shape, tl.float32)
+            hi = tl.zeros(words.shape, tl.float32)
+            x_sum = tl.zeros(words.shape, tl.float32)
+            for j in tl.static_range(E):  # the codes are decoded once: repeated for each m, then merged
+                xj = tl.load(x_row + x_offs + j * W, mask=mask[:, :, None], other=0.0).to(tl.float32)
+                if j < E // 2:
+                    lo += _field(words, high, j, QTYPE) * xj
+                else:
+                    hi += _field(words, high, j, QTYPE) * xj
+                if HAS_OFFSET:
+                    x_sum += xj
+            part = tl.sum(lo, axis=2) * scale_lo + tl.sum(hi, axis=2) * scale_hi
+            if HAS_OFFSET:
+                part += tl.sum(x_sum, axis=2) * offset
+            acc += tl.where(batch_row[:, None, None] == m, part[None, :, :], 0.0)
+    out = tl.sum(acc, axis=1)
+    out_offs = pid_k * M * N + batch_row[:, None] * N + rows[None, :]
+    tl.store(out_ptr + out_offs, out.to(out_ptr.dtype.element_ty), mask=(batch_row[:, None] < M) & row_ok[None, :])
+
+
+@triton.jit
+def _dequant_kernel(
+    out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, N, n_groups,
+    QTYPE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_G: tl.constexpr,
+):  # fmt: skip
+    """out[n, k] = W[n, k] for a tile of rows and 32-column groups."""
+    W: tl.constexpr = 8 if QTYPE == Q8_0 else 4
+    E: tl.constexpr = 32 // W
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    groups = tl.program_id(1) * BLOCK_G + tl.arange(0, BLOCK_G)
+    mask = (groups < n_groups)[:, None] & (rows < N)[None, :]
+    words, high, scale_lo, scale_hi, offset = _load_chunks(
+        quants_ptr, high_ptr, scales_ptr, sub_ptr, groups, rows, N, mask, QTYPE
+    )
+    cols = groups[:, None, None] * 32 + tl.arange(0, W)[None, None, :]
+    out_row = out_ptr + rows[None, :, None].to(tl.int64) * (n_groups * 32)
+    for j in tl.static_range(E):
+        scale = scale_lo if j < E // 2 else scale_hi
+        w = _field(words, high, j, QTYPE) * scale[:, :, None] + offset[:, :, None]
+        tl.store(out_row + cols + j * W, w.to(out_ptr.dtype.element_ty), mask=mask[:, :, None])
+
+
+# ---------------------------------------------------------------------------------------------
+# Launchers
+
+
+@functools.cache
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 1
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def pick_config(n_rows: int, n_cols: int, batch: int, sm_count: int) -> GemvConfig:
+    """A tiling for a [batch, n_cols] x [n_rows, n_cols]^T product on `sm_count` multiprocessors.
+
+    Each program step reads 256 / batch chunks (rounded to powers of two) so the registers
+    spent on decoded codes and x stay about constant; the row tile is the widest that still
+    gives every multiprocessor a few programs, and when even 8-row tiles are too few (small
+    tensor-parallel slices), K is split and the partial sums are added afterwards.
+    """
+    n_groups = n_cols // GROUP
+    chunks = max(32, 256 // triton.next_power_of_2(batch))
+    target = 4 * sm_count
+    block_n = next((b for b in (64, 32, 16) if triton.cdiv(n_rows, b) >= target), 8)
+    block_g = max(1, min(chunks // block_n, triton.next_power_of_2(n_groups)))
+    split_k = 1
+    while triton.cdiv(n_rows, block_n) * split_k * 2 <= target and n_groups >= 4 * split_k * block_g:
+        split_k *= 2
+    return GemvConfig(block_n=block_n, block_g=block_g, split_k=split_k, num_warps=max(1, min(4, chunks // 64)))
+
+
+def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> torch.Tensor:
+    """x [..., n_cols] (float32, float16 or bfloat16; a few rows) @ W.T -> [..., n_rows] in x's dtype.
+
+    Accumulates in float32. The first call for a given shape, batch size and dtype compiles
+    the kernel: make it before capturing a CUDA graph (a warm-up step), since compilation
+    cannot happen during capture. No autotuning runs; `config` overrides `pick_config`.
+    """
+    if x.shape[-1] != w.n_cols:
+        raise LlamatpError(f"input has {x.shape[-1]} features, the {w.n_rows}x{w.n_cols} weight expects {w.n_cols}")
+    x2 = x.reshape(-1, w.n_cols).contiguous()
+    batch = x2.shape[0]
+    cfg = config or pick_config(w.n_rows, w.n_cols, batch, _sm_count(x.device))
+    n_groups = w.n_cols // GROUP
+    groups_per_split = triton.cdiv(triton.cdiv(n_groups, cfg.split_k), cfg.block_g) * cfg.block_g
+    split_k = triton.cdiv(n_groups, groups_per_split)
+    if split_k == 1:
+        out = torch.empty(batch, w.n_rows, dtype=x.dtype, device=x.device)
+    else:
+        out = torch.empty(split_k, batch, w.n_rows, dtype=torch.float32, device=x.device)
+    grid = (triton.cdiv(w.n_rows, cfg.block_n), split_k)
+    _gemv_kernel[grid](
+        x2, out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w),
+        batch, w.n_rows, n_groups, groups_per_split,
+        QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_G=cfg.block_g,
+        num_warps=cfg.num_warps,
+    )  # fmt: skip
+    if split_k > 1:
+        out = out.sum(0).to(x.dtype)
+    return out.reshape(*x.shape[:-1], w.n_rows)
+
+
+def dequantize_packed(w: PackedWeight, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """The whole weight as a dense [n_rows, n_cols] tensor of `dtype` (for prompt-sized matmuls)."""
+    out = torch.empty(w.n_rows, w.n_cols, dtype=dtype, device=w.quants.device)
+    n_groups = w.n_cols // GROUP
+    block_n, block_g = 16, 8
+    grid = (triton.cdiv(w.n_rows, block_n), triton.cdiv(n_groups, block_g))
+    _dequant_kernel[grid](
+        out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), w.n_rows, n_groups,
+        QTYPE=int(w.qtype), BLOCK_N=block_n, BLOCK_G=block_g,
+    )  # fmt: skip
+    return out
+
+
+def _plane(plane: torch.Tensor | None, w: PackedWeight) -> torch.Tensor:
+    """A plane the type lacks is never read; the kernel still needs a pointer."""
+    return w.quants if plane is None else plane

@@ -1,0 +1,79 @@
+"""Everything one rank needs to run a model: the file, its plan, the process group and the engine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from llamatp.comm import Comm, init_process_group
+from llamatp.config import ModelConfig, load_config
+from llamatp.devices import free_memory
+from llamatp.engine import Engine
+from llamatp.errors import LlamatpError
+from llamatp.gguf_file import GGUFFile
+from llamatp.launch import WorkerInfo
+from llamatp.loader import build_model
+from llamatp.plan import Plan, SplitMode, check_fits, make_plan
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What `-m -c -b -ub -sm -dev -ts` ask for; shared by run, perplexity and bench."""
+
+    model: str
+    devices: tuple[str, ...]
+    split_mode: SplitMode = "none"
+    n_ctx: int = 4096
+    n_batch: int = 2048
+    n_ubatch: int = 512
+    tensor_split: tuple[float, ...] = field(default_factory=tuple)
+    use_graphs: bool = True
+
+
+@dataclass
+class Runtime:
+    gguf: GGUFFile
+    config: ModelConfig
+    plan: Plan
+    comm: Comm
+    engine: Engine
+    device: torch.device
+
+
+def compute_dtype(device: str) -> torch.dtype:
+    return torch.float32 if device.startswith("cpu") else torch.bfloat16
+
+
+def plan_for(options: ModelOptions, gguf: GGUFFile, config: ModelConfig) -> Plan:
+    dtype = compute_dtype(options.devices[0])
+    value_bytes = torch.finfo(dtype).bits // 8
+    n_ctx = options.n_ctx if options.n_ctx > 0 else config.n_ctx_train
+    return make_plan(
+        config, gguf.tensors, list(options.devices), options.split_mode, n_ctx,
+        min(options.n_ubatch, options.n_batch), list(options.tensor_split) or None,
+        kv_bytes_per_value=value_bytes, act_bytes=value_bytes,
+    )
+
+
+def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
+    gguf = GGUFFile(options.model)
+    config = load_config(gguf)
+    plan = plan_for(options, gguf, config)
+    if plan.world_size != info.world:
+        raise LlamatpError(f"{plan.world_size} devices planned but {info.world} processes started")
+    device = torch.device(info.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    else:
+        # CPU workers share the cores; OpenMP threads that wait on each other spin badly.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world))
+    shard = plan.shards[info.rank]
+    check_fits(Plan(plan.mode, plan.n_ctx, plan.n_ubatch, (shard,), ()), [free_memory(info.device)])
+    comm = init_process_group(info.rank, info.world, device)
+    dtype = compute_dtype(info.device)
+    model = build_model(gguf, config, plan, info.rank, device, dtype, comm.all_reduce)
+    engine = Engine(model, comm, plan, device, dtype, use_graphs=options.use_graphs)
+    engine.prepare()
+    return Runtime(gguf, config, plan, comm, engine, device)

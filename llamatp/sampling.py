@@ -1,0 +1,116 @@
+"""Pick the next token from logits with llama.cpp's default sampler chain.
+
+The chain runs in llama.cpp's order: repetition penalties -> top-k -> top-p -> min-p ->
+temperature -> a random draw from the softmax of what is left. Each step narrows a set of
+candidate tokens, and every probability is taken over the candidates still in the set.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """llama.cpp's sampling flags (`--temp`, `--top-k`, ...) with its defaults."""
+
+    temp: float = 0.8  # <= 0: greedy
+    top_k: int = 40  # <= 0: off
+    top_p: float = 0.95  # >= 1: off
+    min_p: float = 0.05  # <= 0: off
+    repeat_penalty: float = 1.0  # 1: off
+    repeat_last_n: int = 64  # tokens of history the penalties look at; 0: off, -1: all of it
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    seed: int = -1  # -1: a random seed
+
+
+class Sampler:
+    """Draws tokens on the CPU; the same seed and inputs give the same tokens."""
+
+    def __init__(self, params: SamplingParams, vocab_size: int) -> None:
+        self.params = params
+        self.vocab_size = vocab_size
+        self.generator = torch.Generator()
+        if params.seed == -1:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(params.seed)
+
+    @property
+    def seed(self) -> int:
+        """The seed in use, the random one included (llama.cpp prints it)."""
+        return self.generator.initial_seed()
+
+    def sample(self, logits: torch.Tensor, history: Sequence[int]) -> int:
+        """The next token, given the logits of the last position and the tokens so far."""
+        token_ids, scaled_logits = self.candidates(logits, history)
+        if token_ids.numel() == 1:
+            return int(token_ids[0])
+        choice = torch.multinomial(scaled_logits.softmax(0), 1, generator=self.generator)
+        return int(token_ids[choice])
+
+    def candidates(
+        self, logits: torch.Tensor, history: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token ids the chain keeps and their logits after penalties and temperature.
+
+        With temp <= 0 only the best token is kept. `logits` may be longer than the
+        vocabulary (padded rows) and live on any device; it is not modified.
+        """
+        params = self.params
+        logits = logits[: self.vocab_size].to(device="cpu", dtype=torch.float32, copy=True)
+        self._apply_penalties(logits, history)
+        if params.temp <= 0:
+            best = logits.argmax().view(1)
+            return best, logits[best]
+
+        if 0 < params.top_k < logits.numel():
+            logits, token_ids = torch.topk(logits, params.top_k)
+        else:
+            token_ids = torch.arange(logits.numel())
+
+        if params.top_p < 1:
+            logits, token_ids = _top_p(logits, token_ids, params.top_p)
+
+        if params.min_p > 0:
+            # p_i >= min_p * p_max, compared as logits so no softmax is needed
+            kept = logits >= logits.max() + math.log(params.min_p)
+            logits, token_ids = logits[kept], token_ids[kept]
+
+        return token_ids, logits / params.temp
+
+    def _apply_penalties(self, logits: torch.Tensor, history: Sequence[int]) -> None:
+        params = self.params
+        if params.repeat_last_n == 0 or (
+            params.repeat_penalty == 1.0
+            and params.frequency_penalty == 0.0
+            and params.presence_penalty == 0.0
+        ):
+            return
+        window = history if params.repeat_last_n < 0 else history[-params.repeat_last_n :]
+        if len(window) == 0:
+            return
+        tokens, counts = torch.as_tensor(list(window), dtype=torch.long).unique(return_counts=True)
+        seen = logits[tokens]
+        # Dividing a negative logit would make the token more likely, so those are multiplied.
+        seen = torch.where(seen <= 0, seen * params.repeat_penalty, seen / params.repeat_penalty)
+        seen -= counts * params.frequency_penalty + params.presence_penalty
+        logits[tokens] = seen
+
+
+def _top_p(
+    logits: torch.Tensor, token_ids: torch.Tensor, top_p: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shortest most-likely-first run of candidates whose probability reaches top_p."""
+    log_total = logits.logsumexp(0)
+    # A few hundred tokens usually hold the mass; sort the whole vocabulary only if they don't.
+    head, order = logits.topk(min(256, logits.numel()))
+    cumulative = (head - log_total).exp().cumsum(0)
+    if cumulative[-1] < top_p:
+        head, order = logits.sort(descending=True)
+        cumulative = (head - log_total).exp().cumsum(0)
+    keep = min(int((cumulative < top_p).sum()) + 1, head.numel())
+    return head[:keep], token_ids[order[:keep]]

@@ -1,0 +1,5 @@
+"""Text to token ids and back, as llama.cpp does it, built from GGUF metadata."""
+
+from llamatp.tokenizer.tokenizer import StreamDecoder, Tokenizer
+
+__all__ = ["StreamDecoder", "Tokenizer"]

@@ -1,0 +1,161 @@
+"""The GEMV and dequantization kernels agree with gguf's reference dequantization.
+
+The kernels run in Triton's interpreter on the CPU: the interpreter is chosen when the
+kernels are defined and consulted again at launch, so the module is (re)imported here with
+TRITON_INTERPRET=1 and the tests run with it set; other test modules see it unset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+from gguf import quants
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from llamatp.errors import LlamatpError
+
+
+@contextlib.contextmanager
+def _interpreter() -> Iterator[None]:
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
+
+
+def _import_interpreted() -> ModuleType:
+    with _interpreter():
+        if "llamatp.quant.gemv" in sys.modules:
+            return importlib.reload(sys.modules["llamatp.quant.gemv"])
+        return importlib.import_module("llamatp.quant.gemv")
+
+
+gemv_module = _import_interpreted()
+GemvConfig, dequantize_packed, gemv, gemv_supported, repack = (
+    gemv_module.GemvConfig,
+    gemv_module.dequantize_packed,
+    gemv_module.gemv,
+    gemv_module.gemv_supported,
+    gemv_module.repack,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _run_in_interpreter() -> Iterator[None]:
+    """Launches consult the variable too."""
+    with _interpreter():
+        yield
+
+Q = GGMLQuantizationType
+TYPES = [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K]
+
+# Byte offsets of the float16 scale fields inside one block (ggml-common.h).
+F16_FIELDS = {Q.Q4_0: (0,), Q.Q4_1: (0, 2), Q.Q5_0: (0,), Q.Q8_0: (0,), Q.Q4_K: (0, 2), Q.Q5_K: (0, 2), Q.Q6_K: (208,)}
+
+N_ROWS = 67  # not a multiple of any row tile
+N_COLS = 512  # two K-quant superblocks, sixteen 32-element blocks
+
+
+def random_blocks(qtype: GGMLQuantizationType, n_rows: int, n_cols: int, seed: int = 0) -> np.ndarray:
+    """Valid GGUF data: random bytes everywhere, finite float16 values in the scale fields."""
+    rng = np.random.default_rng(seed)
+    block, type_size = GGML_QUANT_SIZES[qtype]
+    raw = rng.integers(0, 256, size=(n_rows, n_cols // block, type_size), dtype=np.uint8)
+    for offset in F16_FIELDS[qtype]:
+        scales = (rng.standard_normal(raw.shape[:2]) * 0.05).astype(np.float16)
+        raw[:, :, offset : offset + 2] = scales[..., None].view(np.uint8)
+    return raw.reshape(n_rows, -1)
+
+
+def reference(x: torch.Tensor, raw: np.ndarray, qtype: GGMLQuantizationType) -> torch.Tensor:
+    weight = torch.from_numpy(quants.dequantize(raw, qtype)).double()
+    return x.double() @ weight.T
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out.double() - ref).norm() / ref.norm())
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_gemv_matches_dequantized_matmul_in_float32(qtype: GGMLQuantizationType, batch: int) -> None:
+    raw = random_blocks(qtype, N_ROWS, N_COLS)
+    x = torch.randn(batch, N_COLS, generator=torch.Generator().manual_seed(1))
+    out = gemv(x, repack(torch.from_numpy(raw), qtype, N_ROWS, N_COLS))
+    assert out.shape == (batch, N_ROWS) and out.dtype == torch.float32
+    assert relative_error(out, reference(x, raw, qtype)) < 1e-3
+
+
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_gemv_keeps_bfloat16_inputs_and_outputs(qtype: GGMLQuantizationType) -> None:
+    raw = random_blocks(qtype, N_ROWS, N_COLS, seed=2)
+    x = torch.randn(2, N_COLS, generator=torch.Generator().manual_seed(3)).bfloat16()
+    out = gemv(x, repack(torch.from_numpy(raw), qtype, N_ROWS, N_COLS))
+    assert out.dtype == torch.bfloat16
+    assert relative_error(out, reference(x, raw, qtype)) < 1e-2
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q6_K], ids=lambda t: t.name)
+def test_split_k_adds_partial_sums_over_uneven_splits(qtype: GGMLQuantizationType) -> None:
+    n_cols = 768  # 24 groups: three splits of 8, the last ending mid-way through a program step
+    raw = random_blocks(qtype, N_ROWS, n_cols, seed=4)
+    x = torch.randn(2, n_cols, generator=torch.Generator().manual_seed(5))
+    config = GemvConfig(block_n=8, block_g=16, split_k=2, num_warps=1)
+    out = gemv(x, repack(torch.from_numpy(raw), qtype, N_ROWS, n_cols), config)
+    assert relative_error(out, reference(x, raw, qtype)) < 1e-3
+
+
+def test_gemv_accepts_leading_dimensions() -> None:
+    raw = random_blocks(Q.Q8_0, N_ROWS, N_COLS, seed=6)
+    x = torch.randn(2, 1, N_COLS, generator=torch.Generator().manual_seed(7))
+    out = gemv(x, repack(torch.from_numpy(raw), Q.Q8_0, N_ROWS, N_COLS))
+    assert out.shape == (2, 1, N_ROWS)
+    assert relative_error(out.reshape(2, N_ROWS), reference(x.reshape(2, N_COLS), raw, Q.Q8_0)) < 1e-3
+
+
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_dequantize_packed_reproduces_gguf_values(qtype: GGMLQuantizationType) -> None:
+    raw = random_blocks(qtype, N_ROWS, N_COLS, seed=8)
+    dense = dequantize_packed(repack(torch.from_numpy(raw), qtype, N_ROWS, N_COLS), torch.float32)
+    expected = torch.from_numpy(quants.dequantize(raw, qtype))
+    torch.testing.assert_close(dense, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("qtype", [Q.Q5_0, Q.Q5_K], ids=lambda t: t.name)
+def test_repack_takes_a_block_aligned_column_slice(qtype: GGMLQuantizationType) -> None:
+    """An input-split rank passes the byte range of its columns in every row."""
+    block, type_size = GGML_QUANT_SIZES[qtype]
+    raw = random_blocks(qtype, N_ROWS, N_COLS, seed=9)
+    first_col = 256
+    byte_start = first_col // block * type_size
+    piece = torch.from_numpy(raw)[:, byte_start:]  # a strided view, as slicing a mapped file gives
+    x = torch.randn(1, N_COLS - first_col, generator=torch.Generator().manual_seed(10))
+    out = gemv(x, repack(piece, qtype, N_ROWS, N_COLS - first_col))
+    assert relative_error(out, reference(x, np.ascontiguousarray(raw[:, byte_start:]), qtype)) < 1e-3
+
+
+def test_supported_types_are_those_real_models_use() -> None:
+    assert all(gemv_supported(t) for t in TYPES)
+    assert not any(gemv_supported(t) for t in (Q.F16, Q.BF16, Q.F32, Q.Q5_1, Q.Q2_K, Q.Q3_K))
+
+
+def test_repack_rejects_unsupported_types_and_wrong_shapes() -> None:
+    with pytest.raises(LlamatpError, match="Q2_K"):
+        repack(torch.zeros(4, 84, dtype=torch.uint8), Q.Q2_K, 4, 256)
+    with pytest.raises(LlamatpError, match="expected"):
+        repack(torch.zeros(4, 100, dtype=torch.uint8), Q.Q8_0, 4, 64)
+    with pytest.raises(LlamatpError, match="256-element"):
+        repack(torch.zeros(4, 144, dtype=torch.uint8), Q.Q4_K, 4, 288)
