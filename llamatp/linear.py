@@ -64,3 +64,19 @@ def _gemv_supported(qtype: GGMLQuantizationType) -> bool:
     except ImportError:  # no triton in this environment
         return False
     return gemv_supported(qtype)
+
+
+class StackedLinear(torch.nn.Module):
+    """Several projections of one input (q|k|v, gate|up) whose outputs sit side by side.
+
+    Weights of one GGUF type are stacked into a single Linear, so one kernel reads them all.
+    """
+
+    def __init__(self, parts: list[Linear]) -> None:
+        super().__init__()
+        self.parts = torch.nn.ModuleList(parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.parts) == 1:
+            return self.parts[0](x)
+        return torch.cat([part(x) for part in self.parts], dim=-1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -10,7 +11,7 @@ from gguf import GGMLQuantizationType
 
 from llamatp.config import ModelConfig
 from llamatp.gguf_file import GGUFFile
-from llamatp.linear import Linear, WeightSlice
+from llamatp.linear import Linear, StackedLinear, WeightSlice
 from llamatp.model import (
     AllReduce, Attention, Block, FeedForward, KVCache, RMSNorm, Rope, Transformer, VocabEmbedding, no_reduce,
 )
@@ -69,11 +70,16 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
         assert where is not None, f"the plan gives rank {rank} no part of {name}"
         return read_slice(gguf, name, *where, device)
 
-    def linear(name: str, bias: str | None = None) -> Linear:
-        b = None
-        if bias is not None and bias in gguf.tensors:
-            b = piece(bias).dense(dtype).reshape(-1)
-        return Linear(piece(name), b, dtype)
+    def linear(*names: str) -> StackedLinear:
+        """The projections `names` of one input, stacked by rows where their GGUF types match."""
+        parts = []
+        for group in _runs_of_same_type(names, lambda n: gguf.tensor(n + ".weight").qtype):
+            pieces = [piece(n + ".weight") for n in group]
+            biases = [piece(n + ".bias").dense(dtype).reshape(-1) for n in group if n + ".bias" in gguf.tensors]
+            raw = torch.cat([p.raw for p in pieces])
+            stacked = WeightSlice(raw, pieces[0].qtype, raw.shape[0], pieces[0].cols)
+            parts.append(Linear(stacked, torch.cat(biases) if biases else None, dtype))
+        return StackedLinear(parts)
 
     def norm(name: str) -> RMSNorm:
         return RMSNorm(read_dense(gguf, name, device), config.norm_eps)
@@ -88,13 +94,10 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
         qk_norms = (norm(p + "attn_q_norm.weight"), norm(p + "attn_k_norm.weight")) if config.qk_norm else (None, None)
         swa = config.is_swa_layer(layer)
         attn = Attention(
-            config, shard.q_heads, shard.kv_heads,
-            linear(p + "attn_q.weight", p + "attn_q.bias"), linear(p + "attn_k.weight", p + "attn_k.bias"),
-            linear(p + "attn_v.weight", p + "attn_v.bias"), linear(p + "attn_output.weight"),
-            *qk_norms, rope_local if swa else rope_global,
+            config, shard.q_heads, shard.kv_heads, linear(p + "attn_q", p + "attn_k", p + "attn_v"),
+            linear(p + "attn_output"), *qk_norms, rope_local if swa else rope_global,
         )
-        ffn = FeedForward(linear(p + "ffn_gate.weight"), linear(p + "ffn_up.weight"),
-                          linear(p + "ffn_down.weight"), config.gelu)
+        ffn = FeedForward(linear(p + "ffn_gate", p + "ffn_up"), linear(p + "ffn_down"), config.gelu)
         post = (norm(p + "post_attention_norm.weight"), norm(p + "post_ffw_norm.weight")) if config.post_norms else (None, None)
         blocks.append(Block(norm(p + "attn_norm.weight"), attn, norm(p + "ffn_norm.weight"), ffn, *post, swa, reduce))
 
@@ -105,9 +108,19 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
     head = norm_out = None
     if shard.has_output:
         norm_out = norm("output_norm.weight")
-        head = linear("token_embd.weight" if config.tied_embeddings else "output.weight")
+        head = linear("token_embd" if config.tied_embeddings else "output")
     cache = KVCache(len(shard.layers), len(shard.kv_heads), plan.n_ctx, config.head_dim, dtype, device)
-    return Transformer(config, embed, blocks, norm_out, head, cache)
+    return Transformer(config, embed, blocks, norm_out, head, cache, {False: rope_global, True: rope_local})
+
+
+def _runs_of_same_type(names: tuple[str, ...], qtype_of: Callable[[str], object]) -> list[list[str]]:
+    runs: list[list[str]] = []
+    for name in names:
+        if runs and qtype_of(runs[-1][-1]) == qtype_of(name):
+            runs[-1].append(name)
+        else:
+            runs.append([name])
+    return runs
 
 
 def _vocab_start(plan: Plan, shard: Shard) -> int:

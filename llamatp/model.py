@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from gguf import GGMLQuantizationType
 
 from llamatp.config import ModelConfig
-from llamatp.linear import Linear
+from llamatp.linear import StackedLinear
 from llamatp.quant import dequantize_to
 
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
@@ -66,9 +66,12 @@ class Rope(torch.nn.Module):
         self.inv_freq = inv_freq / scale
         self.neox = neox
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def tables(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for these positions, [T, 1, head_dim / 2]; computed once per forward."""
         angles = pos.float()[:, None] * self.inv_freq[None, :]
-        cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]
+        return angles.cos()[:, None, :], angles.sin()[:, None, :]
+
+    def apply(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
         if self.neox:
             x1, x2 = x32.chunk(2, dim=-1)
@@ -91,10 +94,12 @@ class KVCache:
 
 
 class Attention(torch.nn.Module):
-    def __init__(self, config: ModelConfig, q_heads: range, kv_heads: range, wq: Linear, wk: Linear,
-                 wv: Linear, wo: Linear, q_norm: RMSNorm | None, k_norm: RMSNorm | None, rope: Rope) -> None:
+    """Self-attention over this rank's query heads. `wqkv` yields q, k and v side by side."""
+
+    def __init__(self, config: ModelConfig, q_heads: range, kv_heads: range, wqkv: StackedLinear, wo: StackedLinear,
+                 q_norm: RMSNorm | None, k_norm: RMSNorm | None, rope: Rope) -> None:
         super().__init__()
-        self.wq, self.wk, self.wv, self.wo = wq, wk, wv, wo
+        self.wqkv, self.wo = wqkv, wo
         self.q_norm, self.k_norm, self.rope = q_norm, k_norm, rope
         self.n_q, self.n_kv, self.head_dim = len(q_heads), len(kv_heads), config.head_dim
         self.scale = config.attn_scale
@@ -105,21 +110,19 @@ class Attention(torch.nn.Module):
         self.group = per_kv if kv_of_q == [i // max(per_kv, 1) for i in range(self.n_q)] else 0
         self.register_buffer("kv_of_q", torch.tensor(kv_of_q, dtype=torch.long), persistent=False)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        T = x.shape[0]
-        q = self.wq(x).view(T, self.n_q, self.head_dim)
-        k = self.wk(x).view(T, self.n_kv, self.head_dim)
-        v = self.wv(x).view(T, self.n_kv, self.head_dim)
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                k_cache: torch.Tensor, v_cache: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        T, hd = x.shape[0], self.head_dim
+        q, k, v = self.wqkv(x).split([self.n_q * hd, self.n_kv * hd, self.n_kv * hd], dim=-1)
+        q, k, v = q.reshape(T, self.n_q, hd), k.reshape(T, self.n_kv, hd), v.reshape(T, self.n_kv, hd)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.rope(q, pos), self.rope(k, pos)
+        q, k = self.rope.apply(q, *rope), self.rope.apply(k, *rope)
         k_cache.index_copy_(1, pos, k.transpose(0, 1).to(k_cache.dtype))
         v_cache.index_copy_(1, pos, v.transpose(0, 1).to(v_cache.dtype))
         kv_len = mask.shape[-1]
-        keys, values = k_cache[:, :kv_len], v_cache[:, :kv_len]
-        out = self._attend(q, keys, values, mask)
-        return self.wo(out.reshape(T, self.n_q * self.head_dim))
+        out = self._attend(q, k_cache[:, :kv_len], v_cache[:, :kv_len], mask)
+        return self.wo(out.reshape(T, self.n_q * hd))
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         T = q.shape[0]
@@ -140,14 +143,16 @@ class Attention(torch.nn.Module):
 
 
 class FeedForward(torch.nn.Module):
-    def __init__(self, gate: Linear, up: Linear, down: Linear, gelu: bool) -> None:
+    """Gated FFN; `gate_up` yields the gate and up projections side by side."""
+
+    def __init__(self, gate_up: StackedLinear, down: StackedLinear, gelu: bool) -> None:
         super().__init__()
-        self.gate, self.up, self.down, self.gelu = gate, up, down, gelu
+        self.gate_up, self.down, self.gelu = gate_up, down, gelu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.gate(x)
+        g, u = self.gate_up(x).chunk(2, dim=-1)
         act = F.gelu(g, approximate="tanh") if self.gelu else F.silu(g)
-        return self.down(act * self.up(x))
+        return self.down(act * u)
 
 
 class Block(torch.nn.Module):
@@ -160,9 +165,10 @@ class Block(torch.nn.Module):
         self.swa = swa
         self.all_reduce = all_reduce
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                mask: torch.Tensor, swa_mask: torch.Tensor) -> torch.Tensor:
-        h = self.all_reduce(self.attn(self.attn_norm(x), pos, k_cache, v_cache, swa_mask if self.swa else mask))
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]],
+                k_cache: torch.Tensor, v_cache: torch.Tensor, masks: dict[bool, torch.Tensor]) -> torch.Tensor:
+        h = self.attn(self.attn_norm(x), pos, ropes[self.swa], k_cache, v_cache, masks[self.swa])
+        h = self.all_reduce(h)
         if self.post_attn_norm is not None:
             h = self.post_attn_norm(h)
         x = x + h
@@ -176,9 +182,11 @@ class Transformer(torch.nn.Module):
     """One rank's part of the model: optional embedding, some blocks, optional head."""
 
     def __init__(self, config: ModelConfig, embed: VocabEmbedding | None, blocks: list[Block],
-                 norm: RMSNorm | None, head: Linear | None, cache: KVCache) -> None:
+                 norm: RMSNorm | None, head: StackedLinear | None, cache: KVCache, ropes: dict[bool, Rope]) -> None:
         super().__init__()
         self.config = config
+        self.ropes = ropes  # keyed by 'is a sliding-window layer'
+
         self.embed, self.norm, self.head = embed, norm, head
         self.blocks = torch.nn.ModuleList(blocks)
         self.cache = cache
@@ -187,19 +195,21 @@ class Transformer(torch.nn.Module):
         """Token ids (first stage) or hidden states, at positions `pos`, attending to the first
         `kv_len` cache slots. Returns this rank's logits slice if it holds the head, else hidden states."""
         x = self.embed(inputs) if self.embed is not None else inputs
-        mask, swa_mask = self._masks(pos, kv_len)
+        masks = self._masks(pos, kv_len)
+        ropes = {swa: rope.tables(pos) for swa, rope in self.ropes.items()}
         for i, block in enumerate(self.blocks):
-            x = block(x, pos, self.cache.k[i], self.cache.v[i], mask, swa_mask)
+            x = block(x, pos, ropes, self.cache.k[i], self.cache.v[i], masks)
         if self.head is None:
             return x
         if last_only:
             x = x[-1:]
         return self.head(self.norm(x)).float()
 
-    def _masks(self, pos: torch.Tensor, kv_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _masks(self, pos: torch.Tensor, kv_len: int) -> dict[bool, torch.Tensor]:
+        """Attention masks keyed by 'is a sliding-window layer'."""
         key_pos = torch.arange(kv_len, device=pos.device)
         causal = key_pos[None, :] <= pos[:, None]
         window = self.config.sliding_window
         if window <= 0:
-            return causal, causal
-        return causal, causal & (pos[:, None] - key_pos[None, :] < window)
+            return {False: causal, True: causal}
+        return {False: causal, True: causal & (pos[:, None] - key_pos[None, :] < window)}

@@ -6,27 +6,31 @@ of x (decode), and `dequantize_packed` rebuilds W for the prompt's large matmuls
 
 The unit of work is a *chunk*: the 32 consecutive elements of one row that share a scale
 (a whole Q4_0/Q4_1/Q5_0/Q8_0 block, or one sub-block of a 256-element K-quant block),
-held by one thread as W words (16 bytes of 4-bit codes, or 32 of Q8_0's bytes). Each
-plane is indexed [group, row, ...], so the chunks of consecutive rows for one group of 32
-columns sit next to each other and a warp reading neighbouring rows reads one contiguous
-run of memory:
+held by one thread as W int32 words: 16 bytes of 4-bit codes (W = 4), or Q8_0's 32 bytes
+(W = 8). The planes keep GGUF's order, row-major [rows, groups, ...] (a group is 32
+columns), so the threads of a warp read consecutive 16-byte chunks of a row:
 
-    quants      int32 [groups, rows, W]  low 4 bits of each code: element W*j + w of the chunk in
-                                         field j (bits 4j..4j+3) of word w; W = 4
-                                         (Q8_0: W = 8 words of four 8-bit fields)
-    high_bits   [groups, rows, 4]        the codes' fifth bit (uint8, bit j of byte w: Q5_0/Q5_K)
+    quants      int32 [rows, groups, W]  the low 4 bits of each code: element W*j + w of a chunk
+                                         is field j (bits 4j..4j+3) of word w; Q8_0 has four
+                                         8-bit fields per word
+    high_bits   [rows, groups, 4]        the codes' fifth bit (uint8, bit j of byte w: Q5_0/Q5_K)
                                          or fifth and sixth bits (int16, bits 2j..2j+1: Q6_K)
-    scales      float16 [groups, rows, S]       per 32-group: d (and m for Q4_1), or
-                float16 [superblocks, rows, S]  per 256-block for K-quants: d (and dmin)
-    sub_scales  [groups, rows, 2]        K-quants: the 6-bit scale and min of the sub-block
+    scales      float16 [rows, groups, S]       d (and Q4_1's m) of each 32-element block, or
+                float16 [rows, blocks, S]       d (and dmin) of each 256-element K-quant block
+    sub_scales  [rows, groups, 2]        K-quants: the 6-bit scale and min of the sub-block
                                          (uint8), or Q6_K's two signed 8-bit scales
 
+With field j of the W words pairing with W consecutive elements of x, a thread loads x as
+short vectors, converts it once and uses it for every row it holds (several, same groups).
+
 Codes are stored unsigned (Q8_0's are offset by 128), and every type dequantizes as
-scale * (code - zero) + offset, the offset being Q4_1's m or a K-quant's -dmin * min. The
-kernels turn codes into floats with the exponent trick (or 0x4B000000 into an integer below
-2^23 and subtract 2^23): an integer-to-float conversion runs at a fraction of the rate of
-the adds and multiplies around it, and the decode kernel has little arithmetic to spare per
-byte it reads.
+scale * (code - zero) + offset, the offset being Q4_1's m or a K-quant's -dmin * min.
+Decoding must cost only a few instructions per weight for the kernel to keep up with memory,
+so it avoids integer-to-float conversions (a quarter of the rate of float arithmetic): a
+field is masked in place, with the exponent bits of 2^23 or-ed in, which makes the float
+2^23 + code * 2^s exactly; subtracting 2^23 (and the zero point) leaves code * 2^s, and x is
+multiplied by 2^-s instead of shifting every field down. Fields in the upper half-word are
+first shifted down by 16 bits, once per word.
 
 A tensor-parallel rank repacks only its own slice of the GGUF data: any whole rows, or any
 block-aligned range of columns (a multiple of 256 for K-quants).
@@ -46,7 +50,7 @@ from llamatp.errors import LlamatpError
 
 Q = GGMLQuantizationType
 GROUP = 32  # elements per chunk: every supported type has one scale per 32 elements (Q6_K: two)
-K_BLOCK = 256  # elements per K-quant superblock
+MIN_BLOCK_N = 8  # the fewest rows a GEMV program handles
 
 # The types the kernels read, as kernel constants.
 Q4_0: tl.constexpr = tl.constexpr(int(Q.Q4_0))
@@ -76,16 +80,21 @@ class PackedWeight:
     high_bits: torch.Tensor | None
     scales: torch.Tensor
     sub_scales: torch.Tensor | None
+    # One counter per tile of rows for split-K: the last program of a tile to finish adds
+    # the partial sums, then resets the counter to zero for the next call.
+    split_counters: torch.Tensor
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the planes the GEMV reads."""
         planes = (self.quants, self.high_bits, self.scales, self.sub_scales)
         return sum(p.numel() * p.element_size() for p in planes if p is not None)
 
 
 @dataclass(frozen=True)
 class GemvConfig:
-    """How `gemv` tiles the product: rows and 32-column groups per program step, and K splits."""
+    """How `gemv` tiles the product: rows and 32-element groups per program step, the number
+    of programs that share each row's groups (split-K), and warps per program."""
 
     block_n: int
     block_g: int
@@ -152,11 +161,7 @@ def _decode(blocks: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Te
 
 
 def _pack_planes(codes: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """codes [rows, cols] uint8 -> (quants [rows, groups, W] int32, high_bits [rows, groups, 4] | None).
-
-    Element e = W * j + w of a chunk goes to field j of word w, so that field j of the W
-    words of a chunk pairs with W consecutive elements of x.
-    """
+    """codes [rows, cols] uint8 -> (quants [rows, groups, W] int32, high_bits [rows, groups, 4] | None)."""
     rows, cols = codes.shape
     words = 8 if qtype == Q.Q8_0 else 4
     fields = codes.reshape(rows, cols // GROUP, GROUP // words, words).transpose(-1, -2)  # [rows, groups, W, E]
@@ -195,22 +200,16 @@ def repack(raw: torch.Tensor, qtype: GGMLQuantizationType, n_rows: int, n_cols: 
     planes: list[list[torch.Tensor | None]] = [[], [], [], []]
     # Decode a bounded number of rows at a time: the intermediate tensors are several times
     # the size of the codes.
-    rows_per_step = max(1, (1 << 24) // max(n_cols, 1))
+    rows_per_step = max(1, (1 << 24) // n_cols)
     for start in range(0, n_rows, rows_per_step):
         blocks = raw[start : start + rows_per_step].reshape(-1, n_blocks, type_size)
         codes, scales, sub_scales = _decode(blocks, qtype)
-        quants, high_bits = _pack_planes(codes, qtype)
-        for plane, part in zip(planes, (quants, high_bits, scales, sub_scales)):
+        for plane, part in zip(planes, (*_pack_planes(codes, qtype), scales, sub_scales)):
             plane.append(part)
-
-    def group_major(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
-        if parts[0] is None:
-            return None
-        return torch.cat(parts).transpose(0, 1).contiguous()  # type: ignore[arg-type]
-
-    quants, high_bits, scales, sub_scales = (group_major(p) for p in planes)
+    quants, high_bits, scales, sub_scales = (None if p[0] is None else torch.cat(p) for p in planes)  # type: ignore[arg-type]
     assert quants is not None and scales is not None
-    return PackedWeight(qtype, n_rows, n_cols, quants, high_bits, scales, sub_scales)
+    counters = torch.zeros(triton.cdiv(n_rows, MIN_BLOCK_N), dtype=torch.int32, device=raw.device)
+    return PackedWeight(qtype, n_rows, n_cols, quants, high_bits, scales, sub_scales, counters)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,29 +218,44 @@ def repack(raw: torch.Tensor, qtype: GGMLQuantizationType, n_rows: int, n_cols: 
 
 @triton.jit
 def _field(words, high, j: tl.constexpr, QTYPE: tl.constexpr):
-    """Field j of every word: codes as floats, zero point removed."""
-    E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
+    """Field j of every word, zero point removed, as the float (code - zero) * 2^s, where s is
+    the field's bit offset within its half-word (see the module docstring)."""
+    E: tl.constexpr = 4 if QTYPE == Q8_0 else 8  # fields per word
     BITS: tl.constexpr = 32 // E
-    q = (words >> (j * BITS)) & ((1 << BITS) - 1)
-    if QTYPE == Q5_0 or QTYPE == Q5_K:
-        q |= ((high >> j) & 1) << 4
-    if QTYPE == Q6_K:
-        q |= ((high >> (2 * j)) & 3) << 4
+    HALF: tl.constexpr = E // 2
+    S: tl.constexpr = BITS * (j % HALF)
+    half = words if j < HALF else words >> 16
+    q = half & (((1 << BITS) - 1) << S)
+    if QTYPE == Q5_0 or QTYPE == Q5_K:  # bit j of `high` goes to bit S + 4
+        SHIFT: tl.constexpr = S + 4 - j
+        q |= (high << SHIFT) & (1 << (S + 4))
+    if QTYPE == Q6_K:  # bits 2j, 2j + 1 of `high` go to bits S + 4, S + 5
+        SHIFT: tl.constexpr = S + 4 - 2 * j
+        moved = (high << SHIFT) if SHIFT >= 0 else (high >> -SHIFT)
+        q |= moved & (3 << (S + 4))
     ZERO: tl.constexpr = (
         8 if QTYPE == Q4_0 else 16 if QTYPE == Q5_0 else 128 if QTYPE == Q8_0 else 32 if QTYPE == Q6_K else 0
     )
-    return (q | 0x4B000000).to(tl.float32, bitcast=True) - (8388608.0 + ZERO)
+    return (q | 0x4B000000).to(tl.float32, bitcast=True) - (8388608.0 + ZERO * (1 << S))
 
 
 @triton.jit
-def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, groups, rows, n_rows, mask, QTYPE: tl.constexpr):
-    """The words of the chunks (groups x rows) and their scales: returns
-    words [G, R, W] int32, high [G, R, 4] int32 (or 0), and [G, R] float32 tensors
-    scale_lo, scale_hi, offset: element (w, j) of a chunk is field j of word w times scale_lo
-    for j < E / 2, times scale_hi for the others, plus offset.
+def _field_weight(j: tl.constexpr, QTYPE: tl.constexpr):
+    """2^-s for field j: what turns `_field`'s value back into (code - zero)."""
+    E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
+    S: tl.constexpr = (32 // E) * (j % (E // 2))
+    return 1.0 / (1 << S)
+
+
+@triton.jit
+def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, groups, n_groups, mask, QTYPE: tl.constexpr):
+    """The words of the chunks (rows x groups) and their scales: returns words [R, G, W]
+    int32, high [R, G, 4] int32 (or 0), and [R, G] float32 tensors scale_lo, scale_hi and
+    offset: element W*j + w of a chunk is (field j of word w - zero) * scale + offset, with
+    scale_lo for the first half of the fields and scale_hi for the second.
     """
     W: tl.constexpr = 8 if QTYPE == Q8_0 else 4
-    chunk = groups[:, None] * n_rows + rows[None, :]
+    chunk = rows[:, None] * n_groups + groups[None, :]
     w_idx = tl.arange(0, W)[None, None, :]
     words = tl.load(quants_ptr + chunk[:, :, None] * W + w_idx, mask=mask[:, :, None], other=0)
     high = 0
@@ -257,7 +271,7 @@ def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, groups, rows, n_rows
         scale_hi = scale_lo
         offset = tl.load(scales_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
     else:
-        superblock = (groups[:, None] // (256 // 32)) * n_rows + rows[None, :]
+        superblock = rows[:, None] * (n_groups // 8) + groups[None, :] // 8  # 8 groups per 256 elements
         if QTYPE == Q6_K:  # a scale per 16 elements: fields 0-3 of the words, then fields 4-7
             d = tl.load(scales_ptr + superblock, mask=mask, other=0).to(tl.float32)
             scale_lo = d * tl.load(sub_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
@@ -273,11 +287,12 @@ def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, groups, rows, n_rows
 
 @triton.jit
 def _gemv_kernel(
-    x_ptr, out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr,
+    x_ptr, out_ptr, partial_ptr, counter_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr,
     M, N, n_groups, groups_per_split,
     QTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_G: tl.constexpr,
+    SPLIT_K: tl.constexpr,
 ):  # fmt: skip
-    """out[pid_k, m, n] = sum over this program's share of K of x[m, k] * W[n, k]."""
+    """out[m, n] = sum over k of x[m, k] * W[n, k], for one tile of rows and one share of K."""
     W: tl.constexpr = 8 if QTYPE == Q8_0 else 4
     E: tl.constexpr = 32 // W
     HAS_OFFSET: tl.constexpr = QTYPE == Q4_1 or QTYPE == Q4_K or QTYPE == Q5_K
@@ -288,36 +303,47 @@ def _gemv_kernel(
     g_begin = pid_k * groups_per_split
     g_end = tl.minimum(g_begin + groups_per_split, n_groups)
     batch_row = tl.arange(0, BLOCK_M)
-    acc = tl.zeros([BLOCK_M, BLOCK_G, BLOCK_N], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_N, BLOCK_G], tl.float32)
     for g0 in range(g_begin, g_end, BLOCK_G):
         groups = g0 + tl.arange(0, BLOCK_G)
-        mask = (groups < g_end)[:, None] & row_ok[None, :]
+        group_ok = groups < g_end
         words, high, scale_lo, scale_hi, offset = _load_chunks(
-            quants_ptr, high_ptr, scales_ptr, sub_ptr, groups, rows, N, mask, QTYPE
+            quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, groups, n_groups, row_ok[:, None] & group_ok[None, :], QTYPE
         )
-        # x in the shape of `words` (the same x for every row): both loads get the same
-        # register layout, so x needs no shuffling between threads.
-        x_offs = tl.broadcast_to(groups[:, None, None] * 32 + tl.arange(0, W)[None, None, :], words.shape)
+        # x has the shape of one row of `words`: it gets the same register layout, and each
+        # thread converts it once for all the rows it holds.
+        x_offs = (groups[:, None] * 32 + tl.arange(0, W)[None, :])[None, :, :]
         for m in tl.static_range(BLOCK_M):
             x_row = x_ptr + tl.minimum(m, M - 1) * (n_groups * 32)  # padding rows repeat the last; never stored
             lo = tl.zeros(words.shape, tl.float32)
             hi = tl.zeros(words.shape, tl.float32)
-            x_sum = tl.zeros(words.shape, tl.float32)
-            for j in tl.static_range(E):  # the codes are decoded once: repeated for each m, then merged
-                xj = tl.load(x_row + x_offs + j * W, mask=mask[:, :, None], other=0.0).to(tl.float32)
-                if j < E // 2:
-                    lo += _field(words, high, j, QTYPE) * xj
-                else:
-                    hi += _field(words, high, j, QTYPE) * xj
+            x_sum = tl.zeros(x_offs.shape, tl.float32)
+            for j in tl.static_range(E):
+                xj = tl.load(x_row + x_offs + j * W, mask=group_ok[None, :, None], other=0.0).to(tl.float32)
                 if HAS_OFFSET:
                     x_sum += xj
+                term = _field(words, high, j, QTYPE) * (xj * _field_weight(j, QTYPE))
+                if j < E // 2:
+                    lo += term
+                else:
+                    hi += term
             part = tl.sum(lo, axis=2) * scale_lo + tl.sum(hi, axis=2) * scale_hi
             if HAS_OFFSET:
                 part += tl.sum(x_sum, axis=2) * offset
             acc += tl.where(batch_row[:, None, None] == m, part[None, :, :], 0.0)
-    out = tl.sum(acc, axis=1)
-    out_offs = pid_k * M * N + batch_row[:, None] * N + rows[None, :]
-    tl.store(out_ptr + out_offs, out.to(out_ptr.dtype.element_ty), mask=(batch_row[:, None] < M) & row_ok[None, :])
+    out = tl.sum(acc, axis=2)
+    out_offs = batch_row[:, None] * N + rows[None, :]
+    out_mask = (batch_row[:, None] < M) & row_ok[None, :]
+    if SPLIT_K > 1:
+        # Publish this share, count it; the tile's last program adds all shares up.
+        tl.store(partial_ptr + pid_k * M * N + out_offs, out, mask=out_mask)
+        if tl.atomic_add(counter_ptr + pid_n, 1, sem="acq_rel") < SPLIT_K - 1:
+            return
+        out = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+        for k in tl.static_range(SPLIT_K):
+            out += tl.load(partial_ptr + k * M * N + out_offs, mask=out_mask, other=0.0, cache_modifier=".cg")
+        tl.store(counter_ptr + pid_n, 0)
+    tl.store(out_ptr + out_offs, out.to(out_ptr.dtype.element_ty), mask=out_mask)
 
 
 @triton.jit
@@ -325,19 +351,19 @@ def _dequant_kernel(
     out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, N, n_groups,
     QTYPE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_G: tl.constexpr,
 ):  # fmt: skip
-    """out[n, k] = W[n, k] for a tile of rows and 32-column groups."""
+    """out[n, k] = W[n, k] for a tile of rows and 32-element groups."""
     W: tl.constexpr = 8 if QTYPE == Q8_0 else 4
     E: tl.constexpr = 32 // W
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     groups = tl.program_id(1) * BLOCK_G + tl.arange(0, BLOCK_G)
-    mask = (groups < n_groups)[:, None] & (rows < N)[None, :]
+    mask = (rows < N)[:, None] & (groups < n_groups)[None, :]
     words, high, scale_lo, scale_hi, offset = _load_chunks(
-        quants_ptr, high_ptr, scales_ptr, sub_ptr, groups, rows, N, mask, QTYPE
+        quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, groups, n_groups, mask, QTYPE
     )
-    cols = groups[:, None, None] * 32 + tl.arange(0, W)[None, None, :]
-    out_row = out_ptr + rows[None, :, None].to(tl.int64) * (n_groups * 32)
+    cols = (groups[:, None] * 32 + tl.arange(0, W)[None, :])[None, :, :]
+    out_row = out_ptr + rows[:, None, None].to(tl.int64) * (n_groups * 32)
     for j in tl.static_range(E):
-        scale = scale_lo if j < E // 2 else scale_hi
+        scale = (scale_lo if j < E // 2 else scale_hi) * _field_weight(j, QTYPE)
         w = _field(words, high, j, QTYPE) * scale[:, :, None] + offset[:, :, None]
         tl.store(out_row + cols + j * W, w.to(out_ptr.dtype.element_ty), mask=mask[:, :, None])
 
@@ -356,50 +382,50 @@ def _sm_count(device: torch.device) -> int:
 def pick_config(n_rows: int, n_cols: int, batch: int, sm_count: int) -> GemvConfig:
     """A tiling for a [batch, n_cols] x [n_rows, n_cols]^T product on `sm_count` multiprocessors.
 
-    Each program step reads 256 / batch chunks (rounded to powers of two) so the registers
-    spent on decoded codes and x stay about constant; the row tile is the widest that still
-    gives every multiprocessor a few programs, and when even 8-row tiles are too few (small
-    tensor-parallel slices), K is split and the partial sums are added afterwards.
+    A step reads 16 groups (256 bytes of 4-bit codes) of each of its rows; with 4 warps a
+    thread then holds 4 rows of one group, sharing the decoded x among them. Larger batches
+    hold fewer rows per thread (x per batch row costs registers). When the row tiles alone
+    would leave multiprocessors with fewer than four programs, K is split.
     """
     n_groups = n_cols // GROUP
-    chunks = max(32, 256 // triton.next_power_of_2(batch))
-    target = 4 * sm_count
-    block_n = next((b for b in (64, 32, 16) if triton.cdiv(n_rows, b) >= target), 8)
-    block_g = max(1, min(chunks // block_n, triton.next_power_of_2(n_groups)))
+    rows_per_thread = max(1, 4 // triton.next_power_of_2(batch))
+    block_g = min(16, triton.next_power_of_2(n_groups))
+    num_warps = 4
+    block_n = max(MIN_BLOCK_N, rows_per_thread * 32 * num_warps // block_g)
+    tiles = triton.cdiv(n_rows, block_n)
     split_k = 1
-    while triton.cdiv(n_rows, block_n) * split_k * 2 <= target and n_groups >= 4 * split_k * block_g:
+    while tiles * split_k < 4 * sm_count and n_groups >= 2 * split_k * block_g:
         split_k *= 2
-    return GemvConfig(block_n=block_n, block_g=block_g, split_k=split_k, num_warps=max(1, min(4, chunks // 64)))
+    return GemvConfig(block_n=block_n, block_g=block_g, split_k=split_k, num_warps=num_warps)
 
 
 def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> torch.Tensor:
     """x [..., n_cols] (float32, float16 or bfloat16; a few rows) @ W.T -> [..., n_rows] in x's dtype.
 
-    Accumulates in float32. The first call for a given shape, batch size and dtype compiles
-    the kernel: make it before capturing a CUDA graph (a warm-up step), since compilation
-    cannot happen during capture. No autotuning runs; `config` overrides `pick_config`.
+    Accumulates in float32. The first call for a given weight type, tiling, batch size and
+    dtype compiles the kernel: make it before capturing a CUDA graph (a warm-up step), since
+    compilation cannot happen during capture. No autotuning runs: `pick_config` decides,
+    unless `config` is given.
     """
     if x.shape[-1] != w.n_cols:
         raise LlamatpError(f"input has {x.shape[-1]} features, the {w.n_rows}x{w.n_cols} weight expects {w.n_cols}")
     x2 = x.reshape(-1, w.n_cols).contiguous()
     batch = x2.shape[0]
     cfg = config or pick_config(w.n_rows, w.n_cols, batch, _sm_count(x.device))
+    if cfg.block_n < MIN_BLOCK_N:
+        raise LlamatpError(f"GEMV row tiles must hold at least {MIN_BLOCK_N} rows, not {cfg.block_n}")
     n_groups = w.n_cols // GROUP
     groups_per_split = triton.cdiv(triton.cdiv(n_groups, cfg.split_k), cfg.block_g) * cfg.block_g
     split_k = triton.cdiv(n_groups, groups_per_split)
-    if split_k == 1:
-        out = torch.empty(batch, w.n_rows, dtype=x.dtype, device=x.device)
-    else:
-        out = torch.empty(split_k, batch, w.n_rows, dtype=torch.float32, device=x.device)
+    out = torch.empty(batch, w.n_rows, dtype=x.dtype, device=x.device)
+    partials = torch.empty(split_k, batch, w.n_rows, dtype=torch.float32, device=x.device) if split_k > 1 else out
     grid = (triton.cdiv(w.n_rows, cfg.block_n), split_k)
     _gemv_kernel[grid](
-        x2, out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w),
+        x2, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w),
         batch, w.n_rows, n_groups, groups_per_split,
         QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_G=cfg.block_g,
-        num_warps=cfg.num_warps,
+        SPLIT_K=split_k, num_warps=cfg.num_warps,
     )  # fmt: skip
-    if split_k > 1:
-        out = out.sum(0).to(x.dtype)
     return out.reshape(*x.shape[:-1], w.n_rows)
 
 
@@ -407,7 +433,7 @@ def dequantize_packed(w: PackedWeight, dtype: torch.dtype = torch.bfloat16) -> t
     """The whole weight as a dense [n_rows, n_cols] tensor of `dtype` (for prompt-sized matmuls)."""
     out = torch.empty(w.n_rows, w.n_cols, dtype=dtype, device=w.quants.device)
     n_groups = w.n_cols // GROUP
-    block_n, block_g = 16, 8
+    block_n, block_g = 16, 16
     grid = (triton.cdiv(w.n_rows, block_n), triton.cdiv(n_groups, block_g))
     _dequant_kernel[grid](
         out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), w.n_rows, n_groups,

@@ -7,7 +7,9 @@ import heapq
 from collections.abc import Callable, Sequence
 
 
-def encode(text: str, token_ids: dict[str, int], scores: Sequence[float], byte_token: Callable[[int], int]) -> list[int]:
+def encode(
+    text: str, token_ids: dict[str, int], scores: Sequence[float], byte_token: Callable[[int], int]
+) -> list[int]:
     """`text` already has its spaces escaped to U+2581."""
     symbols = list(text)
     following = [*range(1, len(symbols)), -1]

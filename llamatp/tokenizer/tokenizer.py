@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llamatp.errors import LlamatpError
+from llamatp.gguf_file import GGUFFile
 from llamatp.tokenizer import bpe, spm
 from llamatp.tokenizer.pretokenize import PRE_TOKENIZERS, PreTokenizer
 
@@ -55,19 +56,20 @@ class Tokenizer:
         self.model: str = metadata.get("tokenizer.ggml.model", "")
         if self.model not in ("llama", "gpt2"):
             raise LlamatpError(f"unsupported tokenizer model '{self.model}' (tokenizer.ggml.model)")
+        self.is_spm = self.model == "llama"
         self.texts = _token_texts(metadata)
         self.token_ids: dict[str, int] = {text: i for i, text in enumerate(self.texts)}
         if len(self.token_ids) != len(self.texts):
-            raise LlamatpError("the vocabulary lists a token twice (tokenizer.ggml.tokens)")
+            twice = next(text for i, text in enumerate(self.texts) if self.token_ids[text] != i)
+            raise LlamatpError(f"the vocabulary lists the token '{twice}' twice (tokenizer.ggml.tokens)")
         self.attrs = _token_attrs(metadata, len(self.texts))
-        self.is_spm = self.model == "llama"
-        self.add_space_prefix = bool(metadata.get("tokenizer.ggml.add_space_prefix", self.is_spm))
 
+        # llama.cpp's defaults for each model type, which the metadata may override
         special: dict[str, int | None] = dict.fromkeys(name for name, _ in _SPECIAL_ID_KEYS)
-        special.update({"bos": 1, "eos": 2, "unk": 0} if self.is_spm else {"bos": 11, "eos": 11})
         if self.is_spm:
+            special.update(bos=1, eos=2, unk=0)
             self.scores = _token_scores(metadata, len(self.texts))
-            self.clean_spaces, self.add_bos = False, True
+            self.clean_spaces, add_bos = False, True
         else:
             pre = metadata.get("tokenizer.ggml.pre") or "default"
             spec = PRE_TOKENIZERS.get(pre)
@@ -77,29 +79,34 @@ class Tokenizer:
             if merges is None:
                 raise LlamatpError("the BPE tokenizer has no merges (tokenizer.ggml.merges)")
             self.bpe = bpe.BpeModel(self.token_ids, merges, PreTokenizer(spec.regexes), spec.ignore_merges)
-            self.clean_spaces, self.add_bos = spec.clean_spaces, spec.add_bos
-            if not spec.has_bos:
-                special["bos"] = None
-        self.add_eos = False
+            special.update(bos=11 if spec.has_bos else None, eos=11)
+            self.clean_spaces, add_bos = spec.clean_spaces, spec.add_bos
+        self.add_space_prefix = bool(metadata.get("tokenizer.ggml.add_space_prefix", self.is_spm))
+        self.add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", add_bos))
+        self.add_eos = bool(metadata.get("tokenizer.ggml.add_eos_token", False))
 
         for name, key in _SPECIAL_ID_KEYS:
-            default = special[name]
-            if default is not None and default >= len(self.texts):
+            if (special[name] or 0) >= len(self.texts):
                 special[name] = None
             value = metadata.get(f"tokenizer.ggml.{key}")
             if isinstance(value, int) and 0 <= value < len(self.texts):
                 special[name] = value
-        self.add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", self.add_bos))
-        self.add_eos = bool(metadata.get("tokenizer.ggml.add_eos_token", self.add_eos))
-        for flag, name in ((self.add_bos, "bos"), (self.add_eos, "eos")):
-            if flag and special[name] is None:
-                raise LlamatpError(f"tokenizer.ggml.add_{name}_token is true, but the model has no {name} token")
-
-        self._find_special_tokens(special)
         self.bos_id, self.eos_id = special["bos"], special["eos"]
+        self._bos = [self.bos_id] if self.add_bos and self.bos_id is not None else []
+        self._eos = [self.eos_id] if self.add_eos and self.eos_id is not None else []
+        for wanted, added, name in ((self.add_bos, self._bos, "bos"), (self.add_eos, self._eos, "eos")):
+            if wanted and not added:
+                raise LlamatpError(f"tokenizer.ggml.add_{name}_token is true, but the model has no {name} token")
+        self._find_tokens_by_text(special)
         self.eot_id, self.eom_id = special["eot"], special["eom"]
         self.unk_id, self.pad_id = special["unk"], special["pad"]
-        self._apply_name_quirks(str(metadata.get("general.name", "")).lower())
+        self.eog_ids = self._end_of_generation_ids(special)
+        # Matched in the text longest first (llama.cpp compares byte lengths).
+        specials = [t for t, attrs in enumerate(self.attrs) if attrs & (CONTROL | USER_DEFINED | UNKNOWN)]
+        self._special_tokens = sorted(specials, key=lambda t: -len(self.texts[t].encode()))
+        name = str(metadata.get("general.name", "")).lower()
+        if "phi-3" in name or "phi3" in name:
+            self._strip_space_after_phi3_special_tokens()
         self._pieces: dict[int, bytes] = {}
 
     @classmethod
@@ -108,8 +115,6 @@ class Tokenizer:
 
     @classmethod
     def from_gguf(cls, path: str | Path) -> Tokenizer:
-        from llamatp.gguf_file import GGUFFile
-
         return cls(GGUFFile(path).metadata)
 
     # --- vocabulary ---------------------------------------------------------------------
@@ -144,9 +149,7 @@ class Tokenizer:
         are always matched.
         """
         fragments = self._split_special(text, parse_special) if text else []
-        ids: list[int] = []
-        if add_special and self.add_bos:
-            ids.append(self.bos_id)  # type: ignore[arg-type]  # checked in __init__
+        ids = list(self._bos) if add_special else []
         previous_is_special = True
         for fragment in fragments:
             if isinstance(fragment, int):
@@ -160,9 +163,7 @@ class Tokenizer:
                 previous_is_special = False
             else:
                 ids += self.bpe.encode(fragment)
-        if add_special and self.add_eos:
-            ids.append(self.eos_id)  # type: ignore[arg-type]
-        return ids
+        return ids + self._eos if add_special else ids
 
     def _split_special(self, text: str, parse_special: bool) -> list[str | int]:
         """llama.cpp's tokenizer_st_partition: cut special tokens out of the text, longest first."""
@@ -237,57 +238,50 @@ class Tokenizer:
 
     # --- loading ------------------------------------------------------------------------
 
-    def _find_special_tokens(self, special: dict[str, int | None]) -> None:
-        """Find EOT, EOM, FIM and end-of-generation tokens by their text, as llama.cpp does."""
+    def _find_tokens_by_text(self, special: dict[str, int | None]) -> None:
+        """EOT, EOM and FIM tokens the metadata does not name, found by their text.
 
-        def found(texts: Iterable[str]) -> int | None:
-            for text in texts:
-                token = self.token_ids.get(text)
-                if token is not None:
-                    self.attrs[token] |= CONTROL  # llama.cpp forces control-looking tokens to control
-                    return token
-            return None
-
-        # llama.cpp scans a hash map, so when several texts exist it keeps an arbitrary one;
-        # here the first of the list wins. Every candidate still ends generation below.
+        llama.cpp scans a hash map and keeps whichever candidate it meets first; here the
+        first of each list wins. Either way every candidate ends generation.
+        """
         for name, texts in (("eot", _EOT_TEXTS), ("eom", ("<|eom_id|>",)), *_FIM_TEXTS.items()):
             if special[name] is None:
-                special[name] = found(texts)
-        eog = {special[name] for name in ("fim_pad", "fim_rep", "fim_sep", "eos", "eot", "eom")}
-        eog.discard(None)
+                token = next((self.token_ids[t] for t in texts if t in self.token_ids), None)
+                if token is not None:
+                    self.attrs[token] |= CONTROL  # llama.cpp forces control-looking tokens to control
+                special[name] = token
+
+    def _end_of_generation_ids(self, special: dict[str, int | None]) -> frozenset[int]:
+        named = (special[name] for name in ("fim_pad", "fim_rep", "fim_sep", "eos", "eot", "eom"))
+        eog = {token for token in named if token is not None}
         for text in _EOG_TEXTS & self.token_ids.keys():
             eog.add(self.token_ids[text])
             self.attrs[self.token_ids[text]] |= CONTROL
-        # gpt-oss: these are shown as text
-        for text in ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"):
+        for text in ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"):  # gpt-oss shows these
             if text in self.token_ids:
                 self.attrs[self.token_ids[text]] = USER_DEFINED
-        eog_texts = {self.texts[token] for token in eog}  # type: ignore[index]
+        eog_texts = {self.texts[token] for token in eog}
         # gpt-oss and solar-open: <|end|> ends a message, not the generation
         end = self.token_ids.get("<|end|>")
-        has_call = bool(eog_texts & {"<|call|>", "<|calls|>"})
-        if end in eog and has_call and ("<|return|>" in eog_texts or "<|flush|>" in eog_texts):
+        ends_calls = bool(eog_texts & {"<|call|>", "<|calls|>"}) and bool(eog_texts & {"<|return|>", "<|flush|>"})
+        if end is not None and end in eog and ends_calls:
             eog.discard(end)
-            self.attrs[end] = USER_DEFINED  # type: ignore[index]
+            self.attrs[end] = USER_DEFINED
         # gemma4 and paddleocr: </s> is ordinary text
         s_end = self.token_ids.get("</s>")
-        if s_end in eog and "<|tool_response>" in eog_texts:
+        if s_end is not None and s_end in eog and "<|tool_response>" in eog_texts:
             eog.discard(s_end)
-            self.attrs[s_end] = NORMAL  # type: ignore[index]
-        self.eog_ids: frozenset[int] = frozenset(eog)  # type: ignore[arg-type]
+            self.attrs[s_end] = NORMAL
+        return frozenset(eog)
 
-    def _apply_name_quirks(self, model_name: str) -> None:
-        specials = [t for t, attrs in enumerate(self.attrs) if attrs & (CONTROL | USER_DEFINED | UNKNOWN)]
-        # Longest first; llama.cpp compares byte lengths.
-        self._special_tokens = sorted(specials, key=lambda t: -len(self.texts[t].encode()))
-        if "phi-3" in model_name or "phi3" in model_name:
-            # Phi-3 swallows whitespace after its special tokens, except these three.
-            for token in [*self._special_tokens, self.token_ids.get("</s>")]:
-                if token is not None:
-                    self.attrs[token] |= RSTRIP
-            for text in ("<unk>", "<s>", "<|endoftext|>"):
-                if text in self.token_ids:
-                    self.attrs[self.token_ids[text]] &= ~RSTRIP
+    def _strip_space_after_phi3_special_tokens(self) -> None:
+        """llama.cpp sets rstrip on Phi-3's special tokens, except these three."""
+        for token in [*self._special_tokens, self.token_ids.get("</s>")]:
+            if token is not None:
+                self.attrs[token] |= RSTRIP
+        for text in ("<unk>", "<s>", "<|endoftext|>"):
+            if text in self.token_ids:
+                self.attrs[self.token_ids[text]] &= ~RSTRIP
 
 
 class StreamDecoder:
@@ -331,31 +325,32 @@ def _token_scores(metadata: Mapping[str, Any], n_tokens: int) -> list[float]:
 
 
 def _clean_spaces(text: bytes) -> bytes:
-    """llama.cpp's clean_up_tokenization_spaces, three in-place passes over the bytes."""
+    """llama.cpp's clean_up_tokenization_spaces: three passes over the bytes."""
     if not text:
         return text
     # " ?", " !", " .", " ," lose their space
-    out = bytearray(text[:1])
+    first = bytearray(text[:1])
     for prev, x in zip(text, text[1:]):
         if prev == 0x20 and x in b"?!.,":
-            out.pop()
-        out.append(x)
-    # " ' " loses both spaces; llama.cpp zeroes the skipped space in place, so mirror that
-    src, out, i = bytearray(out), bytearray(out[:1]), 1
-    while i < len(src):
-        x = src[i]
-        if x == 0x27 and i + 1 < len(src) and src[i - 1] == 0x20 and src[i + 1] == 0x20:
-            out.pop()
+            first.pop()
+        first.append(x)
+    # " ' " loses both spaces; llama.cpp zeroes the skipped space in place, which the
+    # next character's look-behind then sees, so do the same
+    second, i = bytearray(first[:1]), 1
+    while i < len(first):
+        x = first[i]
+        if x == 0x27 and i + 1 < len(first) and first[i - 1] == 0x20 and first[i + 1] == 0x20:
+            second.pop()
             i += 1
-            src[i] = 0
-        out.append(x)
+            first[i] = 0
+        second.append(x)
         i += 1
     # " 's", " 'm", " 're", " 've" lose their space
-    src, out = bytes(out), bytearray(out[:1])
-    for i in range(1, len(src)):
-        x = src[i]
-        if src[i - 1] == 0x20 and x == 0x27 and i + 1 < len(src):
-            if src[i + 1] in b"sm" or (i + 2 < len(src) and src[i + 1 : i + 3] in (b"re", b"ve")):
-                out.pop()
-        out.append(x)
-    return bytes(out)
+    third = bytearray(second[:1])
+    for i in range(1, len(second)):
+        x = second[i]
+        if second[i - 1] == 0x20 and x == 0x27 and i + 1 < len(second):
+            if second[i + 1] in b"sm" or (i + 2 < len(second) and second[i + 1 : i + 3] in (b"re", b"ve")):
+                third.pop()
+        third.append(x)
+    return bytes(third)
