@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
+
+try:  # newer typer carries its own copy of click, with its own exception classes
+    from typer._click import exceptions as click_errors
+except ImportError:
+    from click import exceptions as click_errors
 
 from llamatp import __version__
 from llamatp.errors import LlamatpError
@@ -85,11 +89,16 @@ def parse_tensor_split(spec: str | None, separator: str = ",") -> tuple[float, .
 
 def resolve_devices(device: str | None, split_mode: str, main_gpu: int, gpu_layers: str) -> list[str]:
     from llamatp.devices import parse_devices
+    from llamatp.launch import in_torchrun, torchrun_devices
 
     if split_mode == "row":
         raise LlamatpError("split mode 'row' is deprecated in llama.cpp and not provided; use -sm tensor")
     if split_mode not in ("none", "layer", "tensor"):
         raise LlamatpError(f"unknown split mode '{split_mode}' (use none, layer or tensor)")
+    if in_torchrun():
+        import torch
+
+        return torchrun_devices(torch.cuda.is_available() and gpu_layers != "0")
     devices = parse_devices(device)
     if gpu_layers not in ("auto", "all", "-1", "999", "99"):
         try:
@@ -294,6 +303,36 @@ def info(
         print_plan(options, sys.stdout)
 
 
+@app.command()
+@user_errors
+def bench(
+    model: Annotated[Optional[list[str]], typer.Option("-m", "--model", help="GGUF file(s), comma-separated or repeated (default: the default model)")] = None,
+    n_prompt: Annotated[Optional[list[str]], typer.Option("-p", "--n-prompt", help="prompt lengths, e.g. 128,512 or 16-512*2 (default: 512)")] = None,
+    n_gen: Annotated[Optional[list[str]], typer.Option("-n", "--n-gen", help="generated lengths (default: 128)")] = None,
+    n_pg: Annotated[Optional[list[str]], typer.Option("-pg", help="prompt then generation: pp,tg (repeatable)")] = None,
+    n_depth: Annotated[Optional[list[str]], typer.Option("-d", "--n-depth", help="tokens already in the context (default: 0)")] = None,
+    batch_size: Annotated[Optional[list[str]], typer.Option("-b", "--batch-size", help="logical batch sizes (default: 2048)")] = None,
+    ubatch_size: Annotated[Optional[list[str]], typer.Option("-ub", "--ubatch-size", help="physical batch sizes (default: 512)")] = None,
+    gpu_layers: Annotated[Optional[list[str]], typer.Option("-ngl", "--n-gpu-layers", help="0 (CPU) or all layers (default: 99)")] = None,
+    split_mode: Annotated[Optional[list[str]], typer.Option("-sm", "--split-mode", help="none, layer, tensor; comma list (default: layer)")] = None,
+    main_gpu: Annotated[Optional[list[str]], typer.Option("-mg", "--main-gpu", help="device index used with -sm none (default: 0)")] = None,
+    tensor_split: Annotated[Optional[list[str]], typer.Option("-ts", "--tensor-split", help="shares: '/' between devices, ',' between tests, e.g. 3/1,1/1")] = None,
+    device: Device = None,
+    repetitions: Annotated[int, typer.Option("-r", "--repetitions", help="times to repeat each test")] = 5,
+    no_warmup: Annotated[bool, typer.Option("--no-warmup", help="skip the warm-up run before each test")] = False,
+    output: Annotated[str, typer.Option("-o", "--output", help="md, csv, json or jsonl")] = "md",
+) -> None:
+    """Measure prompt processing and generation speed, like llama-bench."""
+    from llamatp.bench import bench_params, run_bench
+
+    params = bench_params(
+        model or [], n_prompt or [], n_gen or [], n_pg or [], n_depth or [], batch_size or [], ubatch_size or [],
+        gpu_layers or [], split_mode or [], main_gpu or [], tensor_split or [], device, repetitions,
+        not no_warmup, output,
+    )
+    run_bench(params)
+
+
 def _register_optional_commands() -> None:
     from llamatp.synth import synth_command
 
@@ -307,13 +346,13 @@ def main() -> None:
     """Entry point: click's own usage errors are also reduced to one line."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as e:  # pragma: no cover - click>=8.2 only
+    except getattr(click_errors, "NoArgsIsHelpError", ()) as e:  # click < 8.2 prints the help itself
         print(e.format_message(), file=sys.stderr)
         code = 0
-    except click.ClickException as e:
+    except click_errors.ClickException as e:
         print(f"error: {e.format_message()}", file=sys.stderr)
         code = e.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("\ninterrupted", file=sys.stderr)
         code = 130
     sys.exit(code if isinstance(code, int) else 0)

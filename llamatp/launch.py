@@ -38,18 +38,33 @@ def in_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
+def torchrun_devices(cuda_available: bool) -> list[str]:
+    """One device per process of the whole torchrun group: rank r uses local GPU r % local size."""
+    world = int(os.environ["WORLD_SIZE"])
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    return [f"cuda:{r % local_world}" if cuda_available else "cpu" for r in range(world)]
+
+
 def launch(job: Job, devices: list[str]) -> Any:
     """Run `job` on every device; returns rank 0's result. Raises LlamatpError if any rank fails."""
     for key, value in SAFE_ENV.items():
         os.environ.setdefault(key, value)
     if in_torchrun():
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        local = int(os.environ["LOCAL_RANK"])
-        device = devices[local] if local < len(devices) else devices[0]
-        return job(WorkerInfo(rank, world, device))
+        if len(devices) != world:
+            raise LlamatpError(f"torchrun started {world} processes for {len(devices)} devices")
+        return job(WorkerInfo(rank, world, devices[rank]))
     world = len(devices)
     if world == 1:
         return job(WorkerInfo(0, 1, devices[0]))
+    try:
+        return _spawn_and_run(job, devices)
+    finally:
+        _leave_process_group()
+
+
+def _spawn_and_run(job: Job, devices: list[str]) -> Any:
+    world = len(devices)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(_free_port())
     ctx = mp.get_context("spawn")
@@ -78,6 +93,7 @@ def _worker(job: Job, info: WorkerInfo, errors: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # rank 0 handles Ctrl-C and stops us
     try:
         job(info)
+        _leave_process_group()
     except LlamatpError as e:
         errors.put((info.rank, info.device, str(e)))
         sys.exit(1)
@@ -85,6 +101,14 @@ def _worker(job: Job, info: WorkerInfo, errors: Any) -> None:
         detail = traceback.format_exception_only(type(e), e)[-1].strip()
         errors.put((info.rank, info.device, detail))
         sys.exit(1)
+
+
+def _leave_process_group() -> None:
+    """So that a later launch in this process can form a new group."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _watch(workers: list[Any], errors: Any) -> None:

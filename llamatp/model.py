@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from gguf import GGMLQuantizationType
 
 from llamatp.config import ModelConfig
+from llamatp.kernels import add_rms_norm, gated_act, rope_store_kv
 from llamatp.linear import StackedLinear
 from llamatp.quant import dequantize_to
 
@@ -31,10 +32,9 @@ class RMSNorm(torch.nn.Module):
         self.weight = weight.float()
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x32 * self.weight).to(x.dtype)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(x + residual), x + residual): the residual add rides along in the same kernel."""
+        return add_rms_norm(x, residual, self.weight, self.eps)
 
 
 class VocabEmbedding(torch.nn.Module):
@@ -67,19 +67,9 @@ class Rope(torch.nn.Module):
         self.neox = neox
 
     def tables(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for these positions, [T, 1, head_dim / 2]; computed once per forward."""
+        """cos and sin for these positions, [T, head_dim / 2]; computed once per forward."""
         angles = pos.float()[:, None] * self.inv_freq[None, :]
-        return angles.cos()[:, None, :], angles.sin()[:, None, :]
-
-    def apply(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        if self.neox:
-            x1, x2 = x32.chunk(2, dim=-1)
-            out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-        else:
-            x1, x2 = x32[..., 0::2], x32[..., 1::2]
-            out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-        return out.to(x.dtype)
+        return angles.cos(), angles.sin()
 
 
 class KVCache:
@@ -116,10 +106,8 @@ class Attention(torch.nn.Module):
         q, k, v = self.wqkv(x).split([self.n_q * hd, self.n_kv * hd, self.n_kv * hd], dim=-1)
         q, k, v = q.reshape(T, self.n_q, hd), k.reshape(T, self.n_kv, hd), v.reshape(T, self.n_kv, hd)
         if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.rope.apply(q, *rope), self.rope.apply(k, *rope)
-        k_cache.index_copy_(1, pos, k.transpose(0, 1).to(k_cache.dtype))
-        v_cache.index_copy_(1, pos, v.transpose(0, 1).to(v_cache.dtype))
+            q, k = self.q_norm(q)[0], self.k_norm(k)[0]
+        q = rope_store_kv(q, k, v, *rope, self.rope.neox, k_cache, v_cache, pos)
         kv_len = mask.shape[-1]
         out = self._attend(q, k_cache[:, :kv_len], v_cache[:, :kv_len], mask)
         return self.wo(out.reshape(T, self.n_q * hd))
@@ -150,9 +138,7 @@ class FeedForward(torch.nn.Module):
         self.gate_up, self.down, self.gelu = gate_up, down, gelu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, u = self.gate_up(x).chunk(2, dim=-1)
-        act = F.gelu(g, approximate="tanh") if self.gelu else F.silu(g)
-        return self.down(act * u)
+        return self.down(gated_act(self.gate_up(x), self.gelu))
 
 
 class Block(torch.nn.Module):
@@ -165,17 +151,20 @@ class Block(torch.nn.Module):
         self.swa = swa
         self.all_reduce = all_reduce
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]],
-                k_cache: torch.Tensor, v_cache: torch.Tensor, masks: dict[bool, torch.Tensor]) -> torch.Tensor:
-        h = self.attn(self.attn_norm(x), pos, ropes[self.swa], k_cache, v_cache, masks[self.swa])
-        h = self.all_reduce(h)
+    def forward(self, x: torch.Tensor, pending: torch.Tensor | None, pos: torch.Tensor,
+                ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]], k_cache: torch.Tensor, v_cache: torch.Tensor,
+                masks: dict[bool, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Residual stream x plus the previous block's output `pending` (added here, fused with
+        the norm); returns the new stream and this block's own output, still to be added."""
+        normed, x = self.attn_norm(x, pending)
+        h = self.all_reduce(self.attn(normed, pos, ropes[self.swa], k_cache, v_cache, masks[self.swa]))
         if self.post_attn_norm is not None:
-            h = self.post_attn_norm(h)
-        x = x + h
-        h = self.all_reduce(self.ffn(self.ffn_norm(x)))
+            h = self.post_attn_norm(h)[0]
+        normed, x = self.ffn_norm(h, x)
+        h = self.all_reduce(self.ffn(normed))
         if self.post_ffn_norm is not None:
-            h = self.post_ffn_norm(h)
-        return x + h
+            h = self.post_ffn_norm(h)[0]
+        return x, h
 
 
 class Transformer(torch.nn.Module):
@@ -197,13 +186,14 @@ class Transformer(torch.nn.Module):
         x = self.embed(inputs) if self.embed is not None else inputs
         masks = self._masks(pos, kv_len)
         ropes = {swa: rope.tables(pos) for swa, rope in self.ropes.items()}
+        pending = None
         for i, block in enumerate(self.blocks):
-            x = block(x, pos, ropes, self.cache.k[i], self.cache.v[i], masks)
+            x, pending = block(x, pending, pos, ropes, self.cache.k[i], self.cache.v[i], masks)
         if self.head is None:
-            return x
+            return x if pending is None else x + pending
         if last_only:
-            x = x[-1:]
-        return self.head(self.norm(x)).float()
+            x, pending = x[-1:], None if pending is None else pending[-1:]
+        return self.head(self.norm(x, pending)[0]).float()
 
     def _masks(self, pos: torch.Tensor, kv_len: int) -> dict[bool, torch.Tensor]:
         """Attention masks keyed by 'is a sliding-window layer'."""

@@ -1,10 +1,15 @@
 """Fixtures shared by the test suite: the real models (downloaded once, then cached) and llama.cpp's vocab files."""
 
+import os
 from pathlib import Path
 
-import pytest
+# No GPU in CI: Triton kernels are checked through Triton's interpreter. It must be on
+# before anything imports triton; the model itself dispatches to Triton only on CUDA tensors.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from llamatp.models import default_model_path, gemma3_270m_path
+import pytest  # noqa: E402
+
+from llamatp.models import default_model_path, gemma3_270m_path  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,195 @@
+"""Fused element-wise kernels for the GPU decode path, with plain-torch twins.
+
+A decode step at batch 1 is a chain of tiny operations; in a CUDA graph each kernel
+still costs a couple of microseconds, so a layer of ~45 unfused kernels spends more time
+launching than computing. These fuse the chains into one kernel each:
+- `add_rms_norm`: residual add + RMSNorm (the norm alone when there is no residual),
+- `rope_store_kv`: RoPE on q and k, and the write of k and v into the cache,
+- `gated_act`: SiLU or GELU(tanh) of the gate times the up projection.
+The torch versions run on CPU and define what the kernels must compute.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs run the torch versions
+    triton = None
+
+
+def use_triton(x: torch.Tensor) -> bool:
+    return triton is not None and x.is_cuda
+
+
+# --- residual add + RMSNorm ------------------------------------------------------------
+
+
+def add_rms_norm_torch(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
+                       eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    s = x if residual is None else x + residual
+    s32 = s.float()
+    normed = s32 * torch.rsqrt(s32.pow(2).mean(-1, keepdim=True) + eps) * weight
+    return normed.to(x.dtype), s
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(norm(x + residual) * weight, x + residual); rows are the last dimension."""
+    return (add_rms_norm_triton if use_triton(x) else add_rms_norm_torch)(x, residual, weight, eps)
+
+
+def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
+                        eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    shape, width = x.shape, x.shape[-1]
+    x2 = x.reshape(-1, width)
+    out = torch.empty_like(x2)
+    total = torch.empty_like(x2) if residual is not None else x2
+    res2 = residual.reshape(-1, width) if residual is not None else x2
+    block = triton.next_power_of_2(width)
+    _add_rms_norm_kernel[(x2.shape[0],)](
+        x2, res2, weight, out, total, width, eps,
+        HAS_RESIDUAL=residual is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
+    )
+    return out.reshape(shape), total.reshape(shape)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, width, eps,
+                             HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0)
+        cols = tl.arange(0, BLOCK)
+        mask = cols < width
+        s = tl.load(x_ptr + row * width + cols, mask=mask, other=0.0)
+        if HAS_RESIDUAL:
+            s = s + tl.load(res_ptr + row * width + cols, mask=mask, other=0.0)
+            tl.store(total_ptr + row * width + cols, s, mask=mask)
+        s32 = s.to(tl.float32)
+        rstd = tl.rsqrt(tl.sum(s32 * s32, axis=0) / width + eps)
+        w = tl.load(w_ptr + cols, mask=mask, other=0.0)
+        tl.store(out_ptr + row * width + cols, (s32 * rstd * w).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+# --- RoPE + KV cache write -------------------------------------------------------------
+
+
+def rope_torch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, neox: bool) -> torch.Tensor:
+    """x: [T, heads, head_dim]; cos, sin: [T, head_dim / 2]."""
+    x32, cos, sin = x.float(), cos[:, None, :], sin[:, None, :]
+    if neox:
+        x1, x2 = x32.chunk(2, dim=-1)
+        out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    else:
+        x1, x2 = x32[..., 0::2], x32[..., 1::2]
+        out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    return out.to(x.dtype)
+
+
+def rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                  neox: bool, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rotate q and k; store k and v at `pos` in the caches ([kv_heads, n_ctx, head_dim]).
+
+    q: [T, q_heads, head_dim]; k, v: [T, kv_heads, head_dim]. Returns the rotated q.
+    """
+    fn = rope_store_kv_triton if use_triton(q) else rope_store_kv_torch
+    return fn(q, k, v, cos, sin, neox, k_cache, v_cache, pos)
+
+
+def rope_store_kv_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                        neox: bool, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    q, k = rope_torch(q, cos, sin, neox), rope_torch(k, cos, sin, neox)
+    k_cache.index_copy_(1, pos, k.transpose(0, 1).to(k_cache.dtype))
+    v_cache.index_copy_(1, pos, v.transpose(0, 1).to(v_cache.dtype))
+    return q
+
+
+def rope_store_kv_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                         neox: bool, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    T, n_q, hd = q.shape
+    n_kv = k.shape[1]
+    q_out = torch.empty_like(q)
+    _rope_store_kernel[(T, n_q + n_kv)](
+        q, k, v, cos, sin, q_out, k_cache, v_cache, pos,
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        k_cache.stride(0), k_cache.stride(1), n_q, HALF=hd // 2, NEOX=neox,
+    )
+    return q_out
+
+
+if triton is not None:
+
+    @triton.jit
+    def _rope_store_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, q_out_ptr, kc_ptr, vc_ptr, pos_ptr,
+                           q_s0, q_s1, k_s0, k_s1, v_s0, v_s1, c_s0, c_s1, n_q,
+                           HALF: tl.constexpr, NEOX: tl.constexpr):
+        t = tl.program_id(0)
+        head = tl.program_id(1)
+        i = tl.arange(0, HALF)
+        cos = tl.load(cos_ptr + t * HALF + i)
+        sin = tl.load(sin_ptr + t * HALF + i)
+        if NEOX:
+            first, second = i, i + HALF
+        else:
+            first, second = 2 * i, 2 * i + 1
+        if head < n_q:
+            base = q_ptr + t * q_s0 + head * q_s1
+            x1 = tl.load(base + first).to(tl.float32)
+            x2 = tl.load(base + second).to(tl.float32)
+            out = q_out_ptr + (t * n_q + head) * 2 * HALF
+            tl.store(out + first, (x1 * cos - x2 * sin).to(q_out_ptr.dtype.element_ty))
+            tl.store(out + second, (x2 * cos + x1 * sin).to(q_out_ptr.dtype.element_ty))
+        else:
+            kv = head - n_q
+            p = tl.load(pos_ptr + t)
+            base = k_ptr + t * k_s0 + kv * k_s1
+            x1 = tl.load(base + first).to(tl.float32)
+            x2 = tl.load(base + second).to(tl.float32)
+            dst = kc_ptr + kv * c_s0 + p * c_s1
+            tl.store(dst + first, (x1 * cos - x2 * sin).to(kc_ptr.dtype.element_ty))
+            tl.store(dst + second, (x2 * cos + x1 * sin).to(kc_ptr.dtype.element_ty))
+            j = tl.arange(0, 2 * HALF)
+            vals = tl.load(v_ptr + t * v_s0 + kv * v_s1 + j)
+            tl.store(vc_ptr + kv * c_s0 + p * c_s1 + j, vals.to(vc_ptr.dtype.element_ty))
+
+
+# --- gated activation ------------------------------------------------------------------
+
+
+def gated_act_torch(gate_up: torch.Tensor, gelu: bool) -> torch.Tensor:
+    g, u = gate_up.chunk(2, dim=-1)
+    return (F.gelu(g, approximate="tanh") if gelu else F.silu(g)) * u
+
+
+def gated_act(gate_up: torch.Tensor, gelu: bool) -> torch.Tensor:
+    """act(gate) * up, where gate_up holds [gate | up] along the last dimension."""
+    return (gated_act_triton if use_triton(gate_up) else gated_act_torch)(gate_up, gelu)
+
+
+def gated_act_triton(gate_up: torch.Tensor, gelu: bool) -> torch.Tensor:
+    rows, width = gate_up.shape[0], gate_up.shape[-1] // 2
+    out = torch.empty(rows, width, dtype=gate_up.dtype, device=gate_up.device)
+    block = 1024
+    _gated_act_kernel[(rows, triton.cdiv(width, block))](gate_up, out, width, GELU=gelu, BLOCK=block)
+    return out
+
+
+if triton is not None:
+
+    @triton.jit
+    def _gated_act_kernel(gu_ptr, out_ptr, width, GELU: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0)
+        cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        mask = cols < width
+        g = tl.load(gu_ptr + row * 2 * width + cols, mask=mask, other=0.0).to(tl.float32)
+        u = tl.load(gu_ptr + row * 2 * width + width + cols, mask=mask, other=0.0).to(tl.float32)
+        if GELU:
+            inner = 0.7978845608028654 * (g + 0.044715 * g * g * g)
+            act = 0.5 * g * (1.0 + (2.0 / (1.0 + tl.exp(-2.0 * inner)) - 1.0))
+        else:
+            act = g / (1.0 + tl.exp(-g))
+        tl.store(out_ptr + row * width + cols, (act * u).to(out_ptr.dtype.element_ty), mask=mask)

@@ -1,0 +1,50 @@
+"""The fused GPU kernels compute what their plain-torch twins compute (Triton's interpreter on CPU)."""
+
+import os
+
+import pytest
+import torch
+
+from llamatp import kernels
+
+pytestmark = pytest.mark.skipif(kernels.triton is None or os.environ.get("TRITON_INTERPRET") != "1",
+                                reason="needs triton's interpreter (tests/conftest.py turns it on)")
+
+
+@pytest.mark.parametrize("with_residual", [False, True])
+@pytest.mark.parametrize("width", [64, 100])
+def test_add_rms_norm_matches_torch(with_residual: bool, width: int) -> None:
+    g = torch.Generator().manual_seed(width)
+    x = torch.randn(3, width, generator=g)
+    residual = torch.randn(3, width, generator=g) if with_residual else None
+    weight = torch.rand(width, generator=g) + 0.5
+    out, total = kernels.add_rms_norm_triton(x, residual, weight, 1e-6)
+    ref_out, ref_total = kernels.add_rms_norm_torch(x, residual, weight, 1e-6)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(total, ref_total)
+
+
+@pytest.mark.parametrize("neox", [False, True])
+def test_rope_store_kv_matches_torch(neox: bool) -> None:
+    g = torch.Generator().manual_seed(1)
+    T, n_q, n_kv, hd, n_ctx = 3, 4, 2, 16, 10
+    qkv = torch.randn(T, (n_q + 2 * n_kv) * hd, generator=g)
+    q, k, v = qkv.split([n_q * hd, n_kv * hd, n_kv * hd], dim=-1)
+    q, k, v = q.view(T, n_q, hd), k.view(T, n_kv, hd), v.view(T, n_kv, hd)
+    pos = torch.tensor([4, 5, 6])
+    angles = pos.float()[:, None] * torch.rand(hd // 2, generator=g)[None, :]
+    cos, sin = angles.cos(), angles.sin()
+    caches = [torch.full((n_kv, n_ctx, hd), float("nan")) for _ in range(4)]
+    q_fast = kernels.rope_store_kv_triton(q, k, v, cos, sin, neox, caches[0], caches[1], pos)
+    q_ref = kernels.rope_store_kv_torch(q, k, v, cos, sin, neox, caches[2], caches[3], pos)
+    torch.testing.assert_close(q_fast, q_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(caches[0][:, 4:7], caches[2][:, 4:7], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(caches[1][:, 4:7], caches[3][:, 4:7])
+    assert caches[0][:, :4].isnan().all() and caches[0][:, 7:].isnan().all()  # nothing else written
+
+
+@pytest.mark.parametrize("gelu", [False, True])
+def test_gated_act_matches_torch(gelu: bool) -> None:
+    gate_up = torch.randn(2, 2 * 1500, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(kernels.gated_act_triton(gate_up, gelu), kernels.gated_act_torch(gate_up, gelu),
+                               rtol=1e-5, atol=1e-6)
