@@ -59,6 +59,14 @@ class Comm:
         dist.broadcast_object_list(box, src, device=self.device if self.device.type == "cuda" else None)
         return box[0]
 
+    def gather_object(self, obj: object) -> list[object]:
+        """Every rank's `obj`, in rank order, on every rank."""
+        if self.world == 1:
+            return [obj]
+        gathered: list[object] = [None] * self.world
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
     def barrier(self) -> None:
         if self.world > 1:
             if self.device.type == "cuda":

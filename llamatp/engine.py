@@ -23,8 +23,9 @@ class Engine:
         self.n_ctx = plan.n_ctx
         self.vocab_widths = [len(s.vocab) for s in plan.shards]
         self.n_vocab = sum(self.vocab_widths) if plan.mode == "tensor" else len(plan.shards[0].vocab)
-        self.use_graphs = use_graphs and device.type == "cuda" and plan.mode != "layer"
+        self.use_graphs = use_graphs and device.type == "cuda"
         self._graph: torch.cuda.CUDAGraph | None = None
+        self._hidden_shape = (1, model.config.n_embd)
 
     def prepare(self) -> None:
         """Capture the decode graph now, before a prompt fills the cache it warms up on."""
@@ -52,10 +53,18 @@ class Engine:
             return self._forward_chunk([token], pos, last_only=True)
         if self._graph is None:
             self._capture()
-        self._token.fill_(token)
+        comm, layer_split = self.comm, self.plan.mode == "layer"
+        if not layer_split or comm.is_first:
+            self._input.fill_(token)
+        else:
+            torch.distributed.recv(self._input, comm.rank - 1)
         self._pos.fill_(pos)
         self._graph.replay()
-        return self._logits
+        if not layer_split:
+            return self._output
+        if not comm.is_last:
+            torch.distributed.send(self._output, comm.rank + 1)
+        return comm.broadcast(self._output if comm.is_last else self._logits, comm.world - 1)
 
     def _forward_chunk(self, chunk: list[int], start: int, last_only: bool) -> torch.Tensor:
         tokens = torch.tensor(chunk, dtype=torch.long, device=self.device)
@@ -94,11 +103,19 @@ class Engine:
         return comm.broadcast(result, comm.world - 1)
 
     def _capture(self) -> None:
-        self._token = torch.zeros(1, dtype=torch.long, device=self.device)
+        """Capture one decode step of this rank's part (under layer split, its stage alone:
+        the hand-over to the next stage stays outside the graph)."""
+        first_stage = self.plan.mode != "layer" or self.comm.is_first
+        if first_stage:
+            self._input = torch.zeros(1, dtype=torch.long, device=self.device)
+        else:
+            self._input = torch.zeros(self._hidden_shape, dtype=self.dtype, device=self.device)
         self._pos = torch.zeros(1, dtype=torch.long, device=self.device)
+        self._logits = torch.zeros(1, self.n_vocab, dtype=torch.float32, device=self.device)
 
         def step() -> torch.Tensor:
-            return self._gather(self.model(self._token, self._pos, kv_len=self.n_ctx, last_only=True))
+            out = self.model(self._input, self._pos, kv_len=self.n_ctx, last_only=True)
+            return self._gather(out) if self.plan.mode == "tensor" else out
 
         # Warm up on a side stream (kernel autotuning, NCCL set-up) before capture.
         stream = torch.cuda.Stream(self.device)
@@ -109,4 +126,4 @@ class Engine:
         torch.cuda.current_stream(self.device).wait_stream(stream)
         self._graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self._graph):
-            self._logits = step()
+            self._output = step()

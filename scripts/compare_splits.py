@@ -43,23 +43,25 @@ def main() -> None:
     parser.add_argument("--n-prompt", type=int, default=64)
     parser.add_argument("--n-decode", type=int, default=16)
     parser.add_argument("--skip-none", action="store_true", help="only run the split modes (model too big for one device)")
+    parser.add_argument("--base-device", help="run the -sm none baseline here (e.g. cpu) instead of the first device")
     args = parser.parse_args()
     devices = args.devices.split(",")
     prompt = torch.randint(0, 1000, (args.n_prompt,), generator=torch.Generator().manual_seed(0)).tolist()
+    runs = [] if args.skip_none else [("base", "none", [args.base_device or devices[0]])]
+    runs += [(f"{mode} x{len(devices) if mode != 'none' else 1}", mode, devices if mode != "none" else devices[:1])
+             for mode in args.modes.split(",") if mode]
     results = {}
-    runs = ([("none", devices[:1])] if not args.skip_none else []) + [(m, devices) for m in args.modes.split(",")]
-    for mode, devs in runs:
+    for label, mode, devs in runs:
         options = ModelOptions(model=args.model, devices=tuple(devs), split_mode=mode, n_ctx=args.n_ctx)
-        results[mode] = launch(functools.partial(logits_job, options, prompt, args.n_decode), devs)
-    base = results.get("none")
-    for mode, (logits, tokens, load_s) in results.items():
-        if base is None or mode == "none":
-            print(f"{mode:>6} on {len(devices) if mode != 'none' else 1} device(s): load {load_s:.1f} s, greedy {tokens[:8]}")
-            continue
-        rel = float((logits - base[0]).norm() / base[0].norm())
-        same_top1 = float((logits.argmax(-1) == base[0].argmax(-1)).float().mean())
-        print(f"{mode:>6} on {len(devices)} device(s): rel err {rel:.2e}, prefill top-1 agreement {same_top1:.3f}, "
-              f"greedy decode identical: {tokens == base[1]}, load {load_s:.1f} s")
+        results[label] = launch(functools.partial(logits_job, options, prompt, args.n_decode), devs)
+        print(f"{label} ({','.join(devs)}): load {results[label][2]:.1f} s, greedy {results[label][1][:8]}", flush=True)
+    base = results.get("base")
+    for label, (logits, tokens, _) in results.items():
+        if base is not None and label != "base":
+            rel = float((logits - base[0]).norm() / base[0].norm())
+            same_top1 = float((logits.argmax(-1) == base[0].argmax(-1)).float().mean())
+            print(f"{label}: logits rel err vs base {rel:.2e}, prefill top-1 agreement {same_top1:.3f}, "
+                  f"greedy decode identical: {tokens == base[1]}")
 
 
 if __name__ == "__main__":
