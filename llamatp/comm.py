@@ -1,4 +1,10 @@
-"""Every collective in one place, so the backend (NCCL, gloo) is chosen in one place."""
+"""Every collective in one place, so the backend (NCCL, gloo, symmetric memory) is chosen in one place.
+
+Small all-reduces on GPUs (decode: one token's hidden state) go through PyTorch symmetric
+memory's one-shot kernel where it works: each GPU reads its peers' buffers over NVLink and
+sums locally, several times faster than NCCL at these sizes. NVLink multicast is never
+used. LLAMATP_ALLREDUCE=nccl turns symmetric memory off.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ class Comm:
 
     def __init__(self, rank: int, world: int, device: torch.device) -> None:
         self.rank, self.world, self.device = rank, world, device
+        self._symm: torch.Tensor | None = None
+        self._group_name = ""
 
     @property
     def is_first(self) -> bool:
@@ -24,9 +32,44 @@ class Comm:
         return self.rank == self.world - 1
 
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(x)
+        """The sum over ranks; may return a new tensor rather than write into x."""
+        if self.world == 1:
+            return x
+        symm = self._symm
+        if symm is not None and x.numel() <= symm.numel() and x.dtype == symm.dtype:
+            out = torch.empty_like(x)
+            torch.ops.symm_mem.one_shot_all_reduce_copy_out(
+                symm[: x.numel()].view_as(x), x.contiguous(), "sum", self._group_name, out)
+            return out
+        dist.all_reduce(x)
         return x
+
+    def enable_symmetric_memory(self, max_numel: int, dtype: torch.dtype) -> str:
+        """Route all-reduces of up to max_numel elements through symmetric memory.
+
+        Returns the backend small all-reduces will use: 'symmetric memory', 'nccl' or 'gloo'.
+        """
+        if self.device.type != "cuda":
+            return "gloo"
+        if self.world == 1 or os.environ.get("LLAMATP_ALLREDUCE") == "nccl":
+            return "nccl"
+        try:
+            import torch.distributed._symmetric_memory as symm_mem
+
+            buffer = symm_mem.empty(max_numel, dtype=dtype, device=self.device)
+            symm_mem.rendezvous(buffer, dist.group.WORLD.group_name)
+            self._group_name = dist.group.WORLD.group_name
+            self._symm = buffer
+            works = float(self.all_reduce(torch.ones(8, dtype=dtype, device=self.device))[0]) == self.world
+        except Exception:  # noqa: BLE001 - any failure here means: use NCCL
+            works = False
+        everywhere = torch.tensor([1 if works else 0], device=self.device)
+        self._symm, symm = None, self._symm
+        dist.all_reduce(everywhere, op=dist.ReduceOp.MIN)  # every rank must choose the same
+        if not int(everywhere):
+            return "nccl"
+        self._symm = symm
+        return "symmetric memory"
 
     def gather_columns(self, local: torch.Tensor, widths: list[int]) -> torch.Tensor:
         """Concatenate each rank's columns (uneven widths allowed); every rank gets the whole."""

@@ -13,6 +13,7 @@ from llamatp.devices import free_memory
 from llamatp.engine import Engine
 from llamatp.errors import LlamatpError
 from llamatp.gguf_file import GGUFFile
+from llamatp.linear import GEMV_MAX_ROWS
 from llamatp.launch import WorkerInfo
 from llamatp.loader import build_model
 from llamatp.plan import Plan, SplitMode, check_fits, make_plan
@@ -40,6 +41,7 @@ class Runtime:
     comm: Comm
     engine: Engine
     device: torch.device
+    allreduce: str  # the backend of small all-reduces under tensor split
 
 
 def compute_dtype(device: str) -> torch.dtype:
@@ -72,8 +74,11 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
     shard = plan.shards[info.rank]
     check_fits(Plan(plan.mode, plan.n_ctx, plan.n_ubatch, (shard,), ()), [free_memory(info.device)])
     comm = init_process_group(info.rank, info.world, device)
+    allreduce = "none"
+    if plan.mode == "tensor":
+        allreduce = comm.enable_symmetric_memory(GEMV_MAX_ROWS * config.n_embd, compute_dtype(info.device))
     dtype = compute_dtype(info.device)
     model = build_model(gguf, config, plan, info.rank, device, dtype, comm.all_reduce)
     engine = Engine(model, comm, plan, device, dtype, use_graphs=options.use_graphs)
     engine.prepare()
-    return Runtime(gguf, config, plan, comm, engine, device)
+    return Runtime(gguf, config, plan, comm, engine, device, allreduce)
