@@ -122,6 +122,9 @@ def run_job(opts: RunOptions, info: WorkerInfo) -> None:
     timings = Timings(load_ms=(time.perf_counter() - started) * 1000)
     gen = Generator(rt, tokenizer, opts.sampling, timings)
     out = _Output(info.rank == 0)
+    if opts.verbose and info.rank == 0:
+        print(f"llamatp: split {rt.plan.mode} over {info.world} device(s), all-reduce: {rt.allreduce}, "
+              f"seed {gen.sampler.seed}", file=sys.stderr)
     if opts.conversation:
         _converse(opts, rt, tokenizer, gen, out)
     else:

@@ -1,0 +1,211 @@
+"""Benchmark the GGUF GEMV kernels on a CUDA GPU, against a bf16 cuBLAS matrix-vector product.
+
+For every weight type and shape (a Llama 3 8B layer, and Llama 3 70B split over 2 and 4
+GPUs), on random but valid GGUF data:
+- checks gemv against x @ W.T with W from the torch dequantizer, and dequantize_packed too;
+- times gemv with triton.testing.do_bench (median, L2 flushed, launch overhead included)
+  and inside a CUDA graph, cycling through enough copies of the weight to defeat the L2;
+- reports GB/s as GGUF bytes of the weight per second, next to the device-to-device copy
+  bandwidth (bytes read + written) and the same product with a bf16 weight (cuBLAS).
+
+    python scripts/bench_gemv.py --out gemv.json
+    python scripts/bench_gemv.py --types Q4_K --shapes 4096x4096 --sweep   # try tilings
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+import triton
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from llamatp.quant import dequantize_to
+from llamatp.quant.gemv import GemvConfig, dequantize_packed, gemv, pick_config, repack
+
+Q = GGMLQuantizationType
+TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+# (rows, cols) = (out, in) features. 8B: q/o, gate/up, down, lm_head, k/v.
+# 70B over 2 and 4 GPUs: q (rows split), o (columns split), gate/up, down, k/v, lm_head.
+SHAPES = {
+    "8B": [(4096, 4096), (14336, 4096), (4096, 14336), (128256, 4096), (1024, 4096)],
+    "70B/2": [(4096, 8192), (8192, 4096), (14336, 8192), (8192, 14336), (512, 8192), (64128, 8192)],
+    "70B/4": [(2048, 8192), (8192, 2048), (7168, 8192), (8192, 7168), (256, 8192), (32064, 8192)],
+}
+BATCH_SWEEP = {"types": ["Q4_K", "Q8_0"], "shapes": [(4096, 4096), (14336, 4096)], "batches": [2, 4, 8]}
+# Byte offsets of the float16 scale fields inside one block (ggml-common.h).
+F16_FIELDS = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q8_0": (0,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+
+
+def random_gguf(type_name: str, n_rows: int, n_cols: int) -> torch.Tensor:
+    """Random bytes with finite float16 scales: [n_rows, row_bytes] uint8 on the GPU."""
+    block, type_size = GGML_QUANT_SIZES[Q[type_name]]
+    raw = torch.randint(0, 256, (n_rows, n_cols // block, type_size), dtype=torch.uint8, device="cuda")
+    for offset in F16_FIELDS[type_name]:
+        scales = (torch.randn(n_rows, n_cols // block, 1, device="cuda") * 0.01).half()
+        raw[:, :, offset : offset + 2] = scales.view(torch.uint8)
+    return raw.reshape(n_rows, -1)
+
+
+def median_us(fn: Callable[[], object]) -> float:
+    """triton.testing.do_bench's median, in microseconds: L2 flushed, launch overhead included."""
+    return triton.testing.do_bench(fn, warmup=5, rep=25) * 1e3
+
+
+def graph_us(calls: list[Callable[[], object]], replays: int = 20) -> float:
+    """Microseconds per call, the calls captured back to back in one CUDA graph."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for call in calls:  # warm-up outside capture: compiles kernels, allocates pools
+            call()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for call in calls:
+            call()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / len(calls))
+    return sorted(times)[len(times) // 2]
+
+
+def copies_to_defeat_l2(nbytes: int) -> int:
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    return min(64, max(1, math.ceil(2 * l2 / nbytes)))
+
+
+def copy_bandwidth() -> float:
+    """Device-to-device copy, GB/s counting bytes read and written."""
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms = triton.testing.do_bench(lambda: dst.copy_(src), warmup=25, rep=200)
+    return 2 * src.numel() / (ms * 1e-3) / 1e9
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out.float() - ref).norm() / ref.norm())
+
+
+def bench_bf16(n_rows: int, n_cols: int, batch: int) -> dict[str, float]:
+    weight = torch.randn(n_rows, n_cols, device="cuda", dtype=torch.bfloat16)
+    weights = [weight] + [weight.clone() for _ in range(copies_to_defeat_l2(weight.nbytes) - 1)]
+    x = torch.randn(batch, n_cols, device="cuda", dtype=torch.bfloat16)
+    result = {
+        "bf16_us": median_us(lambda: F.linear(x, weight)),
+        "bf16_graph_us": graph_us([lambda w=w: F.linear(x, w) for w in weights]),
+    }
+    del weight, weights
+    torch.cuda.empty_cache()
+    return result
+
+
+def bench_case(type_name: str, n_rows: int, n_cols: int, batch: int, config: GemvConfig | None) -> dict:
+    qtype = Q[type_name]
+    raw = random_gguf(type_name, n_rows, n_cols)
+    packed = repack(raw, qtype, n_rows, n_cols)
+    x = torch.randn(batch, n_cols, device="cuda", dtype=torch.bfloat16)
+    reference = x.float() @ dequantize_to(raw, qtype, torch.float32).T
+    rel_err = relative_error(gemv(x, packed, config), reference)
+    del reference
+    dense_err = relative_error(dequantize_packed(packed, torch.float32), dequantize_to(raw, qtype, torch.float32))
+    copies = [packed] + [repack(raw, qtype, n_rows, n_cols) for _ in range(copies_to_defeat_l2(raw.numel()) - 1)]
+    us = median_us(lambda: gemv(x, packed, config))
+    g_us = graph_us([lambda w=w: gemv(x, w, config) for w in copies])
+    dequant_us = median_us(lambda: dequantize_packed(packed))
+    cfg = config or pick_config(packed, batch, torch.cuda.get_device_properties(0).multi_processor_count)
+    result = {
+        "type": type_name, "rows": n_rows, "cols": n_cols, "batch": batch, "config": cfg.__dict__,
+        "gguf_bytes": raw.numel(), "packed_bytes": packed.nbytes, "us": us, "graph_us": g_us,
+        "gbps": raw.numel() / (g_us * 1e-6) / 1e9, "rel_err": rel_err, "dequant_rel_err": dense_err,
+        "dequant_us": dequant_us,
+    }  # fmt: skip
+    del raw, packed, copies
+    torch.cuda.empty_cache()
+    return result
+
+
+def sweep(type_name: str, n_rows: int, n_cols: int, batch: int) -> list[dict]:
+    """Graph time of every tiling in a small grid, fastest first."""
+    results = []
+    grid = itertools.product((8, 16, 32, 64), (8, 16, 32), (1, 2, 4, 8), (2, 4, 8))
+    for block_n, block_c, split_k, num_warps in grid:
+        if block_n * block_c < 32 * num_warps or block_n * block_c > 32 * num_warps * 8:
+            continue  # threads without a chunk, or too many chunks per thread
+        config = GemvConfig(block_n=block_n, block_c=block_c, split_k=split_k, num_warps=num_warps)
+        case = bench_case(type_name, n_rows, n_cols, batch, config)
+        results.append(case)
+        print(f"  {config}  {case['graph_us']:8.1f} us  {case['gbps']:7.0f} GB/s")
+    return sorted(results, key=lambda r: r["graph_us"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench_gemv.json", help="where to write the results as JSON")
+    parser.add_argument("--types", default=",".join(TYPES), help="comma-separated GGUF types")
+    parser.add_argument("--shapes", default="", help="comma-separated ROWSxCOLS (default: the built-in set)")
+    parser.add_argument("--sweep", action="store_true", help="try a grid of tilings on each type and shape")
+    args = parser.parse_args()
+    started = time.time()
+    types = args.types.split(",")
+    if args.shapes:
+        shapes = [("custom", tuple(int(v) for v in s.split("x"))) for s in args.shapes.split(",")]
+    else:
+        shapes = [(model, shape) for model, model_shapes in SHAPES.items() for shape in model_shapes]
+    device = torch.cuda.get_device_name()
+    copy_gbps = copy_bandwidth()
+    print(f"{device}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
+
+    cases: list[tuple[str, str, int, int, int]] = [(m, t, n, k, 1) for m, (n, k) in shapes for t in types]
+    if not args.shapes and not args.sweep:
+        cases += [
+            ("batch", t, n, k, b)
+            for t in BATCH_SWEEP["types"] if t in types
+            for n, k in BATCH_SWEEP["shapes"] for b in BATCH_SWEEP["batches"]
+        ]  # fmt: skip
+    results, sweeps, bf16 = [], {}, {}
+    for model, type_name, n_rows, n_cols, batch in cases:
+        if args.sweep:
+            print(f"sweep {type_name} {n_rows}x{n_cols} batch {batch}")
+            sweeps[f"{type_name} {n_rows}x{n_cols} batch {batch}"] = sweep(type_name, n_rows, n_cols, batch)[:5]
+            continue
+        if (n_rows, n_cols, batch) not in bf16:
+            bf16[n_rows, n_cols, batch] = bench_bf16(n_rows, n_cols, batch)
+        case = {"model": model, **bench_case(type_name, n_rows, n_cols, batch, None), **bf16[n_rows, n_cols, batch]}
+        results.append(case)
+        print(f"{model:6} {type_name:5} {n_rows:>6}x{n_cols:<6} m={batch} {case['graph_us']:8.1f} us {case['gbps']:6.0f} GB/s")
+
+    with open(args.out, "w") as f:
+        json.dump({"device": device, "copy_gbps": copy_gbps, "results": results, "sweeps": sweeps}, f, indent=1)
+    if results:
+        print(
+            f"\n{'model':6} {'type':5} {'rows x cols':>13} {'m':>2} {'do_bench':>9} {'graph':>8} {'GB/s':>6} "
+            f"{'%copy':>6} {'bf16':>8} {'x bf16':>6} {'rel err':>8} {'dequant':>8}"
+        )
+        for r in results:
+            print(
+                f"{r['model']:6} {r['type']:5} {r['rows']:>6}x{r['cols']:<6} {r['batch']:>2} {r['us']:8.1f}u "
+                f"{r['graph_us']:7.1f}u {r['gbps']:6.0f} {100 * r['gbps'] / copy_gbps:5.0f}% "
+                f"{r['bf16_graph_us']:7.1f}u {r['bf16_graph_us'] / r['graph_us']:6.2f} {r['rel_err']:8.1e} "
+                f"{r['dequant_us']:7.1f}u"
+            )
+        worst = max(max(r["rel_err"] for r in results), max(r["dequant_rel_err"] for r in results))
+        print(f"\nworst relative error {worst:.1e} ({'OK' if worst < 1e-2 else 'TOO LARGE'}); graph: per call in a CUDA")
+        print(f"graph; x bf16: bf16 cuBLAS graph time / gemv graph time; {time.time() - started:.0f} s; in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
