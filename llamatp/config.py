@@ -50,7 +50,7 @@ def load_config(gguf: GGUFFile) -> ModelConfig:
     arch = gguf.architecture
     if arch not in SUPPORTED_ARCHITECTURES:
         raise LlamatpError(
-            f"architecture '{arch}' is not supported (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
+            f"architecture {arch!r} is not supported (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
         )
 
     def key(name: str, default: object = None) -> object:

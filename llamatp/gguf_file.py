@@ -139,20 +139,20 @@ class _HeaderParser:
             self.metadata[key] = self.value(self.u32())
         alignment = self.metadata.get("general.alignment", 32)
         if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-            raise self.fail(f"general.alignment must be a power of two, got {alignment}")
+            raise self.fail(f"general.alignment must be a power of two, got {alignment!r}")
         infos = [self.tensor_info() for _ in range(n_tensors)]
         data_start = -(-self.pos // alignment) * alignment
         names: set[str] = set()
         for name, qtype, shape, offset in infos:
             if name in names:
-                raise self.fail(f"tensor '{name}' appears twice")
+                raise self.fail(f"tensor {name!r} appears twice")
             names.add(name)
             if offset % alignment:
-                raise self.fail(f"tensor '{name}' is not aligned to {alignment} bytes")
+                raise self.fail(f"tensor {name!r} is not aligned to {alignment} bytes")
             block, size = GGML_QUANT_SIZES[qtype]
             nbytes = int(np.prod(shape, dtype=object)) // block * size
             if data_start + offset + nbytes > self.size:
-                raise self.fail(f"tensor '{name}' data runs past the end of the file (truncated download?)")
+                raise self.fail(f"tensor {name!r} data runs past the end of the file (truncated download?)")
             self.tensors.append(TensorInfo(name, qtype, shape, data_start + offset, nbytes))
 
     def value(self, vtype: int) -> Any:
@@ -178,7 +178,7 @@ class _HeaderParser:
         name = self.string()
         n_dims = self.u32()
         if not 1 <= n_dims <= MAX_DIMS:
-            raise self.fail(f"tensor '{name}' has {n_dims} dimensions")
+            raise self.fail(f"tensor {name!r} has {n_dims} dimensions")
         dims = [self.u64() for _ in range(n_dims)]
         raw_type = self.u32()
         offset = self.u64()
@@ -186,11 +186,11 @@ class _HeaderParser:
             qtype = GGMLQuantizationType(raw_type)
             block, _ = GGML_QUANT_SIZES[qtype]
         except (ValueError, KeyError):
-            raise self.fail(f"tensor '{name}' has unknown type id {raw_type}") from None
+            raise self.fail(f"tensor {name!r} has unknown type id {raw_type}") from None
         if dims[0] % block:
-            raise self.fail(f"tensor '{name}' row of {dims[0]} is not a whole number of {qtype.name} blocks")
-        if int(np.prod(dims, dtype=object)) > self.size * 8:
-            raise self.fail(f"tensor '{name}' claims more elements than the file can hold")
+            raise self.fail(f"tensor {name!r} row of {dims[0]} is not a whole number of {qtype.name} blocks")
+        if 0 in dims:
+            raise self.fail(f"tensor {name!r} has an empty dimension")
         while len(dims) > 2 and dims[-1] == 1:
             dims.pop()
         return name, qtype, tuple(reversed(dims)), offset

@@ -49,6 +49,7 @@ def launch(job: Job, devices: list[str]) -> Any:
     """Run `job` on every device; returns rank 0's result. Raises LlamatpError if any rank fails."""
     for key, value in SAFE_ENV.items():
         os.environ.setdefault(key, value)
+    _arm_watchdog()
     if in_torchrun():
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         if len(devices) != world:
@@ -91,6 +92,7 @@ def _spawn_and_run(job: Job, devices: list[str]) -> Any:
 
 def _worker(job: Job, info: WorkerInfo, errors: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # rank 0 handles Ctrl-C and stops us
+    _arm_watchdog()
     try:
         job(info)
         _leave_process_group()
@@ -101,6 +103,16 @@ def _worker(job: Job, info: WorkerInfo, errors: Any) -> None:
         detail = traceback.format_exception_only(type(e), e)[-1].strip()
         errors.put((info.rank, info.device, detail))
         sys.exit(1)
+
+
+def _arm_watchdog() -> None:
+    """LLAMATP_WATCHDOG=SECONDS: if the process still runs then, print every thread's stack
+    and exit. For diagnosing a run that hangs (a collective that never completes)."""
+    seconds = os.environ.get("LLAMATP_WATCHDOG")
+    if seconds:
+        import faulthandler
+
+        faulthandler.dump_traceback_later(float(seconds), exit=True)
 
 
 def _leave_process_group() -> None:

@@ -186,7 +186,8 @@ def main() -> None:
             bf16[n_rows, n_cols, batch] = bench_bf16(n_rows, n_cols, batch)
         case = {"model": model, **bench_case(type_name, n_rows, n_cols, batch, None), **bf16[n_rows, n_cols, batch]}
         results.append(case)
-        print(f"{model:6} {type_name:5} {n_rows:>6}x{n_cols:<6} m={batch} {case['graph_us']:8.1f} us {case['gbps']:6.0f} GB/s")
+        label = f"{model:6} {type_name:5} {n_rows:>6}x{n_cols:<6} m={batch}"
+        print(f"{label} {case['graph_us']:8.1f} us {case['gbps']:6.0f} GB/s")
 
     with open(args.out, "w") as f:
         json.dump({"device": device, "copy_gbps": copy_gbps, "results": results, "sweeps": sweeps}, f, indent=1)
@@ -203,7 +204,8 @@ def main() -> None:
                 f"{r['dequant_us']:7.1f}u"
             )
         worst = max(max(r["rel_err"] for r in results), max(r["dequant_rel_err"] for r in results))
-        print(f"\nworst relative error {worst:.1e} ({'OK' if worst < 1e-2 else 'TOO LARGE'}); graph: per call in a CUDA")
+        verdict = "OK" if worst < 1e-2 else "TOO LARGE"
+        print(f"\nworst relative error {worst:.1e} ({verdict}); graph: per call in a CUDA")
         print(f"graph; x bf16: bf16 cuBLAS graph time / gemv graph time; {time.time() - started:.0f} s; in {args.out}")
 
 

@@ -4,33 +4,32 @@
 kernels read with wide coalesced loads; `gemv` then computes x @ W.T for a handful of rows
 of x (decode), and `dequantize_packed` rebuilds W for the prompt's large matmuls.
 
-The unit of work is a *chunk*: the 32 consecutive elements of one row that share a scale
-(a whole Q4_0/Q4_1/Q5_0/Q8_0 block, or one sub-block of a 256-element K-quant block),
-held by one thread as W int32 words: 16 bytes of 4-bit codes (W = 4), or Q8_0's 32 bytes
-(W = 8). The planes keep GGUF's order, row-major [rows, groups, ...] (a group is 32
-columns), so the threads of a warp read consecutive 16-byte chunks of a row:
+The unit of work is a *chunk*: 16 bytes of codes, four int32 words, which one thread loads
+at once: 32 elements of a 4-bit type (one Q4_0/Q4_1/Q5_0 block, or a sub-block of a K-quant
+block, sharing a scale), or 16 elements of Q8_0 (half a block). Element 4j + w of a chunk
+is field j of word w (bits 4j..4j+3, or 8j..8j+7 for Q8_0), so that field j of the four
+words pairs with four consecutive elements of x. The planes keep GGUF's row-major order, so
+the threads of a warp read consecutive chunks of a row:
 
-    quants      int32 [rows, groups, W]  the low 4 bits of each code: element W*j + w of a chunk
-                                         is field j (bits 4j..4j+3) of word w; Q8_0 has four
-                                         8-bit fields per word
-    high_bits   [rows, groups, 4]        the codes' fifth bit (uint8, bit j of byte w: Q5_0/Q5_K)
-                                         or fifth and sixth bits (int16, bits 2j..2j+1: Q6_K)
-    scales      float16 [rows, groups, S]       d (and Q4_1's m) of each 32-element block, or
-                float16 [rows, blocks, S]       d (and dmin) of each 256-element K-quant block
-    sub_scales  [rows, groups, 2]        K-quants: the 6-bit scale and min of the sub-block
+    quants      int32 [rows, chunks, 4]  the low 4 bits of each code (Q8_0: all 8)
+    high_bits   int32 [rows, chunks]     Q5_0/Q5_K: the codes' fifth bits, bit 4j + w for field
+                                         j of word w (the order of the elements)
+                int16 [rows, chunks, 4]  Q6_K: the fifth and sixth bits of word w's fields, at
+                                         bit 4j for field j < 4, at bit 4(j-4) + 2 for the others
+    scales      float16 [rows, blocks, S]  d (and Q4_1's m, or a K-quant's dmin) of each block
+    sub_scales  [rows, chunks, 2]        K-quants: the 6-bit scale and min of the sub-block
                                          (uint8), or Q6_K's two signed 8-bit scales
-
-With field j of the W words pairing with W consecutive elements of x, a thread loads x as
-short vectors, converts it once and uses it for every row it holds (several, same groups).
 
 Codes are stored unsigned (Q8_0's are offset by 128), and every type dequantizes as
 scale * (code - zero) + offset, the offset being Q4_1's m or a K-quant's -dmin * min.
-Decoding must cost only a few instructions per weight for the kernel to keep up with memory,
-so it avoids integer-to-float conversions (a quarter of the rate of float arithmetic): a
+
+Decoding must cost only a few instructions per weight for the GEMV to keep up with memory,
+so it avoids integer-to-float conversions (a fraction of the rate of float arithmetic): a
 field is masked in place, with the exponent bits of 2^23 or-ed in, which makes the float
 2^23 + code * 2^s exactly; subtracting 2^23 (and the zero point) leaves code * 2^s, and x is
-multiplied by 2^-s instead of shifting every field down. Fields in the upper half-word are
-first shifted down by 16 bits, once per word.
+multiplied by 2^-s instead of shifting every field down. Fields in a word's upper half are
+first shifted down, once per word. Each thread holds the same chunk of several
+rows, so the conversion and scaling of x is shared among them.
 
 A tensor-parallel rank repacks only its own slice of the GGUF data: any whole rows, or any
 block-aligned range of columns (a multiple of 256 for K-quants).
@@ -49,8 +48,12 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 from llamatp.errors import LlamatpError
 
 Q = GGMLQuantizationType
-GROUP = 32  # elements per chunk: every supported type has one scale per 32 elements (Q6_K: two)
 MIN_BLOCK_N = 8  # the fewest rows a GEMV program handles
+PROGRAMS_PER_SM = 3  # split K until the GEMV has this many programs per multiprocessor
+# The exponent bits of 2^23 (see the module docstring). The kernels take it as an argument
+# rather than a constant: held in a register, it lets the compiler mask a field and or it in
+# with one three-input logic instruction.
+MAGIC = 0x4B000000
 
 # The types the kernels read, as kernel constants.
 Q4_0: tl.constexpr = tl.constexpr(int(Q.Q4_0))
@@ -69,6 +72,11 @@ def gemv_supported(qtype: GGMLQuantizationType) -> bool:
     return qtype in _SUPPORTED
 
 
+def chunk_size(qtype: GGMLQuantizationType) -> int:
+    """Elements per 16-byte chunk of codes."""
+    return 16 if qtype == Q.Q8_0 else 32
+
+
 @dataclass(frozen=True)
 class PackedWeight:
     """A [n_rows, n_cols] GGUF weight in the kernels' plane layout (see the module docstring)."""
@@ -85,6 +93,10 @@ class PackedWeight:
     split_counters: torch.Tensor
 
     @property
+    def n_chunks(self) -> int:
+        return self.n_cols // chunk_size(self.qtype)
+
+    @property
     def nbytes(self) -> int:
         """Bytes of the planes the GEMV reads."""
         planes = (self.quants, self.high_bits, self.scales, self.sub_scales)
@@ -93,11 +105,11 @@ class PackedWeight:
 
 @dataclass(frozen=True)
 class GemvConfig:
-    """How `gemv` tiles the product: rows and 32-element groups per program step, the number
-    of programs that share each row's groups (split-K), and warps per program."""
+    """How `gemv` tiles the product: rows and chunks per program step, how many programs
+    share each row's chunks (split-K), and warps per program."""
 
     block_n: int
-    block_g: int
+    block_c: int
     split_k: int
     num_warps: int
 
@@ -121,7 +133,7 @@ def _k_scales_mins(packed: torch.Tensor) -> torch.Tensor:
 
 def _decode(blocks: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Tensor, ...]:
     """Unsigned codes in column order, and scales: blocks [rows, n_blocks, type_size] uint8 ->
-    (codes [rows, cols] uint8, scales [rows, n_blocks, S] f16, sub_scales [rows, groups, 2] | None).
+    (codes [rows, cols] uint8, scales [rows, n_blocks, S] f16, sub_scales [rows, cols / 32, 2] | None).
     """
     rows, n_blocks, _ = blocks.shape
     dev = blocks.device
@@ -134,7 +146,7 @@ def _decode(blocks: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Te
         if qtype == Q.Q5_0:
             qh = blocks[..., 2:6]  # a little-endian uint32: bit i is element i's fifth bit
             bits = (qh.unsqueeze(-1) >> torch.arange(8, dtype=torch.uint8, device=dev)) & 1
-            codes = codes | (bits.reshape(rows, n_blocks, GROUP) << 4)
+            codes = codes | (bits.reshape(rows, n_blocks, 32) << 4)
     elif qtype == Q.Q8_0:
         scales = _f16(blocks[..., :2])
         codes = blocks[..., 2:] ^ 0x80  # int8 -> uint8 offset by 128
@@ -161,10 +173,10 @@ def _decode(blocks: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Te
 
 
 def _pack_planes(codes: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """codes [rows, cols] uint8 -> (quants [rows, groups, W] int32, high_bits [rows, groups, 4] | None)."""
+    """codes [rows, cols] uint8 -> (quants [rows, chunks, 4] int32, high_bits | None)."""
     rows, cols = codes.shape
-    words = 8 if qtype == Q.Q8_0 else 4
-    fields = codes.reshape(rows, cols // GROUP, GROUP // words, words).transpose(-1, -2)  # [rows, groups, W, E]
+    chunk = chunk_size(qtype)
+    fields = codes.reshape(rows, cols // chunk, chunk // 4, 4).transpose(-1, -2)  # [rows, chunks, word, field]
     if qtype == Q.Q8_0:
         return fields.contiguous().view(torch.int32).squeeze(-1), None
     nibbles = fields & 15
@@ -172,12 +184,16 @@ def _pack_planes(codes: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torc
     if qtype not in (Q.Q5_0, Q.Q5_K, Q.Q6_K):
         return quants, None
     high = fields >> 4
-    if qtype == Q.Q6_K:  # 2 bits per field: an int16 per word, as two little-endian bytes of 4 fields
+    if qtype == Q.Q6_K:
+        # An int16 per word: the 2-bit fields of j = 0..3 at bits 4j, of j = 4..7 at 4(j-4) + 2,
+        # so that one shift per word puts every field of a half right above its nibble.
+        slots = high[..., [0, 4, 1, 5, 2, 6, 3, 7]].reshape(rows, -1, 4, 2, 4)
         shifts = 2 * torch.arange(4, dtype=torch.uint8, device=codes.device)
-        packed = (high.reshape(rows, -1, 4, 2, 4) << shifts).sum(-1, dtype=torch.uint8)
-        return quants, packed.view(torch.int16).squeeze(-1)
+        return quants, (slots << shifts).sum(-1, dtype=torch.uint8).view(torch.int16).squeeze(-1)
+    # An int32 per chunk, bit i for element i.
+    bits = high.transpose(-1, -2).reshape(rows, -1, 4, 8)
     shifts = torch.arange(8, dtype=torch.uint8, device=codes.device)
-    return quants, (high << shifts).sum(-1, dtype=torch.uint8)
+    return quants, (bits << shifts).sum(-1, dtype=torch.uint8).view(torch.int32).squeeze(-1)
 
 
 def repack(raw: torch.Tensor, qtype: GGMLQuantizationType, n_rows: int, n_cols: int) -> PackedWeight:
@@ -206,7 +222,7 @@ def repack(raw: torch.Tensor, qtype: GGMLQuantizationType, n_rows: int, n_cols: 
         codes, scales, sub_scales = _decode(blocks, qtype)
         for plane, part in zip(planes, (*_pack_planes(codes, qtype), scales, sub_scales)):
             plane.append(part)
-    quants, high_bits, scales, sub_scales = (None if p[0] is None else torch.cat(p) for p in planes)  # type: ignore[arg-type]
+    quants, high_bits, scales, sub_scales = (None if p[0] is None else torch.cat(p) for p in planes)  # type: ignore
     assert quants is not None and scales is not None
     counters = torch.zeros(triton.cdiv(n_rows, MIN_BLOCK_N), dtype=torch.int32, device=raw.device)
     return PackedWeight(qtype, n_rows, n_cols, quants, high_bits, scales, sub_scales, counters)
@@ -217,68 +233,68 @@ def repack(raw: torch.Tensor, qtype: GGMLQuantizationType, n_rows: int, n_cols: 
 
 
 @triton.jit
-def _field(words, high, j: tl.constexpr, QTYPE: tl.constexpr):
-    """Field j of every word, zero point removed, as the float (code - zero) * 2^s, where s is
-    the field's bit offset within its half-word (see the module docstring)."""
+def _field_times(words, high, magic, factor, j: tl.constexpr, QTYPE: tl.constexpr):
+    """(code - zero) * factor for field j of every word (see the module docstring).
+
+    The field is masked where it lies, at bit s, and factor is scaled by 2^-s. The lower
+    half-word stays in place; the upper half is shifted down by 12 bits (by 16, the compiler
+    would extract its first field with a two-instruction bit-field extract).
+    """
     E: tl.constexpr = 4 if QTYPE == Q8_0 else 8  # fields per word
-    BITS: tl.constexpr = 32 // E
-    HALF: tl.constexpr = E // 2
-    S: tl.constexpr = BITS * (j % HALF)
-    half = words if j < HALF else words >> 16
-    q = half & (((1 << BITS) - 1) << S)
-    if QTYPE == Q5_0 or QTYPE == Q5_K:  # bit j of `high` goes to bit S + 4
-        SHIFT: tl.constexpr = S + 4 - j
-        q |= (high << SHIFT) & (1 << (S + 4))
-    if QTYPE == Q6_K:  # bits 2j, 2j + 1 of `high` go to bits S + 4, S + 5
-        SHIFT: tl.constexpr = S + 4 - 2 * j
-        moved = (high << SHIFT) if SHIFT >= 0 else (high >> -SHIFT)
+    S: tl.constexpr = (32 // E) * (j % (E // 2)) + (0 if j < E // 2 else 4)
+    half = words if j < E // 2 else words >> 12
+    q = (half & (((1 << (32 // E)) - 1) << S)) | magic
+    if QTYPE == Q5_0 or QTYPE == Q5_K:  # bit 4j + w of a chunk's `high` goes to bit S + 4 of word w
+        w = tl.arange(0, 4)[None, None, :]
+        moved = (high << (4 - w)) if j < E // 2 else (high >> (8 + w))
+        q |= moved & (1 << (S + 4))
+    if QTYPE == Q6_K:  # a word's `high` holds the 2-bit field 4 (j < 4) or 6 bits below bit S + 4
+        moved = (high << 4) if j < E // 2 else (high << 6)
         q |= moved & (3 << (S + 4))
     ZERO: tl.constexpr = (
         8 if QTYPE == Q4_0 else 16 if QTYPE == Q5_0 else 128 if QTYPE == Q8_0 else 32 if QTYPE == Q6_K else 0
     )
-    return (q | 0x4B000000).to(tl.float32, bitcast=True) - (8388608.0 + ZERO * (1 << S))
+    value = q.to(tl.float32, bitcast=True) - (8388608.0 + ZERO * (1 << S))
+    return value * (factor * (1.0 / (1 << S)))
 
 
 @triton.jit
-def _field_weight(j: tl.constexpr, QTYPE: tl.constexpr):
-    """2^-s for field j: what turns `_field`'s value back into (code - zero)."""
-    E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
-    S: tl.constexpr = (32 // E) * (j % (E // 2))
-    return 1.0 / (1 << S)
-
-
-@triton.jit
-def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, groups, n_groups, mask, QTYPE: tl.constexpr):
-    """The words of the chunks (rows x groups) and their scales: returns words [R, G, W]
-    int32, high [R, G, 4] int32 (or 0), and [R, G] float32 tensors scale_lo, scale_hi and
-    offset: element W*j + w of a chunk is (field j of word w - zero) * scale + offset, with
+def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE: tl.constexpr):
+    """The words of the chunks (rows x chunks) and their scales: returns words [R, C, 4]
+    int32, high [R, C, 1 or 4] int32 (or 0), and [R, C] float32 tensors scale_lo, scale_hi and
+    offset: element 4j + w of a chunk is (field j of word w - zero) * scale + offset, with
     scale_lo for the first half of the fields and scale_hi for the second.
     """
-    W: tl.constexpr = 8 if QTYPE == Q8_0 else 4
-    chunk = rows[:, None] * n_groups + groups[None, :]
-    w_idx = tl.arange(0, W)[None, None, :]
-    words = tl.load(quants_ptr + chunk[:, :, None] * W + w_idx, mask=mask[:, :, None], other=0)
+    chunk = rows[:, None] * n_chunks + chunks[None, :]
+    w_idx = tl.arange(0, 4)[None, None, :]
+    words = tl.load(quants_ptr + chunk[:, :, None] * 4 + w_idx, mask=mask[:, :, None], other=0)
     high = 0
-    if QTYPE == Q5_0 or QTYPE == Q5_K or QTYPE == Q6_K:
+    if QTYPE == Q5_0 or QTYPE == Q5_K:
+        high = tl.load(high_ptr + chunk, mask=mask, other=0)[:, :, None]
+    if QTYPE == Q6_K:
         high = tl.load(high_ptr + chunk[:, :, None] * 4 + w_idx, mask=mask[:, :, None], other=0).to(tl.int32)
 
     offset = tl.zeros(chunk.shape, tl.float32)
-    if QTYPE == Q4_0 or QTYPE == Q5_0 or QTYPE == Q8_0:
+    if QTYPE == Q4_0 or QTYPE == Q5_0:
         scale_lo = tl.load(scales_ptr + chunk, mask=mask, other=0).to(tl.float32)
+        scale_hi = scale_lo
+    elif QTYPE == Q8_0:  # two chunks per block
+        block = rows[:, None] * (n_chunks // 2) + chunks[None, :] // 2
+        scale_lo = tl.load(scales_ptr + block, mask=mask, other=0).to(tl.float32)
         scale_hi = scale_lo
     elif QTYPE == Q4_1:
         scale_lo = tl.load(scales_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
         scale_hi = scale_lo
         offset = tl.load(scales_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
-    else:
-        superblock = rows[:, None] * (n_groups // 8) + groups[None, :] // 8  # 8 groups per 256 elements
+    else:  # K-quants: 8 chunks per block
+        block = rows[:, None] * (n_chunks // 8) + chunks[None, :] // 8
         if QTYPE == Q6_K:  # a scale per 16 elements: fields 0-3 of the words, then fields 4-7
-            d = tl.load(scales_ptr + superblock, mask=mask, other=0).to(tl.float32)
+            d = tl.load(scales_ptr + block, mask=mask, other=0).to(tl.float32)
             scale_lo = d * tl.load(sub_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
             scale_hi = d * tl.load(sub_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
         else:
-            d = tl.load(scales_ptr + superblock * 2, mask=mask, other=0).to(tl.float32)
-            dmin = tl.load(scales_ptr + superblock * 2 + 1, mask=mask, other=0).to(tl.float32)
+            d = tl.load(scales_ptr + block * 2, mask=mask, other=0).to(tl.float32)
+            dmin = tl.load(scales_ptr + block * 2 + 1, mask=mask, other=0).to(tl.float32)
             scale_lo = d * tl.load(sub_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
             scale_hi = scale_lo
             offset = -dmin * tl.load(sub_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
@@ -288,41 +304,41 @@ def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, groups, n_grou
 @triton.jit
 def _gemv_kernel(
     x_ptr, out_ptr, partial_ptr, counter_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr,
-    M, N, n_groups, groups_per_split,
-    QTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_G: tl.constexpr,
+    M, N, n_chunks, chunks_per_split, magic,
+    QTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
     SPLIT_K: tl.constexpr,
 ):  # fmt: skip
     """out[m, n] = sum over k of x[m, k] * W[n, k], for one tile of rows and one share of K."""
-    W: tl.constexpr = 8 if QTYPE == Q8_0 else 4
-    E: tl.constexpr = 32 // W
+    E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
     HAS_OFFSET: tl.constexpr = QTYPE == Q4_1 or QTYPE == Q4_K or QTYPE == Q5_K
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
-    g_begin = pid_k * groups_per_split
-    g_end = tl.minimum(g_begin + groups_per_split, n_groups)
+    c_begin = pid_k * chunks_per_split
+    c_end = tl.minimum(c_begin + chunks_per_split, n_chunks)
     batch_row = tl.arange(0, BLOCK_M)
-    acc = tl.zeros([BLOCK_M, BLOCK_N, BLOCK_G], tl.float32)
-    for g0 in range(g_begin, g_end, BLOCK_G):
-        groups = g0 + tl.arange(0, BLOCK_G)
-        group_ok = groups < g_end
+    acc = tl.zeros([BLOCK_M, BLOCK_N, BLOCK_C], tl.float32)
+    for c0 in range(c_begin, c_end, BLOCK_C):
+        chunks = c0 + tl.arange(0, BLOCK_C)
+        chunk_ok = chunks < c_end
+        mask = row_ok[:, None] & chunk_ok[None, :]
         words, high, scale_lo, scale_hi, offset = _load_chunks(
-            quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, groups, n_groups, row_ok[:, None] & group_ok[None, :], QTYPE
+            quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE
         )
         # x has the shape of one row of `words`: it gets the same register layout, and each
         # thread converts it once for all the rows it holds.
-        x_offs = (groups[:, None] * 32 + tl.arange(0, W)[None, :])[None, :, :]
+        x_offs = (chunks[:, None] * (4 * E) + tl.arange(0, 4)[None, :])[None, :, :]
         for m in tl.static_range(BLOCK_M):
-            x_row = x_ptr + tl.minimum(m, M - 1) * (n_groups * 32)  # padding rows repeat the last; never stored
+            x_row = x_ptr + tl.minimum(m, M - 1) * (n_chunks * 4 * E)  # padding rows repeat the last; never stored
             lo = tl.zeros(words.shape, tl.float32)
             hi = tl.zeros(words.shape, tl.float32)
             x_sum = tl.zeros(x_offs.shape, tl.float32)
             for j in tl.static_range(E):
-                xj = tl.load(x_row + x_offs + j * W, mask=group_ok[None, :, None], other=0.0).to(tl.float32)
+                xj = tl.load(x_row + x_offs + 4 * j, mask=chunk_ok[None, :, None], other=0.0).to(tl.float32)
                 if HAS_OFFSET:
                     x_sum += xj
-                term = _field(words, high, j, QTYPE) * (xj * _field_weight(j, QTYPE))
+                term = _field_times(words, high, magic, xj, j, QTYPE)
                 if j < E // 2:
                     lo += term
                 else:
@@ -335,37 +351,38 @@ def _gemv_kernel(
     out_offs = batch_row[:, None] * N + rows[None, :]
     out_mask = (batch_row[:, None] < M) & row_ok[None, :]
     if SPLIT_K > 1:
-        # Publish this share, count it; the tile's last program adds all shares up.
+        # Publish this share and count it; the tile's last program adds all shares up.
         tl.store(partial_ptr + pid_k * M * N + out_offs, out, mask=out_mask)
-        if tl.atomic_add(counter_ptr + pid_n, 1, sem="acq_rel") < SPLIT_K - 1:
-            return
-        out = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-        for k in tl.static_range(SPLIT_K):
-            out += tl.load(partial_ptr + k * M * N + out_offs, mask=out_mask, other=0.0, cache_modifier=".cg")
-        tl.store(counter_ptr + pid_n, 0)
-    tl.store(out_ptr + out_offs, out.to(out_ptr.dtype.element_ty), mask=out_mask)
+        tl.debug_barrier()  # every thread's share is stored before the count is released
+        if tl.atomic_add(counter_ptr + pid_n, 1, sem="acq_rel") == SPLIT_K - 1:
+            total = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+            for k in tl.static_range(SPLIT_K):
+                total += tl.load(partial_ptr + k * M * N + out_offs, mask=out_mask, other=0.0, cache_modifier=".cg")
+            tl.store(out_ptr + out_offs, total.to(out_ptr.dtype.element_ty), mask=out_mask)
+            tl.store(counter_ptr + pid_n, 0)
+    else:
+        tl.store(out_ptr + out_offs, out.to(out_ptr.dtype.element_ty), mask=out_mask)
 
 
 @triton.jit
 def _dequant_kernel(
-    out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, N, n_groups,
-    QTYPE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_G: tl.constexpr,
+    out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, N, n_chunks, magic,
+    QTYPE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    """out[n, k] = W[n, k] for a tile of rows and 32-element groups."""
-    W: tl.constexpr = 8 if QTYPE == Q8_0 else 4
-    E: tl.constexpr = 32 // W
+    """out[n, k] = W[n, k] for a tile of rows and chunks."""
+    E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    groups = tl.program_id(1) * BLOCK_G + tl.arange(0, BLOCK_G)
-    mask = (rows < N)[:, None] & (groups < n_groups)[None, :]
+    chunks = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = (rows < N)[:, None] & (chunks < n_chunks)[None, :]
     words, high, scale_lo, scale_hi, offset = _load_chunks(
-        quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, groups, n_groups, mask, QTYPE
+        quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE
     )
-    cols = (groups[:, None] * 32 + tl.arange(0, W)[None, :])[None, :, :]
-    out_row = out_ptr + rows[:, None, None].to(tl.int64) * (n_groups * 32)
+    cols = (chunks[:, None] * (4 * E) + tl.arange(0, 4)[None, :])[None, :, :]
+    out_row = out_ptr + rows[:, None, None].to(tl.int64) * (n_chunks * 4 * E)
     for j in tl.static_range(E):
-        scale = (scale_lo if j < E // 2 else scale_hi) * _field_weight(j, QTYPE)
-        w = _field(words, high, j, QTYPE) * scale[:, :, None] + offset[:, :, None]
-        tl.store(out_row + cols + j * W, w.to(out_ptr.dtype.element_ty), mask=mask[:, :, None])
+        scale = scale_lo if j < E // 2 else scale_hi
+        w = _field_times(words, high, magic, scale[:, :, None], j, QTYPE) + offset[:, :, None]
+        tl.store(out_row + cols + 4 * j, w.to(out_ptr.dtype.element_ty), mask=mask[:, :, None])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,24 +396,23 @@ def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def pick_config(n_rows: int, n_cols: int, batch: int, sm_count: int) -> GemvConfig:
-    """A tiling for a [batch, n_cols] x [n_rows, n_cols]^T product on `sm_count` multiprocessors.
+def pick_config(w: PackedWeight, batch: int, sm_count: int) -> GemvConfig:
+    """A tiling for `batch` rows of x times `w` on a GPU with `sm_count` multiprocessors.
 
-    A step reads 16 groups (256 bytes of 4-bit codes) of each of its rows; with 4 warps a
-    thread then holds 4 rows of one group, sharing the decoded x among them. Larger batches
-    hold fewer rows per thread (x per batch row costs registers). When the row tiles alone
-    would leave multiprocessors with fewer than four programs, K is split.
+    A step reads 16 chunks (256 bytes of codes) of each of its rows; with 4 warps a thread
+    holds the same chunk of 4 rows, sharing its decoded x among them. Larger batches hold
+    fewer rows per thread (each row of x costs registers). When the row tiles alone would
+    give multiprocessors fewer than PROGRAMS_PER_SM programs, K is split.
     """
-    n_groups = n_cols // GROUP
-    rows_per_thread = max(1, 4 // triton.next_power_of_2(batch))
-    block_g = min(16, triton.next_power_of_2(n_groups))
+    rows_per_thread = 4 if batch == 1 else 2 if batch <= 4 else 1
+    block_c = min(16, triton.next_power_of_2(w.n_chunks))
     num_warps = 4
-    block_n = max(MIN_BLOCK_N, rows_per_thread * 32 * num_warps // block_g)
-    tiles = triton.cdiv(n_rows, block_n)
+    block_n = max(MIN_BLOCK_N, rows_per_thread * 32 * num_warps // block_c)
+    tiles = triton.cdiv(w.n_rows, block_n)
     split_k = 1
-    while tiles * split_k < 4 * sm_count and n_groups >= 2 * split_k * block_g:
+    while tiles * split_k < PROGRAMS_PER_SM * sm_count and w.n_chunks >= 2 * split_k * block_c:
         split_k *= 2
-    return GemvConfig(block_n=block_n, block_g=block_g, split_k=split_k, num_warps=num_warps)
+    return GemvConfig(block_n=block_n, block_c=block_c, split_k=split_k, num_warps=num_warps)
 
 
 def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> torch.Tensor:
@@ -411,20 +427,22 @@ def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> 
         raise LlamatpError(f"input has {x.shape[-1]} features, the {w.n_rows}x{w.n_cols} weight expects {w.n_cols}")
     x2 = x.reshape(-1, w.n_cols).contiguous()
     batch = x2.shape[0]
-    cfg = config or pick_config(w.n_rows, w.n_cols, batch, _sm_count(x.device))
+    if batch == 0:
+        return x.new_empty(*x.shape[:-1], w.n_rows)
+    cfg = config or pick_config(w, batch, _sm_count(x.device))
     if cfg.block_n < MIN_BLOCK_N:
         raise LlamatpError(f"GEMV row tiles must hold at least {MIN_BLOCK_N} rows, not {cfg.block_n}")
-    n_groups = w.n_cols // GROUP
-    groups_per_split = triton.cdiv(triton.cdiv(n_groups, cfg.split_k), cfg.block_g) * cfg.block_g
-    split_k = triton.cdiv(n_groups, groups_per_split)
+    chunks_per_split = triton.cdiv(triton.cdiv(w.n_chunks, cfg.split_k), cfg.block_c) * cfg.block_c
+    split_k = triton.cdiv(w.n_chunks, chunks_per_split)
     out = torch.empty(batch, w.n_rows, dtype=x.dtype, device=x.device)
     partials = torch.empty(split_k, batch, w.n_rows, dtype=torch.float32, device=x.device) if split_k > 1 else out
     grid = (triton.cdiv(w.n_rows, cfg.block_n), split_k)
+    # Fused multiply-adds are asked for explicitly: Triton's default is changing to off.
     _gemv_kernel[grid](
         x2, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w),
-        batch, w.n_rows, n_groups, groups_per_split,
-        QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_G=cfg.block_g,
-        SPLIT_K=split_k, num_warps=cfg.num_warps,
+        batch, w.n_rows, w.n_chunks, chunks_per_split, MAGIC,
+        QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c,
+        SPLIT_K=split_k, num_warps=cfg.num_warps, enable_fp_fusion=True,
     )  # fmt: skip
     return out.reshape(*x.shape[:-1], w.n_rows)
 
@@ -432,12 +450,11 @@ def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> 
 def dequantize_packed(w: PackedWeight, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """The whole weight as a dense [n_rows, n_cols] tensor of `dtype` (for prompt-sized matmuls)."""
     out = torch.empty(w.n_rows, w.n_cols, dtype=dtype, device=w.quants.device)
-    n_groups = w.n_cols // GROUP
-    block_n, block_g = 16, 16
-    grid = (triton.cdiv(w.n_rows, block_n), triton.cdiv(n_groups, block_g))
+    block_n, block_c = 16, 16
+    grid = (triton.cdiv(w.n_rows, block_n), triton.cdiv(w.n_chunks, block_c))
     _dequant_kernel[grid](
-        out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), w.n_rows, n_groups,
-        QTYPE=int(w.qtype), BLOCK_N=block_n, BLOCK_G=block_g,
+        out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), w.n_rows, w.n_chunks, MAGIC,
+        QTYPE=int(w.qtype), BLOCK_N=block_n, BLOCK_C=block_c, enable_fp_fusion=True,
     )  # fmt: skip
     return out
 

@@ -1,0 +1,256 @@
+"""The `llamatp` command, run as a user runs it: output in llama.cpp's shapes, and every bad
+input ends with one line on stderr that starts with `error:` and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import struct
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from gguf import GGUFWriter, GGMLQuantizationType
+
+from llamatp.gguf_file import GGUFFile
+from llamatp.synth import load_preset, write_synthetic_gguf
+from llamatp.tokenizer import Tokenizer
+
+PROMPT = "The capital of France is"
+GREEDY = ("-p", PROMPT, "-n", "8", "--temp", "0", "-c", "256")  # a small context allocates less, loads faster
+LONG_PROMPT = "the quick brown fox jumps over the lazy dog " * 10
+
+PROSE = """\
+The history of the bicycle is a story of small improvements made by many people over more than a
+century. The first machines, built in the early nineteenth century, had no pedals at all. Riders sat
+on a wooden frame between two wheels and pushed themselves along the ground with their feet. These
+running machines were popular for a few years in Germany, France and England, but they were heavy,
+uncomfortable and difficult to steer on rough roads, and the fashion soon faded.
+
+Several decades later, mechanics in Paris attached cranks and pedals directly to the front wheel.
+Because each turn of the pedals turned the wheel only once, the only way to go faster was to make the
+front wheel larger. This led to the high wheeler, with a front wheel as tall as a man and a tiny rear
+wheel behind it. The high wheeler was fast and exciting, yet it was also dangerous. A rider who struck
+a stone or a hole in the road could easily be thrown over the handlebars and badly hurt.
+
+The safety bicycle solved this problem. It had two wheels of equal size and a chain that carried the
+power from the pedals to the rear wheel. Gears allowed a small wheel to travel as far as a large one
+with each turn of the pedals, so the rider could sit low, close to the ground, with both feet able to
+reach it. Soon afterwards, inflatable rubber tyres made the ride far smoother, and the bicycle quickly
+became one of the most common ways to travel in towns and in the countryside.
+
+The bicycle changed daily life in ways that its inventors did not expect. Workers could live farther
+from the factories where they worked. Young people could visit friends in nearby villages without a
+horse. Women in particular found a new kind of freedom, and the loose, practical clothing they adopted
+for cycling influenced fashion for many years. Roads were improved because cyclists demanded better
+surfaces, and those smoother roads later helped the first motor cars.
+
+Many of the skills and tools developed for making bicycles were also used in other industries. Ball
+bearings, steel tubes, spoked wheels and chain drives all became important in the manufacture of cars
+and aircraft. Some of the earliest aviators, including the famous brothers from Ohio, began their
+careers by building and repairing bicycles in a small shop.
+
+Today the bicycle remains popular around the world. It is cheap to buy and to maintain, it needs no
+fuel, and it takes up little space on the street. In many cities, people ride to work, to school and
+to the shops, and governments build special lanes to keep them safe from traffic. Racing cyclists
+cover enormous distances at remarkable speeds, while children learn to ride on quiet paths in the
+park. After two hundred years, the simple machine with two wheels still has a great deal to offer.
+"""
+
+
+def llamatp(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "llamatp", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def set_tensor_type(path: Path, name: str, qtype: GGMLQuantizationType) -> None:
+    """Change the type id in `name`'s tensor info (a 2-D tensor) in place."""
+    data = bytearray(path.read_bytes())
+    after_name = data.index(name.encode() + struct.pack("<I", 2)) + len(name)
+    struct.pack_into("<I", data, after_name + 4 + 2 * 8, qtype)
+    path.write_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> dict[str, Path]:
+    """Inputs for the error cases; `tiny` is a one-layer random Llama that loads in well under a second."""
+    root = tmp_path_factory.mktemp("cli")
+    files = {"dir": root, "tiny": root / "tiny.gguf", "iq4_nl": root / "iq4_nl.gguf", "mamba": root / "mamba.gguf",
+             "notes": root / "notes.txt", "truncated": root / "truncated.gguf", "latin1": root / "latin1.txt",
+             "prose": root / "prose.txt", "short": root / "short.txt"}  # fmt: skip
+    write_synthetic_gguf(files["tiny"], load_preset("tiny-llama", ["n_layer=1"]), "f32", None, 0, False)
+    files["iq4_nl"].write_bytes(files["tiny"].read_bytes())
+    set_tensor_type(files["iq4_nl"], "blk.0.attn_q.weight", GGMLQuantizationType.IQ4_NL)  # smaller than F32: it fits
+    writer = GGUFWriter(files["mamba"], "mamba")
+    writer.add_block_count(1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    files["notes"].write_text("Not a model, just some notes.\n")
+    with open(smollm2_path, "rb") as src:
+        files["truncated"].write_bytes(src.read(smollm2_path.stat().st_size // 3))
+    files["latin1"].write_bytes("caf\xe9".encode("latin-1"))
+    files["prose"].write_text(PROSE)
+    files["short"].write_text("Too short to score.")
+    return files
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def greedy(smollm2_path: Path) -> subprocess.CompletedProcess[str]:
+    return llamatp("run", "-m", smollm2_path, *GREEDY)
+
+
+def test_run_greedy_echoes_the_prompt_and_continues_it(greedy: subprocess.CompletedProcess[str]) -> None:
+    assert greedy.returncode == 0, greedy.stderr
+    assert greedy.stdout.startswith(PROMPT + " Paris")
+
+
+def test_run_prints_llama_cpp_timings_on_stderr(greedy: subprocess.CompletedProcess[str], smollm2_path: Path) -> None:
+    n_prompt = len(Tokenizer.from_metadata(GGUFFile(smollm2_path).metadata).encode(PROMPT, parse_special=True))
+    rate = r"\(\s*[\d.]+ ms per token,\s+[\d.]+ tokens per second\)"
+    assert re.search(rf"prompt eval time =\s+[\d.]+ ms /\s+{n_prompt} tokens {rate}", greedy.stderr), greedy.stderr
+    assert re.search(rf"\beval time =\s+[\d.]+ ms /\s+[1-8] runs\s+{rate}", greedy.stderr), greedy.stderr
+    assert "tokens per second" not in greedy.stdout
+
+
+def test_run_no_display_prompt_prints_only_the_generated_text(
+    greedy: subprocess.CompletedProcess[str], smollm2_path: Path
+) -> None:
+    result = llamatp("run", "-m", smollm2_path, *GREEDY, "--no-display-prompt")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(" Paris")
+    assert result.stdout == greedy.stdout.removeprefix(PROMPT)
+
+
+def test_run_sampling_with_a_seed_is_repeatable(smollm2_path: Path) -> None:
+    args = ("run", "-m", smollm2_path, "-p", PROMPT, "-n", "8", "-c", "256", "--temp", "0.8", "-s", "42")
+    first, second = llamatp(*args), llamatp(*args)
+    assert first.returncode == second.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert len(first.stdout) > len(PROMPT) + 1
+
+
+def test_run_dry_run_prints_the_plan_without_loading(smollm2_path: Path) -> None:
+    result = llamatp("run", "-m", smollm2_path, "-p", PROMPT, "--dry-run", "-dev", "cpu,cpu", "-sm", "tensor")
+    assert result.returncode == 0, result.stderr
+    assert "split mode tensor over 2 device(s)" in result.stderr
+    assert len(re.findall(r"^\s+cpu: q heads", result.stderr, re.MULTILINE)) == 2
+    assert result.stdout == ""
+    assert "load time" not in result.stderr
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+# (id, arguments with {name} for a path in `files`, what the error line says)
+BAD_INPUTS = [
+    ("missing model file", ["run", "-m", "{dir}/absent.gguf", "-p", "hi"], "model file not found"),
+    ("model is a text file", ["run", "-m", "{notes}", "-p", "hi"], "is not a valid GGUF file: bad magic"),
+    ("truncated model", ["run", "-m", "{truncated}", "-p", "hi"], "runs past the end of the file"),
+    ("unsupported architecture", ["run", "-m", "{mamba}", "-p", "hi"], "architecture 'mamba' is not supported"),
+    ("unsupported tensor type", ["run", "-m", "{iq4_nl}", "-p", "hi", "-n", "1"], "has type IQ4_NL, which llamatp does not support"),
+    ("prompt longer than the context", ["run", "-m", "{tiny}", "-c", "16", "-p", LONG_PROMPT], "prompt is longer than the context"),
+    ("negative -n", ["run", "-m", "{tiny}", "-p", "hi", "-n", "-5"], "-n must be"),
+    ("negative -c", ["run", "-m", "{tiny}", "-p", "hi", "-c", "-1"], "-c must be 0"),
+    ("missing prompt file", ["run", "-m", "{tiny}", "-f", "{dir}/absent.txt"], "cannot read prompt file"),
+    ("prompt file is a directory", ["run", "-m", "{tiny}", "-f", "{dir}"], "cannot read prompt file"),
+    ("prompt file is not UTF-8", ["run", "-m", "{tiny}", "-f", "{latin1}"], "cannot read prompt file"),
+    ("unknown split mode", ["run", "-m", "{tiny}", "-p", "hi", "-sm", "diagonal"], "unknown split mode 'diagonal'"),
+    ("split mode row", ["run", "-m", "{tiny}", "-p", "hi", "-sm", "row"], "use -sm tensor"),
+    ("unknown device", ["run", "-m", "{tiny}", "-p", "hi", "-dev", "tpu0"], "unknown device 'tpu0'"),
+    ("absent GPU", ["run", "-m", "{tiny}", "-p", "hi", "-dev", "cuda:7"], "device cuda:7 not found"),
+    ("-ts longer than the devices", ["run", "-m", "{tiny}", "-p", "hi", "-dev", "cpu,cpu", "-sm", "tensor", "-ts", "1,1,1"], "-ts has 3 entries"),
+    ("unknown flag", ["run", "-m", "{tiny}", "-p", "hi", "--no-such-flag"], "No such option: --no-such-flag"),
+    ("flag without its value", ["run", "-m", "{tiny}", "-p"], "requires an argument"),
+    ("perplexity text too short", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-c", "128"], "you need at least 256 tokens"),
+    ("perplexity without -f", ["perplexity", "-m", "{tiny}"], "perplexity needs a text file"),
+    ("tokenize a text file", ["tokenize", "-m", "{notes}", "-p", "hi"], "bad magic"),
+    ("info of a truncated model", ["info", "{truncated}"], "runs past the end of the file"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bad_input_results(files: dict[str, Path]) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every BAD_INPUTS case, a few at a time: most of each run is a fresh interpreter importing torch."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = {case: pool.submit(llamatp, *(arg.format_map(files) for arg in args)) for case, args, _ in BAD_INPUTS}
+    return {case: run.result() for case, run in runs.items()}
+
+
+@pytest.mark.parametrize("case, message", [pytest.param(c, m, id=c) for c, _, m in BAD_INPUTS])
+def test_bad_input_is_one_line_error(bad_input_results: dict[str, subprocess.CompletedProcess[str]], case: str,
+                                     message: str) -> None:
+    result = bad_input_results[case]
+    assert_one_line_error(result, message)
+    assert result.stdout == ""
+
+
+# --- tokenize, perplexity, info, --version --------------------------------------------------
+
+
+def test_tokenize_ids_are_the_tokenizers(vocab_dir: Path) -> None:
+    vocab = vocab_dir / "ggml-vocab-llama-bpe.gguf"
+    tokenizer = Tokenizer.from_metadata(GGUFFile(vocab).metadata)
+    expected = tokenizer.encode("Hello world", add_special=True, parse_special=True)
+    result = llamatp("tokenize", "-m", vocab, "-p", "Hello world", "--ids")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{expected}\n"
+
+
+def test_tokenize_without_bos_matches_llama_cpp(vocab_dir: Path) -> None:
+    vocab = vocab_dir / "ggml-vocab-llama-bpe.gguf"
+    texts = vocab.with_name(vocab.name + ".inp").read_bytes().decode("utf-8").split("\n__ggml_vocab_test__\n")
+    ids = vocab.with_name(vocab.name + ".out").read_text().splitlines()
+    expected = [int(t) for t in ids[texts.index("Hello world")].split()]  # llama.cpp's test-tokenizer-0 vectors
+    result = llamatp("tokenize", "-m", vocab, "-p", "Hello world", "--no-bos")
+    assert result.returncode == 0, result.stderr
+    tokenizer = Tokenizer.from_metadata(GGUFFile(vocab).metadata)
+    assert result.stdout.splitlines() == [f"{t:6d} -> '{tokenizer.token_text(t)}'" for t in expected]
+
+
+def test_perplexity_of_english_prose(smollm2_path: Path, files: dict[str, Path]) -> None:
+    result = llamatp("perplexity", "-m", smollm2_path, "-f", files["prose"], "-c", "128", "--chunks", "2")
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"^Final estimate: PPL = ([\d.]+) \+/- ([\d.]+)$", result.stdout, re.MULTILINE)
+    assert match, result.stdout
+    ppl, err = float(match[1]), float(match[2])
+    assert 1 < ppl < 100  # a small instruct model on plain English; uniform guessing would be 49152
+    assert 0 < err < ppl
+    assert "over 2 chunks, n_ctx=128" in result.stderr
+
+
+def test_info_describes_the_model(smollm2_path: Path) -> None:
+    result = llamatp("info", smollm2_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^architecture:\s+llama$", result.stdout, re.MULTILINE)
+    params = re.search(r"^parameters:\s+([\d.]+) M$", result.stdout, re.MULTILINE)
+    assert params and 130 < float(params[1]) < 140  # SmolLM2-135M
+    assert re.search(r"^tensor types:$", result.stdout, re.MULTILINE)
+    assert re.search(r"^\s+attn_q\s+Q4_1 x30$", result.stdout, re.MULTILINE)  # a Q4_1 file with 30 layers
+    assert "split mode" not in result.stdout
+
+
+def test_info_with_devices_prints_the_plan(smollm2_path: Path) -> None:
+    result = llamatp("info", smollm2_path, "-dev", "cpu,cpu", "-sm", "tensor")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^architecture:\s+llama$", result.stdout, re.MULTILINE)
+    assert "split mode tensor over 2 device(s)" in result.stdout
+    assert len(re.findall(r"^\s+cpu: q heads .*, total [\d.]+ [MG]iB$", result.stdout, re.MULTILINE)) == 2
+
+
+def test_version() -> None:
+    result = llamatp("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"llamatp {importlib.metadata.version('llamatp')}\n"
