@@ -222,7 +222,7 @@ def run(
         display_prompt=not no_display_prompt, conversation=bool(conversation), system_prompt=system_prompt,
         verbose_prompt=verbose_prompt, verbose=verbose,
     )
-    launch(functools.partial(run_job, job), list(options.devices))
+    launch(functools.partial(run_job, job), list(options.devices), rank0_here=True)
 
 
 @app.command()
@@ -250,7 +250,8 @@ def perplexity(
         raise LlamatpError(f"-c must be at least 2 for perplexity, got {ctx_size}")
     text = read_prompt(None, file)
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu, gpu_layers)
-    launch(functools.partial(perplexity_job, PerplexityOptions(options, text, chunks)), list(options.devices))
+    launch(functools.partial(perplexity_job, PerplexityOptions(options, text, chunks)), list(options.devices),
+           rank0_here=True)
 
 
 @app.command()

@@ -103,6 +103,7 @@ class Generator:
                 return
             start = time.perf_counter()
             self.logits = self.rt.engine.decode(token, self.n_past)
+            _sync(self.rt)
             self.history.append(token)
             self.timings.eval_ms += (time.perf_counter() - start) * 1000
             self.timings.eval_runs += 1

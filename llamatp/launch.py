@@ -1,18 +1,23 @@
 """Start one worker per device, or join a group that torchrun started.
 
-The calling process is rank 0: it keeps the terminal (stdin for chat, stdout for the
-stream). Ranks 1.. are spawned. If any worker fails, every process ends within seconds
-with one line naming the rank and the reason; nothing is left waiting on a collective.
+`llamatp run` keeps rank 0 in the calling process, so it has the terminal (stdin for chat,
+stdout for the stream) and spawns ranks 1..; commands that launch several times (bench)
+spawn every rank, so each launch starts from fresh processes and the caller only
+supervises. Either way, if any worker fails, every process ends within seconds with one
+line naming the rank that failed and why; nothing is left waiting on a collective.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
+import queue
 import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from llamatp.errors import LlamatpError
 
 # NVLink multicast stays off in every process we start.
 SAFE_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -45,8 +51,13 @@ def torchrun_devices(cuda_available: bool) -> list[str]:
     return [f"cuda:{r % local_world}" if cuda_available else "cpu" for r in range(world)]
 
 
-def launch(job: Job, devices: list[str]) -> Any:
-    """Run `job` on every device; returns rank 0's result. Raises LlamatpError if any rank fails."""
+def launch(job: Job, devices: list[str], rank0_here: bool = False) -> Any:
+    """Run `job` on every device and return rank 0's result.
+
+    rank0_here: run rank 0 in this process (it keeps the terminal). Otherwise every rank
+    is a child process and rank 0's result comes back pickled. Raises LlamatpError naming
+    the failed rank if any rank fails.
+    """
     for key, value in SAFE_ENV.items():
         os.environ.setdefault(key, value)
     _arm_watchdog()
@@ -55,54 +66,126 @@ def launch(job: Job, devices: list[str]) -> Any:
         if len(devices) != world:
             raise LlamatpError(f"torchrun started {world} processes for {len(devices)} devices")
         return job(WorkerInfo(rank, world, devices[rank]))
-    world = len(devices)
-    if world == 1:
+    if len(devices) == 1:
         return job(WorkerInfo(0, 1, devices[0]))
-    try:
-        return _spawn_and_run(job, devices)
-    finally:
+    return _Group(job, devices, rank0_here).run()
+
+
+class _Group:
+    def __init__(self, job: Job, devices: list[str], rank0_here: bool) -> None:
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ["MASTER_PORT"] = str(_free_port())
+        ctx = mp.get_context("spawn")
+        self.errors, self.results = ctx.Queue(), ctx.Queue()
+        self.world, self.rank0_here = len(devices), rank0_here
+        first_child = 1 if rank0_here else 0
+        self.workers = {
+            r: ctx.Process(target=_worker, args=(job, WorkerInfo(r, self.world, devices[r]), self.errors, self.results),
+                           daemon=True)
+            for r in range(first_child, self.world)
+        }
+        self.job, self.devices = job, devices
+
+    def run(self) -> Any:
+        for w in self.workers.values():
+            w.start()
+        try:
+            if self.rank0_here:
+                return self._run_rank0_here()
+            return self._wait_for_result()
+        finally:
+            self._stop()
+
+    def _run_rank0_here(self) -> Any:
+        # Rank 0 may block in a collective whose peer died: a watcher ends the process then.
+        threading.Thread(target=self._watch, daemon=True).start()
+        try:
+            result = self.job(WorkerInfo(0, self.world, self.devices[0]))
+        except LlamatpError:
+            raise
+        except Exception as e:
+            # A peer's death often surfaces here first (a reset connection): name the peer.
+            failure = self._failure(wait_s=2.0)
+            if failure:
+                raise LlamatpError(failure) from None
+            raise LlamatpError(f"rank 0 ({self.devices[0]}) failed: {_one_line(e)}") from None
         _leave_process_group()
+        return result
+
+    def _wait_for_result(self) -> Any:
+        while True:
+            try:
+                return pickle.loads(self.results.get(timeout=POLL_S))
+            except queue.Empty:
+                failure = self._failure(wait_s=0.0)
+                if failure:
+                    raise LlamatpError(failure) from None
+
+    def _watch(self) -> None:
+        while not all(w.exitcode == 0 for w in self.workers.values()):
+            failure = self._failure(wait_s=0.0)
+            if failure:
+                print(f"error: {failure}", file=sys.stderr, flush=True)
+                self._stop()
+                os._exit(1)
+            time.sleep(POLL_S)
+
+    def _failure(self, wait_s: float) -> str | None:
+        """One line for the first real failure, or None. A rank killed by a signal is the
+        cause, not the peers whose connections to it then broke."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            failed = {r: w.exitcode for r, w in self.workers.items() if w.exitcode not in (None, 0)}
+            if failed or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)
+        if not failed:
+            return None
+        time.sleep(0.5)  # let the other ranks' reports arrive
+        reports: dict[int, str] = {}
+        while True:
+            try:
+                rank, why = self.errors.get_nowait()
+                reports.setdefault(rank, why)
+            except queue.Empty:
+                break
+        failed = {r: w.exitcode for r, w in self.workers.items() if w.exitcode not in (None, 0)}
+        killed = [r for r, code in failed.items() if code is not None and code < 0]
+        if killed:
+            r = killed[0]
+            return f"rank {r} ({self.devices[r]}) was killed by {signal.Signals(-failed[r]).name}"
+        r = next(iter(reports), next(iter(failed)))
+        why = reports.get(r, f"exited with code {failed.get(r)}")
+        return f"rank {r} ({self.devices[r]}) failed: {why}"
+
+    def _stop(self) -> None:
+        for w in self.workers.values():
+            if w.is_alive():
+                w.terminate()
+        for w in self.workers.values():
+            w.join(timeout=3)
+            if w.is_alive():
+                w.kill()
+                w.join(timeout=1)
 
 
-def _spawn_and_run(job: Job, devices: list[str]) -> Any:
-    world = len(devices)
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(_free_port())
-    ctx = mp.get_context("spawn")
-    errors = ctx.Queue()
-    workers = [
-        ctx.Process(target=_worker, args=(job, WorkerInfo(r, world, devices[r]), errors), daemon=True)
-        for r in range(1, world)
-    ]
-    for w in workers:
-        w.start()
-    watcher = threading.Thread(target=_watch, args=(workers, errors), daemon=True)
-    watcher.start()
-    try:
-        return job(WorkerInfo(0, world, devices[0]))
-    except KeyboardInterrupt:
-        _stop(workers)
-        raise
-    except BaseException:
-        _stop(workers)
-        raise
-    finally:
-        _join_or_stop(workers)
-
-
-def _worker(job: Job, info: WorkerInfo, errors: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # rank 0 handles Ctrl-C and stops us
+def _worker(job: Job, info: WorkerInfo, errors: Any, results: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher handles Ctrl-C and stops us
     _arm_watchdog()
     try:
-        job(info)
+        result = job(info)
         _leave_process_group()
-    except LlamatpError as e:
-        errors.put((info.rank, info.device, str(e)))
-        sys.exit(1)
     except BaseException as e:  # noqa: BLE001 - a worker must report, whatever went wrong
-        detail = traceback.format_exception_only(type(e), e)[-1].strip()
-        errors.put((info.rank, info.device, detail))
+        errors.put((info.rank, str(e) if isinstance(e, LlamatpError) else _one_line(e)))
         sys.exit(1)
+    if info.rank == 0:
+        # Plain pickle copies tensors by value; torch's default sharing would hand over file
+        # descriptors that die with this process.
+        results.put(pickle.dumps(result))
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(traceback.format_exception_only(type(e), e)[-1].split())
 
 
 def _arm_watchdog() -> None:
@@ -116,46 +199,10 @@ def _arm_watchdog() -> None:
 
 
 def _leave_process_group() -> None:
-    """So that a later launch in this process can form a new group."""
     import torch.distributed as dist
 
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def _watch(workers: list[Any], errors: Any) -> None:
-    """If a worker dies, report it and end the whole run: rank 0 may be blocked in a collective."""
-    while True:
-        for w in workers:
-            w.join(timeout=0.2)
-            if w.exitcode not in (None, 0):
-                try:
-                    rank, device, why = errors.get(timeout=2)
-                    message = f"rank {rank} ({device}) failed: {why}"
-                except Exception:  # noqa: BLE001 - killed workers report nothing
-                    rank = workers.index(w) + 1
-                    message = f"rank {rank} exited with code {w.exitcode}"
-                print(f"error: {message}", file=sys.stderr, flush=True)
-                _stop(workers)
-                os._exit(1)
-        if all(w.exitcode == 0 for w in workers):
-            return
-
-
-def _stop(workers: list[Any]) -> None:
-    for w in workers:
-        if w.is_alive():
-            w.terminate()
-    for w in workers:
-        w.join(timeout=3)
-        if w.is_alive():
-            w.kill()
-
-
-def _join_or_stop(workers: list[Any], timeout: float = 30.0) -> None:
-    for w in workers:
-        w.join(timeout=timeout)
-    _stop(workers)
 
 
 def _free_port() -> int:

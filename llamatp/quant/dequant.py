@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import math
+
 import torch
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
@@ -167,6 +169,8 @@ def dequantize(raw: torch.Tensor, qtype: GGMLQuantizationType, n_cols: int | Non
     F32 rows come back as a view of `raw`'s memory when it is contiguous.
     """
     n = _elements_per_row(raw, qtype, n_cols)
+    if raw.numel() == 0:  # a rank's empty slice (no heads of its own)
+        return torch.zeros(*raw.shape[:-1], n, dtype=torch.float32, device=raw.device)
     if qtype in _FLOAT_TYPES:
         return raw.contiguous().view(_FLOAT_TYPES[qtype]).to(torch.float32)
     nbytes = GGML_QUANT_SIZES[qtype][1]
@@ -180,7 +184,7 @@ def dequantize_to(
     """`dequantize(raw, qtype).to(dtype)`, a few rows at a time so the float32 values never take
     more than `chunk_elements` at once (an embedding table can be billions of elements)."""
     n = _elements_per_row(raw, qtype, None)
-    rows = raw.reshape(-1, raw.shape[-1])
+    rows = raw.reshape(math.prod(raw.shape[:-1]), raw.shape[-1])
     out = torch.empty(rows.shape[0], n, dtype=dtype, device=raw.device)
     step = max(1, chunk_elements // max(n, 1))
     for start in range(0, rows.shape[0], step):
