@@ -193,3 +193,109 @@ if triton is not None:
         else:
             act = g / (1.0 + tl.exp(-g))
         tl.store(out_ptr + row * width + cols, (act * u).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+# --- decode attention ------------------------------------------------------------------
+
+
+def decode_attention_torch(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
+                           window: int, scale: float) -> torch.Tensor:
+    """One query token. q: [kv_heads, group, head_dim]; caches: [kv_heads, n_ctx, head_dim];
+    pos: [1], the query's position. Attends to keys 0..pos (the last `window` of them if window > 0)."""
+    key_pos = torch.arange(k_cache.shape[1], device=q.device)
+    visible = key_pos <= pos
+    if window > 0:
+        visible &= pos - key_pos < window
+    scores = (q.float() @ k_cache.float().transpose(1, 2)) * scale
+    probs = scores.masked_fill(~visible, float("-inf")).softmax(-1)
+    return (probs @ v_cache.float()).to(q.dtype)
+
+
+def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
+                     window: int, scale: float) -> torch.Tensor:
+    fn = decode_attention_triton if use_triton(q) else decode_attention_torch
+    return fn(q, k_cache, v_cache, pos, window, scale)
+
+
+def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
+                            window: int, scale: float) -> torch.Tensor:
+    """Flash-decoding: the keys are cut into chunks handled in parallel, each chunk's partial
+    softmax is kept, and a second kernel merges them. Only keys up to `pos` are read, so the
+    cost follows the context in use, not the cache's size, and no mask is built."""
+    n_kv, group, head_dim = q.shape
+    n_ctx = k_cache.shape[1]
+    block_n = 64
+    n_chunks = max(1, min(triton.cdiv(n_ctx, block_n), 256 // max(n_kv, 1)))
+    chunk = triton.cdiv(triton.cdiv(n_ctx, n_chunks), block_n) * block_n
+    block_g = max(16, triton.next_power_of_2(group))
+    m = torch.empty(n_kv, n_chunks, block_g, dtype=torch.float32, device=q.device)
+    s = torch.empty_like(m)
+    acc = torch.empty(n_kv, n_chunks, block_g, head_dim, dtype=torch.float32, device=q.device)
+    _decode_attention_chunk[(n_kv, n_chunks)](
+        q, k_cache, v_cache, pos, m, s, acc, group, chunk, window, scale * 1.4426950408889634,
+        k_cache.stride(0), k_cache.stride(1), BLOCK_G=block_g, BLOCK_N=block_n, HEAD_DIM=head_dim,
+    )
+    out = torch.empty_like(q)
+    _decode_attention_merge[(n_kv,)](m, s, acc, out, group, n_chunks, BLOCK_G=block_g, HEAD_DIM=head_dim)
+    return out
+
+
+if triton is not None:
+
+    @triton.jit
+    def _decode_attention_chunk(q_ptr, k_ptr, v_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group, chunk, window,
+                                scale_log2, c_s0, c_s1,
+                                BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr):
+        kv = tl.program_id(0)
+        c = tl.program_id(1)
+        n_chunks = tl.num_programs(1)
+        pos = tl.load(pos_ptr)
+        lo = 0
+        if window > 0:
+            lo = tl.maximum(pos - window + 1, 0)
+        start = tl.maximum(c * chunk, lo)
+        stop = tl.minimum((c + 1) * chunk, pos + 1)
+        g = tl.arange(0, BLOCK_G)
+        d = tl.arange(0, HEAD_DIM)
+        q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
+        m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+        s_i = tl.zeros([BLOCK_G], tl.float32)
+        acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+        for n0 in range(start, stop, BLOCK_N):
+            n = n0 + tl.arange(0, BLOCK_N)
+            valid = n < stop
+            k = tl.load(k_ptr + kv * c_s0 + n[:, None] * c_s1 + d[None, :], mask=valid[:, None], other=0.0)
+            scores = tl.dot(q, tl.trans(k)) * scale_log2
+            scores = tl.where(valid[None, :], scores, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(scores, axis=1))
+            alpha = tl.exp2(m_i - m_new)
+            p = tl.exp2(scores - m_new[:, None])
+            v = tl.load(v_ptr + kv * c_s0 + n[:, None] * c_s1 + d[None, :], mask=valid[:, None], other=0.0)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            s_i = s_i * alpha + tl.sum(p, axis=1)
+            m_i = m_new
+        base = (kv * n_chunks + c) * BLOCK_G
+        tl.store(m_ptr + base + g, m_i)
+        tl.store(s_ptr + base + g, s_i)
+        tl.store(acc_ptr + (base + g)[:, None] * HEAD_DIM + d[None, :], acc)
+
+    @triton.jit
+    def _decode_attention_merge(m_ptr, s_ptr, acc_ptr, out_ptr, group, n_chunks,
+                                BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr):
+        kv = tl.program_id(0)
+        g = tl.arange(0, BLOCK_G)
+        d = tl.arange(0, HEAD_DIM)
+        m_all = tl.full([BLOCK_G], float("-inf"), tl.float32)
+        for c in range(0, n_chunks):
+            m_all = tl.maximum(m_all, tl.load(m_ptr + (kv * n_chunks + c) * BLOCK_G + g))
+        total = tl.zeros([BLOCK_G], tl.float32)
+        acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+        for c in range(0, n_chunks):
+            base = (kv * n_chunks + c) * BLOCK_G
+            m_c = tl.load(m_ptr + base + g)
+            weight = tl.where(m_c == float("-inf"), 0.0, tl.exp2(m_c - m_all))
+            total += tl.load(s_ptr + base + g) * weight
+            acc += tl.load(acc_ptr + (base + g)[:, None] * HEAD_DIM + d[None, :]) * weight[:, None]
+        out = acc / total[:, None]
+        tl.store(out_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], out.to(out_ptr.dtype.element_ty),
+                 mask=(g < group)[:, None])

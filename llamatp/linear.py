@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from gguf import GGMLQuantizationType
 
-from llamatp.quant import dequantize_to
+from llamatp.quant.dequant import dequantize_to
 
 # Decode (and small batches) take the GEMV path up to this many rows.
 GEMV_MAX_ROWS = 8

@@ -16,7 +16,8 @@ from llamatp.model import (
     AllReduce, Attention, Block, FeedForward, KVCache, RMSNorm, Rope, Transformer, VocabEmbedding, no_reduce,
 )
 from llamatp.plan import Plan, Shard, tensor_slice
-from llamatp.quant import block_size, check_supported, column_byte_range, dequantize
+from llamatp.quant.blocks import block_size, check_supported, column_byte_range
+from llamatp.quant.dequant import dequantize
 
 F32 = GGMLQuantizationType.F32
 
@@ -96,6 +97,7 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
         attn = Attention(
             config, shard.q_heads, shard.kv_heads, linear(p + "attn_q", p + "attn_k", p + "attn_v"),
             linear(p + "attn_output"), *qk_norms, rope_local if swa else rope_global,
+            config.sliding_window if swa else 0,
         )
         ffn = FeedForward(linear(p + "ffn_gate", p + "ffn_up"), linear(p + "ffn_down"), config.gelu)
         post = (norm(p + "post_attention_norm.weight"), norm(p + "post_ffw_norm.weight")) if config.post_norms else (None, None)

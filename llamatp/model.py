@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from gguf import GGMLQuantizationType
 
 from llamatp.config import ModelConfig
-from llamatp.kernels import add_rms_norm, gated_act, rope_store_kv
+from llamatp.kernels import add_rms_norm, decode_attention, gated_act, rope_store_kv
 from llamatp.linear import StackedLinear
-from llamatp.quant import dequantize_to
+from llamatp.quant.dequant import dequantize_to
 
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
 
@@ -87,8 +87,9 @@ class Attention(torch.nn.Module):
     """Self-attention over this rank's query heads. `wqkv` yields q, k and v side by side."""
 
     def __init__(self, config: ModelConfig, q_heads: range, kv_heads: range, wqkv: StackedLinear, wo: StackedLinear,
-                 q_norm: RMSNorm | None, k_norm: RMSNorm | None, rope: Rope) -> None:
+                 q_norm: RMSNorm | None, k_norm: RMSNorm | None, rope: Rope, window: int) -> None:
         super().__init__()
+        self.window = window  # sliding-window layers see only the last `window` keys
         self.wqkv, self.wo = wqkv, wo
         self.q_norm, self.k_norm, self.rope = q_norm, k_norm, rope
         self.n_q, self.n_kv, self.head_dim = len(q_heads), len(kv_heads), config.head_dim
@@ -101,21 +102,27 @@ class Attention(torch.nn.Module):
         self.register_buffer("kv_of_q", torch.tensor(kv_of_q, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                k_cache: torch.Tensor, v_cache: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+                k_cache: torch.Tensor, v_cache: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """`mask` [T, kv_len] selects the keys each query sees; None for one query token,
+        which then reads the cache up to its own position."""
         T, hd = x.shape[0], self.head_dim
         q, k, v = self.wqkv(x).split([self.n_q * hd, self.n_kv * hd, self.n_kv * hd], dim=-1)
         q, k, v = q.reshape(T, self.n_q, hd), k.reshape(T, self.n_kv, hd), v.reshape(T, self.n_kv, hd)
         if self.q_norm is not None:
             q, k = self.q_norm(q)[0], self.k_norm(k)[0]
         q = rope_store_kv(q, k, v, *rope, self.rope.neox, k_cache, v_cache, pos)
-        kv_len = mask.shape[-1]
-        out = self._attend(q, k_cache[:, :kv_len], v_cache[:, :kv_len], mask)
+        if self.n_q == 0:
+            out = q.new_zeros(T, 0, hd)
+        elif mask is None:
+            q1 = q.view(self.n_kv, self.group, hd)
+            out = decode_attention(q1, k_cache, v_cache, pos, self.window, self.scale).view(1, self.n_q, hd)
+        else:
+            kv_len = mask.shape[-1]
+            out = self._attend(q, k_cache[:, :kv_len], v_cache[:, :kv_len], mask)
         return self.wo(out.reshape(T, self.n_q * hd))
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         T = q.shape[0]
-        if self.n_q == 0:
-            return q.new_zeros(T, 0, self.head_dim)
         g = self.group
         if g == 0:
             keys, values, g = keys[self.kv_of_q], values[self.kv_of_q], 1
@@ -184,7 +191,8 @@ class Transformer(torch.nn.Module):
         """Token ids (first stage) or hidden states, at positions `pos`, attending to the first
         `kv_len` cache slots. Returns this rank's logits slice if it holds the head, else hidden states."""
         x = self.embed(inputs) if self.embed is not None else inputs
-        masks = self._masks(pos, kv_len)
+        single_token = pos.shape[0] == 1 and all(b.attn.group > 0 or b.attn.n_q == 0 for b in self.blocks)
+        masks = {False: None, True: None} if single_token else self._masks(pos, kv_len)
         ropes = {swa: rope.tables(pos) for swa, rope in self.ropes.items()}
         pending = None
         for i, block in enumerate(self.blocks):

@@ -6,10 +6,15 @@ GPUs), on random but valid GGUF data:
 - times gemv with triton.testing.do_bench (median, L2 flushed, launch overhead included)
   and inside a CUDA graph, cycling through enough copies of the weight to defeat the L2;
 - reports GB/s as GGUF bytes of the weight per second, next to the device-to-device copy
-  bandwidth (bytes read + written) and the same product with a bf16 weight (cuBLAS).
+  bandwidth (bytes read + written) and the same product with a bf16 weight (cuBLAS);
+- times dequantize_packed to bf16, with GB/s counting the planes read and the bf16 written.
+
+`--sweep` instead times a small grid of batch-1 tilings on the shapes that decide
+`gemv.TILINGS` (Llama 3 8B's projections and output head) and prints the best tiling for
+each type and shape class as lines to paste into that table.
 
     python scripts/bench_gemv.py --out gemv.json
-    python scripts/bench_gemv.py --types Q4_K --shapes 4096x4096 --sweep   # try tilings
+    python scripts/bench_gemv.py --sweep --out sweep.json
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ import torch.nn.functional as F
 import triton
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from llamatp.quant import dequantize_to
-from llamatp.quant.gemv import GemvConfig, dequantize_packed, gemv, pick_config, repack
+from llamatp.quant.dequant import dequantize_to
+from llamatp.quant.gemv import MANY_ROWS, Tiling, dequantize_packed, gemv, pick_config, repack
 
 Q = GGMLQuantizationType
 TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
@@ -39,6 +44,12 @@ SHAPES = {
     "70B/4": [(2048, 8192), (8192, 2048), (7168, 8192), (8192, 7168), (256, 8192), (32064, 8192)],
 }
 BATCH_SWEEP = {"types": ["Q4_K", "Q8_0"], "shapes": [(4096, 4096), (14336, 4096)], "batches": [2, 4, 8]}
+TILING_SWEEP = {
+    "types": ["Q4_0", "Q8_0", "Q4_K", "Q6_K"],
+    "shapes": [(4096, 4096), (4096, 14336), (14336, 4096), (128256, 4096)],
+    "tiles": [(16, 16, 4), (32, 16, 4), (64, 16, 4), (32, 32, 8), (64, 32, 8)],  # block_n, block_c, num_warps
+    "programs_per_sm": [2, 4, 8],
+}
 # Byte offsets of the float16 scale fields inside one block (ggml-common.h).
 F16_FIELDS = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q8_0": (0,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
 
@@ -113,43 +124,87 @@ def bench_bf16(n_rows: int, n_cols: int, batch: int) -> dict[str, float]:
     return result
 
 
-def bench_case(type_name: str, n_rows: int, n_cols: int, batch: int, config: GemvConfig | None) -> dict:
-    qtype = Q[type_name]
+def packed_copies(type_name: str, n_rows: int, n_cols: int) -> tuple[torch.Tensor, list]:
+    """Random GGUF data and enough repacked copies of it to defeat the L2 when cycled through."""
     raw = random_gguf(type_name, n_rows, n_cols)
-    packed = repack(raw, qtype, n_rows, n_cols)
+    qtype = Q[type_name]
+    return raw, [repack(raw, qtype, n_rows, n_cols) for _ in range(copies_to_defeat_l2(raw.numel()))]
+
+
+def bench_case(type_name: str, n_rows: int, n_cols: int, batch: int) -> dict:
+    qtype = Q[type_name]
+    raw, copies = packed_copies(type_name, n_rows, n_cols)
+    packed = copies[0]
     x = torch.randn(batch, n_cols, device="cuda", dtype=torch.bfloat16)
     reference = x.float() @ dequantize_to(raw, qtype, torch.float32).T
-    rel_err = relative_error(gemv(x, packed, config), reference)
+    rel_err = relative_error(gemv(x, packed), reference)
     del reference
     dense_err = relative_error(dequantize_packed(packed, torch.float32), dequantize_to(raw, qtype, torch.float32))
-    copies = [packed] + [repack(raw, qtype, n_rows, n_cols) for _ in range(copies_to_defeat_l2(raw.numel()) - 1)]
-    us = median_us(lambda: gemv(x, packed, config))
-    g_us = graph_us([lambda w=w: gemv(x, w, config) for w in copies])
+    us = median_us(lambda: gemv(x, packed))
+    g_us = graph_us([lambda w=w: gemv(x, w) for w in copies])
     dequant_us = median_us(lambda: dequantize_packed(packed))
-    cfg = config or pick_config(packed, batch, torch.cuda.get_device_properties(0).multi_processor_count)
+    dequant_bytes = packed.nbytes + n_rows * n_cols * 2  # planes read, bf16 written
+    cfg = pick_config(packed, batch, torch.cuda.get_device_properties(0).multi_processor_count)
     result = {
         "type": type_name, "rows": n_rows, "cols": n_cols, "batch": batch, "config": cfg.__dict__,
         "gguf_bytes": raw.numel(), "packed_bytes": packed.nbytes, "us": us, "graph_us": g_us,
         "gbps": raw.numel() / (g_us * 1e-6) / 1e9, "rel_err": rel_err, "dequant_rel_err": dense_err,
-        "dequant_us": dequant_us,
+        "dequant_us": dequant_us, "dequant_gbps": dequant_bytes / (dequant_us * 1e-6) / 1e9,
     }  # fmt: skip
     del raw, packed, copies
     torch.cuda.empty_cache()
     return result
 
 
-def sweep(type_name: str, n_rows: int, n_cols: int, batch: int) -> list[dict]:
-    """Graph time of every tiling in a small grid, fastest first."""
-    results = []
-    grid = itertools.product((8, 16, 32, 64), (8, 16, 32), (1, 2, 4, 8), (2, 4, 8))
-    for block_n, block_c, split_k, num_warps in grid:
-        if block_n * block_c < 32 * num_warps or block_n * block_c > 32 * num_warps * 8:
-            continue  # threads without a chunk, or too many chunks per thread
-        config = GemvConfig(block_n=block_n, block_c=block_c, split_k=split_k, num_warps=num_warps)
-        case = bench_case(type_name, n_rows, n_cols, batch, config)
-        results.append(case)
-        print(f"  {config}  {case['graph_us']:8.1f} us  {case['gbps']:7.0f} GB/s")
+def sweep_tilings() -> list[Tiling]:
+    tiles, per_sm = TILING_SWEEP["tiles"], TILING_SWEEP["programs_per_sm"]
+    return [Tiling(n, c, warps, p) for (n, c, warps), p in itertools.product(tiles, per_sm)]
+
+
+def sweep_shape(type_name: str, n_rows: int, n_cols: int) -> list[dict]:
+    """Batch-1 graph time of every tiling in TILING_SWEEP on one weight, fastest first."""
+    raw, copies = packed_copies(type_name, n_rows, n_cols)
+    x = torch.randn(1, n_cols, device="cuda", dtype=torch.bfloat16)
+    reference = x.float() @ dequantize_to(raw, Q[type_name], torch.float32).T
+    sm_count = torch.cuda.get_device_properties(0).multi_processor_count
+    results, times = [], {}
+    for tiling in sweep_tilings():
+        config = pick_config(copies[0], 1, sm_count, tiling)
+        if config not in times:  # tilings that differ only where this shape does not split K share a time
+            if relative_error(gemv(x, copies[0], config), reference) > 1e-2:
+                raise SystemExit(f"{type_name} {n_rows}x{n_cols} {config}: wrong result")
+            times[config] = graph_us([lambda w=w: gemv(x, w, config) for w in copies], replays=10)
+        us = times[config]
+        results.append({"tiling": tiling, "config": config, "graph_us": us, "gbps": raw.numel() / (us * 1e-6) / 1e9})
+    del raw, copies, reference
+    torch.cuda.empty_cache()
     return sorted(results, key=lambda r: r["graph_us"])
+
+
+def sweep() -> dict[str, list[dict]]:
+    """Sweep every type and shape of TILING_SWEEP; print, per type and shape class, the tiling
+    with the least total time over the class's shapes, as lines for `gemv.TILINGS`."""
+    sweeps, table = {}, []
+    for type_name in TILING_SWEEP["types"]:
+        totals: dict[tuple[bool, Tiling], float] = {}
+        for n_rows, n_cols in TILING_SWEEP["shapes"]:
+            results = sweep_shape(type_name, n_rows, n_cols)
+            best, worst = results[0], results[-1]
+            print(
+                f"{type_name:5} {n_rows:>6}x{n_cols:<6} best {best['graph_us']:7.1f} us {best['gbps']:6.0f} GB/s "
+                f"{best['config']}; worst {worst['graph_us']:7.1f} us"
+            )
+            for r in results:
+                key = (n_rows >= MANY_ROWS, r["tiling"])
+                totals[key] = totals.get(key, 0.0) + r["graph_us"]
+            sweeps[f"{type_name} {n_rows}x{n_cols}"] = [
+                {**r, "tiling": r["tiling"].__dict__, "config": r["config"].__dict__} for r in results
+            ]
+        for many_rows in (False, True):
+            _, best_tiling = min((k for k in totals if k[0] == many_rows), key=lambda k: totals[k])
+            table.append(f"    (Q.{type_name}, {many_rows}): {best_tiling},")
+    print("\nTILINGS entries (llamatp/quant/gemv.py):\n" + "\n".join(table))
+    return sweeps
 
 
 def main() -> None:
@@ -157,56 +212,58 @@ def main() -> None:
     parser.add_argument("--out", default="bench_gemv.json", help="where to write the results as JSON")
     parser.add_argument("--types", default=",".join(TYPES), help="comma-separated GGUF types")
     parser.add_argument("--shapes", default="", help="comma-separated ROWSxCOLS (default: the built-in set)")
-    parser.add_argument("--sweep", action="store_true", help="try a grid of tilings on each type and shape")
+    parser.add_argument("--sweep", action="store_true", help="time a grid of batch-1 tilings instead (TILING_SWEEP)")
     args = parser.parse_args()
     started = time.time()
+    device = torch.cuda.get_device_name()
+    copy_gbps = copy_bandwidth()
+    print(f"{device}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
+    if args.sweep:
+        sweeps = sweep()
+        with open(args.out, "w") as f:
+            json.dump({"device": device, "copy_gbps": copy_gbps, "sweeps": sweeps}, f, indent=1)
+        print(f"{time.time() - started:.0f} s; in {args.out}")
+        return
+
     types = args.types.split(",")
     if args.shapes:
         shapes = [("custom", tuple(int(v) for v in s.split("x"))) for s in args.shapes.split(",")]
     else:
         shapes = [(model, shape) for model, model_shapes in SHAPES.items() for shape in model_shapes]
-    device = torch.cuda.get_device_name()
-    copy_gbps = copy_bandwidth()
-    print(f"{device}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
-
     cases: list[tuple[str, str, int, int, int]] = [(m, t, n, k, 1) for m, (n, k) in shapes for t in types]
-    if not args.shapes and not args.sweep:
+    if not args.shapes:
         cases += [
             ("batch", t, n, k, b)
             for t in BATCH_SWEEP["types"] if t in types
             for n, k in BATCH_SWEEP["shapes"] for b in BATCH_SWEEP["batches"]
         ]  # fmt: skip
-    results, sweeps, bf16 = [], {}, {}
+    results, bf16 = [], {}
     for model, type_name, n_rows, n_cols, batch in cases:
-        if args.sweep:
-            print(f"sweep {type_name} {n_rows}x{n_cols} batch {batch}")
-            sweeps[f"{type_name} {n_rows}x{n_cols} batch {batch}"] = sweep(type_name, n_rows, n_cols, batch)[:5]
-            continue
         if (n_rows, n_cols, batch) not in bf16:
             bf16[n_rows, n_cols, batch] = bench_bf16(n_rows, n_cols, batch)
-        case = {"model": model, **bench_case(type_name, n_rows, n_cols, batch, None), **bf16[n_rows, n_cols, batch]}
+        case = {"model": model, **bench_case(type_name, n_rows, n_cols, batch), **bf16[n_rows, n_cols, batch]}
         results.append(case)
         label = f"{model:6} {type_name:5} {n_rows:>6}x{n_cols:<6} m={batch}"
         print(f"{label} {case['graph_us']:8.1f} us {case['gbps']:6.0f} GB/s")
 
     with open(args.out, "w") as f:
-        json.dump({"device": device, "copy_gbps": copy_gbps, "results": results, "sweeps": sweeps}, f, indent=1)
-    if results:
+        json.dump({"device": device, "copy_gbps": copy_gbps, "results": results}, f, indent=1)
+    print(
+        f"\n{'model':6} {'type':5} {'rows x cols':>13} {'m':>2} {'do_bench':>9} {'graph':>8} {'GB/s':>6} "
+        f"{'%copy':>6} {'bf16':>8} {'x bf16':>6} {'rel err':>8} {'dequant':>8} {'GB/s':>6}"
+    )
+    for r in results:
         print(
-            f"\n{'model':6} {'type':5} {'rows x cols':>13} {'m':>2} {'do_bench':>9} {'graph':>8} {'GB/s':>6} "
-            f"{'%copy':>6} {'bf16':>8} {'x bf16':>6} {'rel err':>8} {'dequant':>8}"
+            f"{r['model']:6} {r['type']:5} {r['rows']:>6}x{r['cols']:<6} {r['batch']:>2} {r['us']:8.1f}u "
+            f"{r['graph_us']:7.1f}u {r['gbps']:6.0f} {100 * r['gbps'] / copy_gbps:5.0f}% "
+            f"{r['bf16_graph_us']:7.1f}u {r['bf16_graph_us'] / r['graph_us']:6.2f} {r['rel_err']:8.1e} "
+            f"{r['dequant_us']:7.1f}u {r['dequant_gbps']:6.0f}"
         )
-        for r in results:
-            print(
-                f"{r['model']:6} {r['type']:5} {r['rows']:>6}x{r['cols']:<6} {r['batch']:>2} {r['us']:8.1f}u "
-                f"{r['graph_us']:7.1f}u {r['gbps']:6.0f} {100 * r['gbps'] / copy_gbps:5.0f}% "
-                f"{r['bf16_graph_us']:7.1f}u {r['bf16_graph_us'] / r['graph_us']:6.2f} {r['rel_err']:8.1e} "
-                f"{r['dequant_us']:7.1f}u"
-            )
-        worst = max(max(r["rel_err"] for r in results), max(r["dequant_rel_err"] for r in results))
-        verdict = "OK" if worst < 1e-2 else "TOO LARGE"
-        print(f"\nworst relative error {worst:.1e} ({verdict}); graph: per call in a CUDA")
-        print(f"graph; x bf16: bf16 cuBLAS graph time / gemv graph time; {time.time() - started:.0f} s; in {args.out}")
+    worst = max(max(r["rel_err"] for r in results), max(r["dequant_rel_err"] for r in results))
+    verdict = "OK" if worst < 1e-2 else "TOO LARGE"
+    print(f"\nworst relative error {worst:.1e} ({verdict}); graph: per call in a CUDA graph; x bf16: bf16")
+    print("cuBLAS graph time / gemv graph time; dequant GB/s: planes read + bf16 written")
+    print(f"{time.time() - started:.0f} s; in {args.out}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from gguf import quants
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from llamatp.errors import LlamatpError
-from llamatp.quant import SUPPORTED_TYPES, check_supported, column_byte_range, dequantize, dequantize_to, row_bytes
+from llamatp.quant.blocks import SUPPORTED_TYPES, check_supported, column_byte_range, row_bytes
+from llamatp.quant.dequant import dequantize, dequantize_to
 
 Q = GGMLQuantizationType
 

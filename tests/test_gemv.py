@@ -40,7 +40,7 @@ def _interpreter() -> Iterator[None]:
 with _interpreter():
     import triton.language as tl
 
-    from llamatp.quant.gemv import GemvConfig, dequantize_packed, gemv, gemv_supported, repack
+    from llamatp.quant.gemv import GemvConfig, Tiling, dequantize_packed, gemv, gemv_supported, pick_config, repack
 
 INTERPRETED = type(tl.sum).__name__ == "InterpretedFunction"  # False if Triton was imported before
 
@@ -118,6 +118,15 @@ def test_split_k_adds_up_uneven_shares_and_resets_for_the_next_call(qtype: GGMLQ
         x = torch.randn(2, n_cols, generator=torch.Generator().manual_seed(seed))
         assert relative_error(gemv(x, weight, config), reference(x, raw, qtype)) < 1e-3
     assert not weight.split_counters.any()
+
+
+def test_pick_config_splits_k_until_each_multiprocessor_has_the_tilings_programs() -> None:
+    weight = repack(torch.from_numpy(random_blocks(Q.Q4_0, 64, 4096)), Q.Q4_0, 64, 4096)  # 128 chunks a row
+    tiling = Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4)
+    assert pick_config(weight, 1, sm_count=2, tiling=tiling).split_k == 4  # 2 row tiles x 4 = 8 programs
+    assert pick_config(weight, 1, sm_count=1, tiling=tiling).split_k == 2
+    assert pick_config(weight, 1, sm_count=64, tiling=tiling).split_k == 8  # K holds 8 shares of 16 chunks
+    assert pick_config(weight, 8, sm_count=1, tiling=tiling).block_n == 8  # a batch of 8 holds fewer rows
 
 
 @pytest.mark.parametrize("qtype", [Q.Q5_0, Q.Q4_K], ids=lambda t: t.name)

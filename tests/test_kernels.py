@@ -48,3 +48,17 @@ def test_gated_act_matches_torch(gelu: bool) -> None:
     gate_up = torch.randn(2, 2 * 1500, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(kernels.gated_act_triton(gate_up, gelu), kernels.gated_act_torch(gate_up, gelu),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("pos, window", [(0, 0), (37, 0), (130, 0), (130, 20)])
+def test_decode_attention_matches_torch(pos: int, window: int) -> None:
+    g = torch.Generator().manual_seed(pos)
+    n_kv, group, hd, n_ctx = 2, 4, 16, 160
+    q = torch.randn(n_kv, group, hd, generator=g)
+    k_cache, v_cache = torch.randn(n_kv, n_ctx, hd, generator=g), torch.randn(n_kv, n_ctx, hd, generator=g)
+    k_cache[:, pos + 1 :] = float("nan")  # slots past the query are never read
+    v_cache[:, pos + 1 :] = float("nan")
+    p = torch.tensor([pos])
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25)
+    ref = kernels.decode_attention_torch(q, k_cache.nan_to_num(), v_cache.nan_to_num(), p, window, 0.25)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)

@@ -49,7 +49,9 @@ from llamatp.errors import LlamatpError
 
 Q = GGMLQuantizationType
 MIN_BLOCK_N = 8  # the fewest rows a GEMV program handles
-PROGRAMS_PER_SM = 3  # split K until the GEMV has this many programs per multiprocessor
+# Chunks per dequantization program. Larger tiles lead Triton to load the per-chunk scales
+# cooperatively and spread them through shared memory, with a barrier per exchange.
+DEQUANT_BLOCK_C = 64
 # The exponent bits of 2^23 (see the module docstring). The kernels take it as an argument
 # rather than a constant: held in a register, it lets the compiler mask a field and or it in
 # with one three-input logic instruction.
@@ -112,6 +114,35 @@ class GemvConfig:
     block_c: int
     split_k: int
     num_warps: int
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """A batch-1 tiling for `pick_config`: split K until there are `programs_per_sm` programs
+    per multiprocessor."""
+
+    block_n: int
+    block_c: int
+    num_warps: int
+    programs_per_sm: int
+
+
+# Weights with at least this many rows fill the GPU with row tiles alone (gate/up
+# projections, the output head); the others (attention, down projections) split K.
+MANY_ROWS = 8192
+DEFAULT_TILING = Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4)
+# Batch-1 tilings by (type, has MANY_ROWS rows), as printed by `scripts/bench_gemv.py --sweep`;
+# other types take DEFAULT_TILING.
+TILINGS: dict[tuple[GGMLQuantizationType, bool], Tiling] = {
+    (Q.Q4_0, False): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4),
+    (Q.Q4_0, True): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=2),
+    (Q.Q8_0, False): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4),
+    (Q.Q8_0, True): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=2),
+    (Q.Q4_K, False): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4),
+    (Q.Q4_K, True): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=2),
+    (Q.Q6_K, False): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4),
+    (Q.Q6_K, True): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=2),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,33 +292,41 @@ def _field_times(words, high, magic, factor, j: tl.constexpr, QTYPE: tl.constexp
 @triton.jit
 def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE: tl.constexpr):
     """The words of the chunks (rows x chunks) and their scales: returns words [R, C, 4]
-    int32, high [R, C, 1 or 4] int32 (or 0), and [R, C] float32 tensors scale_lo, scale_hi and
-    offset: element 4j + w of a chunk is (field j of word w - zero) * scale + offset, with
+    int32, high [R, C, 1 or 4] int32 (or 0), and [R, C, 1] float32 tensors scale_lo, scale_hi
+    and offset: element 4j + w of a chunk is (field j of word w - zero) * scale + offset, with
     scale_lo for the first half of the fields and scale_hi for the second.
+
+    The per-chunk values are loaded with a trailing axis of one, through an index in which
+    Triton cannot see consecutive chunks: it then loads them one per thread, in the words'
+    register layout, rather than as vectors in a layout of their own that would reach the
+    words through shared memory and barriers. The codes are read once: they need not stay
+    in the cache.
     """
-    chunk = rows[:, None] * n_chunks + chunks[None, :]
+    mask = mask[:, :, None]
     w_idx = tl.arange(0, 4)[None, None, :]
-    words = tl.load(quants_ptr + chunk[:, :, None] * 4 + w_idx, mask=mask[:, :, None], other=0)
+    at = (rows[:, None] * n_chunks + chunks[None, :])[:, :, None]
+    words_at = at * 4 + w_idx
+    words = tl.load(quants_ptr + words_at, mask=mask, other=0, eviction_policy="evict_first")
+    chunk = tl.where(mask, at, 0)
     high = 0
     if QTYPE == Q5_0 or QTYPE == Q5_K:
-        high = tl.load(high_ptr + chunk, mask=mask, other=0)[:, :, None]
+        high = tl.load(high_ptr + chunk, mask=mask, other=0, eviction_policy="evict_first")
     if QTYPE == Q6_K:
-        high = tl.load(high_ptr + chunk[:, :, None] * 4 + w_idx, mask=mask[:, :, None], other=0).to(tl.int32)
+        high = tl.load(high_ptr + words_at, mask=mask, other=0, eviction_policy="evict_first").to(tl.int32)
 
     offset = tl.zeros(chunk.shape, tl.float32)
     if QTYPE == Q4_0 or QTYPE == Q5_0:
         scale_lo = tl.load(scales_ptr + chunk, mask=mask, other=0).to(tl.float32)
         scale_hi = scale_lo
     elif QTYPE == Q8_0:  # two chunks per block
-        block = rows[:, None] * (n_chunks // 2) + chunks[None, :] // 2
-        scale_lo = tl.load(scales_ptr + block, mask=mask, other=0).to(tl.float32)
+        scale_lo = tl.load(scales_ptr + chunk // 2, mask=mask, other=0).to(tl.float32)
         scale_hi = scale_lo
     elif QTYPE == Q4_1:
         scale_lo = tl.load(scales_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
         scale_hi = scale_lo
         offset = tl.load(scales_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
     else:  # K-quants: 8 chunks per block
-        block = rows[:, None] * (n_chunks // 8) + chunks[None, :] // 8
+        block = chunk // 8
         if QTYPE == Q6_K:  # a scale per 16 elements: fields 0-3 of the words, then fields 4-7
             d = tl.load(scales_ptr + block, mask=mask, other=0).to(tl.float32)
             scale_lo = d * tl.load(sub_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
@@ -304,13 +343,20 @@ def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chun
 @triton.jit
 def _gemv_kernel(
     x_ptr, out_ptr, partial_ptr, counter_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr,
-    M, N, n_chunks, chunks_per_split, magic,
+    M, N, n_chunks, chunks_per_split, split_k, magic,
     QTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
-    SPLIT_K: tl.constexpr,
+    SPLIT: tl.constexpr,
 ):  # fmt: skip
-    """out[m, n] = sum over k of x[m, k] * W[n, k], for one tile of rows and one share of K."""
+    """out[m, n] = sum over k of x[m, k] * W[n, k], for one tile of rows and one share of K.
+
+    Each step loads the next step's chunks before decoding its own, so that a program keeps
+    a step's bytes in flight while it computes: without this, the few programs that fit on
+    a multiprocessor alternate between waiting for memory and computing, and the memory
+    sits idle for half the time.
+    """
     E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
     HAS_OFFSET: tl.constexpr = QTYPE == Q4_1 or QTYPE == Q4_K or QTYPE == Q5_K
+    ONE_SCALE: tl.constexpr = QTYPE != Q6_K  # scale_lo is scale_hi
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -319,13 +365,16 @@ def _gemv_kernel(
     c_end = tl.minimum(c_begin + chunks_per_split, n_chunks)
     batch_row = tl.arange(0, BLOCK_M)
     acc = tl.zeros([BLOCK_M, BLOCK_N, BLOCK_C], tl.float32)
+    chunks = c_begin + tl.arange(0, BLOCK_C)
+    mask = row_ok[:, None] & (chunks < c_end)[None, :]
+    next_chunks = _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE)
     for c0 in range(c_begin, c_end, BLOCK_C):
         chunks = c0 + tl.arange(0, BLOCK_C)
         chunk_ok = chunks < c_end
-        mask = row_ok[:, None] & chunk_ok[None, :]
-        words, high, scale_lo, scale_hi, offset = _load_chunks(
-            quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE
-        )
+        words, high, scale_lo, scale_hi, offset = next_chunks
+        ahead = chunks + BLOCK_C  # past the end, the mask keeps the loads off memory
+        mask = row_ok[:, None] & (ahead < c_end)[None, :]
+        next_chunks = _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, ahead, n_chunks, mask, QTYPE)
         # x has the shape of one row of `words`: it gets the same register layout, and each
         # thread converts it once for all the rows it holds.
         x_offs = (chunks[:, None] * (4 * E) + tl.arange(0, 4)[None, :])[None, :, :]
@@ -339,24 +388,28 @@ def _gemv_kernel(
                 if HAS_OFFSET:
                     x_sum += xj
                 term = _field_times(words, high, magic, xj, j, QTYPE)
-                if j < E // 2:
+                if j < E // 2 or ONE_SCALE:
                     lo += term
                 else:
                     hi += term
-            part = tl.sum(lo, axis=2) * scale_lo + tl.sum(hi, axis=2) * scale_hi
+            if ONE_SCALE:
+                scaled = lo * scale_lo
+            else:
+                scaled = lo * scale_lo + hi * scale_hi
             if HAS_OFFSET:
-                part += tl.sum(x_sum, axis=2) * offset
+                scaled += x_sum * offset
+            part = tl.sum(scaled, axis=2)
             acc += tl.where(batch_row[:, None, None] == m, part[None, :, :], 0.0)
     out = tl.sum(acc, axis=2)
     out_offs = batch_row[:, None] * N + rows[None, :]
     out_mask = (batch_row[:, None] < M) & row_ok[None, :]
-    if SPLIT_K > 1:
+    if SPLIT:
         # Publish this share and count it; the tile's last program adds all shares up.
         tl.store(partial_ptr + pid_k * M * N + out_offs, out, mask=out_mask)
         tl.debug_barrier()  # every thread's share is stored before the count is released
-        if tl.atomic_add(counter_ptr + pid_n, 1, sem="acq_rel") == SPLIT_K - 1:
+        if tl.atomic_add(counter_ptr + pid_n, 1, sem="acq_rel") == split_k - 1:
             total = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-            for k in tl.static_range(SPLIT_K):
+            for k in range(split_k):
                 total += tl.load(partial_ptr + k * M * N + out_offs, mask=out_mask, other=0.0, cache_modifier=".cg")
             tl.store(out_ptr + out_offs, total.to(out_ptr.dtype.element_ty), mask=out_mask)
             tl.store(counter_ptr + pid_n, 0)
@@ -366,23 +419,56 @@ def _gemv_kernel(
 
 @triton.jit
 def _dequant_kernel(
-    out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, N, n_chunks, magic,
-    QTYPE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+    out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, total_chunks, magic,
+    QTYPE: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    """out[n, k] = W[n, k] for a tile of rows and chunks."""
+    """out = W for a run of BLOCK_C chunks of the flattened planes (blocks never straddle rows,
+    so the planes and the output are one long row).
+
+    A tile is [chunks, field j, word w], element 4j + w of its chunk: the threads of a warp
+    hold the fields of the same few chunks, so that each store writes a contiguous run, and
+    each thread loads its chunk's four words with one 16-byte load (the same address for the
+    threads of a chunk, which the cache serves once). The fields sit at bit 4j (8j for Q8_0).
+    """
     E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    chunks = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask = (rows < N)[:, None] & (chunks < n_chunks)[None, :]
-    words, high, scale_lo, scale_hi, offset = _load_chunks(
-        quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE
+    BITS: tl.constexpr = 32 // E
+    chunk = tl.program_id(0).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None, None]
+    j = tl.arange(0, E)[None, :, None]
+    w = tl.arange(0, 4)[None, None, :]
+    ok = chunk < total_chunks
+    words = tl.load(quants_ptr + chunk * 4 + w + 0 * j, mask=ok, other=0, eviction_policy="evict_first")
+    # Indices of one value per chunk, with consecutive chunks no longer known to be
+    # consecutive: such a value then loads straight into the tile's layout (see _load_chunks).
+    at_chunk = tl.where(ok, chunk, 0)
+    code = (words >> (BITS * j)) & ((1 << BITS) - 1)
+    if QTYPE == Q5_0 or QTYPE == Q5_K:
+        high = tl.load(high_ptr + at_chunk, mask=ok, other=0, eviction_policy="evict_first")
+        code |= ((high >> (4 * j + w)) & 1) << 4
+    if QTYPE == Q6_K:
+        high = tl.load(high_ptr + chunk * 4 + w + 0 * j, mask=ok, other=0, eviction_policy="evict_first").to(tl.int32)
+        code |= ((high >> (4 * (j % 4) + 2 * (j // 4))) & 3) << 4
+    ZERO: tl.constexpr = (
+        8 if QTYPE == Q4_0 else 16 if QTYPE == Q5_0 else 128 if QTYPE == Q8_0 else 32 if QTYPE == Q6_K else 0
     )
-    cols = (chunks[:, None] * (4 * E) + tl.arange(0, 4)[None, :])[None, :, :]
-    out_row = out_ptr + rows[:, None, None].to(tl.int64) * (n_chunks * 4 * E)
-    for j in tl.static_range(E):
-        scale = scale_lo if j < E // 2 else scale_hi
-        w = _field_times(words, high, magic, scale[:, :, None], j, QTYPE) + offset[:, :, None]
-        tl.store(out_row + cols + 4 * j, w.to(out_ptr.dtype.element_ty), mask=mask[:, :, None])
+    value = (code | magic).to(tl.float32, bitcast=True) - (8388608.0 + ZERO)
+    offset = 0.0
+    if QTYPE == Q4_0 or QTYPE == Q5_0:
+        scale = tl.load(scales_ptr + at_chunk, mask=ok, other=0).to(tl.float32)
+    elif QTYPE == Q8_0:  # two chunks per block
+        scale = tl.load(scales_ptr + at_chunk // 2, mask=ok, other=0).to(tl.float32)
+    elif QTYPE == Q4_1:
+        scale = tl.load(scales_ptr + at_chunk * 2, mask=ok, other=0).to(tl.float32)
+        offset = tl.load(scales_ptr + at_chunk * 2 + 1, mask=ok, other=0).to(tl.float32)
+    elif QTYPE == Q6_K:  # a scale per 16 elements: fields 0-3 of the words, then fields 4-7
+        d = tl.load(scales_ptr + at_chunk // 8, mask=ok, other=0).to(tl.float32)
+        scale = d * tl.load(sub_ptr + at_chunk * 2 + j // 4, mask=ok, other=0).to(tl.float32)
+    else:  # Q4_K, Q5_K: 8 chunks per block
+        d = tl.load(scales_ptr + at_chunk // 8 * 2, mask=ok, other=0).to(tl.float32)
+        dmin = tl.load(scales_ptr + at_chunk // 8 * 2 + 1, mask=ok, other=0).to(tl.float32)
+        scale = d * tl.load(sub_ptr + at_chunk * 2, mask=ok, other=0).to(tl.float32)
+        offset = -dmin * tl.load(sub_ptr + at_chunk * 2 + 1, mask=ok, other=0).to(tl.float32)
+    out = value * scale + offset
+    tl.store(out_ptr + chunk * (4 * E) + 4 * j + w, out.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,23 +482,22 @@ def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def pick_config(w: PackedWeight, batch: int, sm_count: int) -> GemvConfig:
+def pick_config(w: PackedWeight, batch: int, sm_count: int, tiling: Tiling | None = None) -> GemvConfig:
     """A tiling for `batch` rows of x times `w` on a GPU with `sm_count` multiprocessors.
 
-    A step reads 16 chunks (256 bytes of codes) of each of its rows; with 4 warps a thread
-    holds the same chunk of 4 rows, sharing its decoded x among them. Larger batches hold
-    fewer rows per thread (each row of x costs registers). When the row tiles alone would
-    give multiprocessors fewer than PROGRAMS_PER_SM programs, K is split.
+    The tiling for batch 1 comes from TILINGS unless given; larger batches hold fewer rows
+    per program (each row of x costs registers). When the row tiles alone would give the
+    multiprocessors fewer programs than the tiling's `programs_per_sm`, K is split.
     """
-    rows_per_thread = 4 if batch == 1 else 2 if batch <= 4 else 1
-    block_c = min(16, triton.next_power_of_2(w.n_chunks))
-    num_warps = 4
-    block_n = max(MIN_BLOCK_N, rows_per_thread * 32 * num_warps // block_c)
+    tiling = tiling or TILINGS.get((w.qtype, w.n_rows >= MANY_ROWS), DEFAULT_TILING)
+    block_c = min(tiling.block_c, triton.next_power_of_2(w.n_chunks))
+    rows_divisor = 1 if batch == 1 else 2 if batch <= 4 else 4
+    block_n = max(MIN_BLOCK_N, tiling.block_n // rows_divisor)
     tiles = triton.cdiv(w.n_rows, block_n)
     split_k = 1
-    while tiles * split_k < PROGRAMS_PER_SM * sm_count and w.n_chunks >= 2 * split_k * block_c:
+    while tiles * split_k < tiling.programs_per_sm * sm_count and w.n_chunks >= 2 * split_k * block_c:
         split_k *= 2
-    return GemvConfig(block_n=block_n, block_c=block_c, split_k=split_k, num_warps=num_warps)
+    return GemvConfig(block_n=block_n, block_c=block_c, split_k=split_k, num_warps=tiling.num_warps)
 
 
 def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> torch.Tensor:
@@ -440,9 +525,9 @@ def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> 
     # Fused multiply-adds are asked for explicitly: Triton's default is changing to off.
     _gemv_kernel[grid](
         x2, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w),
-        batch, w.n_rows, w.n_chunks, chunks_per_split, MAGIC,
+        batch, w.n_rows, w.n_chunks, chunks_per_split, split_k, MAGIC,
         QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c,
-        SPLIT_K=split_k, num_warps=cfg.num_warps, enable_fp_fusion=True,
+        SPLIT=split_k > 1, num_warps=cfg.num_warps, enable_fp_fusion=True,
     )  # fmt: skip
     return out.reshape(*x.shape[:-1], w.n_rows)
 
@@ -450,11 +535,10 @@ def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> 
 def dequantize_packed(w: PackedWeight, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """The whole weight as a dense [n_rows, n_cols] tensor of `dtype` (for prompt-sized matmuls)."""
     out = torch.empty(w.n_rows, w.n_cols, dtype=dtype, device=w.quants.device)
-    block_n, block_c = 16, 16
-    grid = (triton.cdiv(w.n_rows, block_n), triton.cdiv(w.n_chunks, block_c))
-    _dequant_kernel[grid](
-        out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), w.n_rows, w.n_chunks, MAGIC,
-        QTYPE=int(w.qtype), BLOCK_N=block_n, BLOCK_C=block_c, enable_fp_fusion=True,
+    total_chunks = w.n_rows * w.n_chunks
+    _dequant_kernel[(triton.cdiv(total_chunks, DEQUANT_BLOCK_C),)](
+        out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), total_chunks, MAGIC,
+        QTYPE=int(w.qtype), BLOCK_C=DEQUANT_BLOCK_C, num_warps=4, enable_fp_fusion=True,
     )  # fmt: skip
     return out
 
