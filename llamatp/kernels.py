@@ -249,7 +249,7 @@ if triton is not None:
         kv = tl.program_id(0)
         c = tl.program_id(1)
         n_chunks = tl.num_programs(1)
-        pos = tl.load(pos_ptr)
+        pos = tl.load(pos_ptr).to(tl.int32)
         lo = 0
         if window > 0:
             lo = tl.maximum(pos - window + 1, 0)

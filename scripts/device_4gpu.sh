@@ -23,8 +23,7 @@ B -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 512 -n 128 -o md
 B -m $M/8b-q4_0.gguf -dev cuda:0,cuda:1 -sm layer,tensor -p 512 -n 128 -o md
 B -m $M/8b-q4_0.gguf -dev cuda:0,cuda:1,cuda:2,cuda:3 -sm layer,tensor -p 512 -n 128 -o md
 step bench 8b f16
-B -m $M/8b-f16.gguf -dev cuda:0 -sm none -p 512 -n 128 -o md
-B -m $M/8b-f16.gguf -dev cuda:0,cuda:1 -sm tensor -p 512 -n 128 -o md
+B -m $M/8b-f16.gguf -dev cuda:0,cuda:1 -sm none,tensor -p 512 -n 128 -o md
 step bench 70b q4_0
 T=300 B -m $M/70b-q4_0.gguf -dev cuda:0,cuda:1 -sm tensor -p 512 -n 128 -o md
 T=300 B -m $M/70b-q4_0.gguf -dev cuda:0,cuda:1,cuda:2,cuda:3 -sm layer,tensor -p 512 -n 128 -o md

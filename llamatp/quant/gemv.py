@@ -130,18 +130,18 @@ class Tiling:
 # Weights with at least this many rows fill the GPU with row tiles alone (gate/up
 # projections, the output head); the others (attention, down projections) split K.
 MANY_ROWS = 8192
-DEFAULT_TILING = Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4)
+DEFAULT_TILING = Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=4)
 # Batch-1 tilings by (type, has MANY_ROWS rows), as printed by `scripts/bench_gemv.py --sweep`;
 # other types take DEFAULT_TILING.
-TILINGS: dict[tuple[GGMLQuantizationType, bool], Tiling] = {
-    (Q.Q4_0, False): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4),
-    (Q.Q4_0, True): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=2),
-    (Q.Q8_0, False): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4),
-    (Q.Q8_0, True): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=2),
-    (Q.Q4_K, False): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4),
-    (Q.Q4_K, True): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=2),
-    (Q.Q6_K, False): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=4),
-    (Q.Q6_K, True): Tiling(block_n=32, block_c=16, num_warps=4, programs_per_sm=2),
+TILINGS: dict[tuple[GGMLQuantizationType, bool], Tiling] = {  # from `bench_gemv.py --sweep` on an H100
+    (Q.Q4_0, False): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=4),
+    (Q.Q4_0, True): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=2),
+    (Q.Q8_0, False): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=4),
+    (Q.Q8_0, True): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=2),
+    (Q.Q4_K, False): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=4),
+    (Q.Q4_K, True): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=2),
+    (Q.Q6_K, False): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=2),
+    (Q.Q6_K, True): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=8),
 }
 
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One GPU, quick: CUDA-vs-CPU logits on an 8B-shaped slice and the 8B Q4_0 benchmark.
+set -uo pipefail
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD
+OUT=${OUT:-/tmp/out}; M=/dev/shm/models; mkdir -p "$M" "$OUT"
+L="python3 -m llamatp"; V=.carry/ggml-vocab-llama-bpe.gguf
+[ -f $M/8b-q4_0.gguf ] || $L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null &
+[ -f $M/8b-2layers-q4_0.gguf ] || $L synth llama3-8b -t q4_0 --set n_layer=2 --vocab $V -o $M/8b-2layers-q4_0.gguf 2>/dev/null
+wait
+timeout -k 5 120 python3 scripts/compare_splits.py $M/8b-2layers-q4_0.gguf --devices cuda:0 --base-device cpu --modes none --n-prompt 64 --n-decode 8 2>&1 | grep -v "^rank" | tail -4
+timeout -k 5 200 $L bench -m $M/8b-q4_0.gguf -p 512 -n 128 -r 3 -o md 2>$OUT/bench_err.log | tee $OUT/bench_8b_q4_0.md; tail -3 $OUT/bench_err.log
