@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Two GPUs: split-mode logits against one GPU, a streamed run, and 8B benchmarks of every mode.
+# Two GPUs: the synthetic Llama-3 files of ANCHORS.md, split-mode logits against one GPU,
+# and llama-bench style tables for none/layer/tensor, the 70B shape and depth 8192.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}; M=/tmp/models; mkdir -p "$M" "$OUT"
-L="python3 -m llamatp"
-step() { echo; echo "=== $*"; }
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nvidia-smi topo -m | head -4
-[ -f $M/8b-q4_0.gguf ] || $L synth llama3-8b -t q4_0 --vocab .carry/ggml-vocab-llama-bpe.gguf -o $M/8b-q4_0.gguf 2>/dev/null
-step split logits vs one GPU
-timeout 200 python3 scripts/compare_splits.py $M/8b-q4_0.gguf --devices cuda:0,cuda:1 --modes layer,tensor --n-prompt 64 --n-decode 16 2>&1 | grep -v "^rank"
-step run -sm tensor
-timeout 100 $L run -m $M/8b-q4_0.gguf -p "Hello" -n 16 --temp 0 -sm tensor -dev CUDA0,CUDA1 --verbose 2>&1 | tail -12
-step bench 8b q4_0 on 2 GPUs
-timeout 240 $L bench -m $M/8b-q4_0.gguf -dev cuda:0,cuda:1 -sm none,layer,tensor -p 512 -n 128 -r 3 2>$OUT/bench_err.log | tee $OUT/bench_8b_2gpu.md; tail -3 $OUT/bench_err.log
-step tensor with NCCL all-reduce only
-LLAMATP_ALLREDUCE=nccl timeout 120 $L bench -m $M/8b-q4_0.gguf -dev cuda:0,cuda:1 -sm tensor -p 512 -n 128 -r 3 2>>$OUT/bench_err.log | tee $OUT/bench_8b_2gpu_nccl.md
+export PYTHONPATH=/tmp/site:$PWD LLAMATP_WATCHDOG=300
+OUT=${OUT:-/tmp/out}; M=/dev/shm/models; mkdir -p "$M" "$OUT"
+L="python3 -m llamatp"; V=.carry/ggml-vocab-llama-bpe.gguf; D=cuda:0,cuda:1
+step() { echo; echo "=== $(date +%T) $*"; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+step synth
+$L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null &
+$L synth llama3-8b -t f16 --vocab $V -o $M/8b-f16.gguf 2>/dev/null &
+$L synth llama3-70b -t q4_0 --vocab $V -o $M/70b-q4_0.gguf 2>/dev/null &
+wait; ls -la $M
+B() { timeout -k 5 ${T:-200} $L bench -r 3 -o md "$@" 2>>$OUT/bench_err.log | grep -v '^build' | tee -a $OUT/bench.md; }
+step logits 8b q4_0, 2 GPUs layer/tensor vs one GPU
+timeout -k 5 120 python3 scripts/compare_splits.py $M/8b-q4_0.gguf --devices $D --modes layer,tensor > $OUT/cmp2.log 2>&1; grep -v "^rank" $OUT/cmp2.log | tail -5
+step bench 8b q4_0; B -m $M/8b-q4_0.gguf -dev $D -sm none,layer,tensor -p 512 -n 128
+step bench 8b f16; B -m $M/8b-f16.gguf -dev $D -sm none,tensor -p 512 -n 128
+step bench 70b q4_0; T=260 B -m $M/70b-q4_0.gguf -dev $D -sm layer,tensor -p 512 -n 128
+step depth 8192; B -m $M/8b-q4_0.gguf -dev $D -sm none,tensor -p 512 -n 128 -d 8192
+step done; tail -3 $OUT/bench_err.log
