@@ -225,7 +225,8 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.shape[1]
     block_n = 64
-    n_chunks = max(1, min(triton.cdiv(n_ctx, block_n), 256 // max(n_kv, 1)))
+    # Enough chunks to fill the GPU at long contexts; few at short ones, where merging costs more.
+    n_chunks = max(1, min(triton.cdiv(n_ctx, 256), 128 // max(n_kv, 1)))
     chunk = triton.cdiv(triton.cdiv(n_ctx, n_chunks), block_n) * block_n
     block_g = max(16, triton.next_power_of_2(group))
     m = torch.empty(n_kv, n_chunks, block_g, dtype=torch.float32, device=q.device)

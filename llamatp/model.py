@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 from gguf import GGMLQuantizationType
 
 from llamatp.config import ModelConfig
@@ -123,6 +124,8 @@ class Attention(torch.nn.Module):
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         T = q.shape[0]
+        if q.is_cuda and self.window == 0 and self.group > 0:
+            return causal_attention(q.to(keys.dtype), keys, values, self.scale).to(q.dtype)
         g = self.group
         if g == 0:
             keys, values, g = keys[self.kv_of_q], values[self.kv_of_q], 1
@@ -135,6 +138,18 @@ class Attention(torch.nn.Module):
             scores = (qg @ keys.transpose(1, 2)) * self.scale
             out = scores.masked_fill(~m, float("-inf")).softmax(-1) @ values
         return out.view(n_kv, T, g, self.head_dim).permute(1, 0, 2, 3).reshape(T, self.n_q, self.head_dim).to(q.dtype)
+
+
+def causal_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
+    """Queries [T, q_heads, D] at the last T positions of keys/values [kv_heads, L, D], each seeing
+    the keys up to its own position (causal, aligned to the end), through a fused kernel
+    (flash attention) with grouped-query heads: no mask and no copied K/V."""
+    T, L = q.shape[0], keys.shape[1]
+    out = F.scaled_dot_product_attention(
+        q.transpose(0, 1).unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0),
+        attn_mask=causal_lower_right(T, L), scale=scale, enable_gqa=True,
+    )
+    return out[0].transpose(0, 1)
 
 
 class FeedForward(torch.nn.Module):

@@ -153,3 +153,21 @@ def test_only_the_last_row_without_all_logits(model_and_ids: tuple[Path, list[in
     last = runtime(path, n_ubatch=16).engine.forward(ids, 0)
     assert last.shape == (1, one_shot.shape[1])
     assert relative_error(last, one_shot[-1:]) < 1e-5
+
+
+def test_causal_attention_matches_the_masked_form() -> None:
+    """The fused prompt-attention path (used on GPUs) equals explicit masking, with a cached prefix."""
+    from llamatp.model import causal_attention
+
+    g = torch.Generator().manual_seed(3)
+    T, L, n_q, n_kv, hd = 5, 12, 6, 2, 8
+    q = torch.randn(T, n_q, hd, generator=g)
+    keys, values = torch.randn(n_kv, L, hd, generator=g), torch.randn(n_kv, L, hd, generator=g)
+    got = causal_attention(q, keys, values, 0.3)
+    q_pos = torch.arange(L - T, L)
+    visible = torch.arange(L)[None, :] <= q_pos[:, None]
+    k = keys.repeat_interleave(n_q // n_kv, dim=0)
+    v = values.repeat_interleave(n_q // n_kv, dim=0)
+    scores = torch.einsum("thd,hld->htl", q, k) * 0.3
+    expected = torch.einsum("htl,hld->thd", scores.masked_fill(~visible, float("-inf")).softmax(-1), v)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

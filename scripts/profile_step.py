@@ -1,0 +1,51 @@
+"""Where the time of a prompt pass and of decode steps goes, per kernel, on rank 0.
+
+    python scripts/profile_step.py MODEL.gguf --devices cuda:0,cuda:1 --mode tensor
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from llamatp.launch import WorkerInfo, launch
+from llamatp.runtime import ModelOptions, open_runtime
+
+
+def profile_job(options: ModelOptions, n_prompt: int, n_decode: int, info: WorkerInfo) -> str:
+    rt = open_runtime(options, info)
+    prompt = torch.randint(0, 1000, (n_prompt,), generator=torch.Generator().manual_seed(0)).tolist()
+    for _ in range(2):  # compile and warm up
+        rt.engine.forward(prompt, 0)
+        rt.engine.decode(1, n_prompt)
+    torch.cuda.synchronize()
+    tables = []
+    for name, step in (("prompt", lambda: rt.engine.forward(prompt, 0)),
+                       ("decode", lambda: [rt.engine.decode(1, n_prompt + i) for i in range(n_decode)])):
+        rt.comm.barrier()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        tables.append(f"--- {name} ({options.split_mode}, rank {info.rank})\n"
+                      + prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60))
+    return "\n".join(tables)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("--devices", required=True)
+    parser.add_argument("--mode", default="tensor")
+    parser.add_argument("--n-prompt", type=int, default=512)
+    parser.add_argument("--n-decode", type=int, default=8)
+    args = parser.parse_args()
+    devices = args.devices.split(",")
+    options = ModelOptions(model=args.model, devices=tuple(devices), split_mode=args.mode, n_ctx=1024)
+    print(launch(functools.partial(profile_job, options, args.n_prompt, args.n_decode), devices))
+
+
+if __name__ == "__main__":
+    main()
