@@ -202,13 +202,15 @@ def decode_attention_torch(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
                            window: int, scale: float) -> torch.Tensor:
     """One query token. q: [kv_heads, group, head_dim]; caches: [kv_heads, n_ctx, head_dim];
     pos: [1], the query's position. Attends to keys 0..pos (the last `window` of them if window > 0)."""
-    key_pos = torch.arange(k_cache.shape[1], device=q.device)
+    n = int(pos.max()) + 1  # read only the keys written so far (this path runs on the CPU)
+    keys, values = k_cache[:, :n], v_cache[:, :n]
+    key_pos = torch.arange(n, device=q.device)
     visible = key_pos <= pos
     if window > 0:
         visible &= pos - key_pos < window
-    scores = (q.float() @ k_cache.float().transpose(1, 2)) * scale
+    scores = (q.float() @ keys.float().transpose(1, 2)) * scale
     probs = scores.masked_fill(~visible, float("-inf")).softmax(-1)
-    return (probs @ v_cache.float()).to(q.dtype)
+    return (probs @ values.float()).to(q.dtype)
 
 
 def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
