@@ -125,10 +125,16 @@ def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size
     if batch_size <= 0 or ubatch_size <= 0:
         raise LlamatpError("-b and -ub must be positive")
     devices = resolve_devices(device, split_mode, main_gpu, gpu_layers)
+    proportions = parse_tensor_split(tensor_split)
+    if not proportions and split_mode == "layer" and len(devices) > 1 and devices[0].startswith("cuda"):
+        from llamatp.devices import free_memory
+
+        # As llama.cpp does: without -ts, layers go to GPUs in proportion to their free memory
+        # (in whole GiB, so that small differences between idle cards change nothing).
+        proportions = tuple(float(max(1, free_memory(d) // 2**30)) for d in devices)
     return ModelOptions(
         model=resolve_model(model), devices=tuple(devices), split_mode=split_mode if len(devices) > 1 else "none",
-        n_ctx=ctx_size, n_batch=batch_size, n_ubatch=min(ubatch_size, batch_size),
-        tensor_split=parse_tensor_split(tensor_split),
+        n_ctx=ctx_size, n_batch=batch_size, n_ubatch=min(ubatch_size, batch_size), tensor_split=proportions,
     )
 
 

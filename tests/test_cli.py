@@ -143,6 +143,24 @@ def test_run_sampling_with_a_seed_is_repeatable(smollm2_path: Path) -> None:
     assert len(first.stdout) > len(PROMPT) + 1
 
 
+def test_conversation_mode_answers_each_line_of_stdin_through_the_chat_template(smollm2_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llamatp", "run", "-m", str(smollm2_path), "-cnv", "-sys", "You are a helpful assistant.",
+         "-n", "24", "--temp", "0", "-c", "256"],
+        input="What is the capital of France?\nAnd of Italy?\n", capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.strip().splitlines()[:2]
+    assert "Paris" in first and "Rome" in second  # the second turn sees the first
+
+
+def test_no_gpu_layers_runs_on_the_cpu(smollm2_path: Path) -> None:
+    result = llamatp("run", "-m", smollm2_path, "-p", "The capital of France is", "-n", "4", "--temp", "0",
+                     "-ngl", "0", "-c", "256")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("The capital of France is Paris")
+
+
 def test_run_dry_run_prints_the_plan_without_loading(smollm2_path: Path) -> None:
     result = llamatp("run", "-m", smollm2_path, "-p", PROMPT, "--dry-run", "-dev", "cpu,cpu", "-sm", "tensor")
     assert result.returncode == 0, result.stderr
