@@ -2,12 +2,7 @@
 # One GPU: kernel timings (and a tiling sweep), CUDA-vs-CPU logits on an 8B-shaped slice,
 # 8B benchmarks. Run from the repository root on the GPU machine; $OUT collects the logs.
 set -uo pipefail
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}; M=/dev/shm/models; mkdir -p "$M" "$OUT"
-L="python3 -m llamatp"; V=.carry/ggml-vocab-llama-bpe.gguf
-step() { echo; echo "=== $(date +%T) $*"; }
+source scripts/device_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 step synth
 $L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null &

@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
 # One GPU, quick: CUDA-vs-CPU logits on an 8B-shaped slice and the 8B Q4_0 benchmark.
 set -uo pipefail
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}; M=/dev/shm/models; mkdir -p "$M" "$OUT"
-L="python3 -m llamatp"; V=.carry/ggml-vocab-llama-bpe.gguf
+source scripts/device_env.sh
 [ -f $M/8b-q4_0.gguf ] || $L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null &
 [ -f $M/8b-2layers-q4_0.gguf ] || $L synth llama3-8b -t q4_0 --set n_layer=2 --vocab $V -o $M/8b-2layers-q4_0.gguf 2>/dev/null
 wait
