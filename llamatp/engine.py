@@ -25,7 +25,6 @@ class Engine:
         self.n_vocab = sum(self.vocab_widths) if plan.mode == "tensor" else len(plan.shards[0].vocab)
         self.use_graphs = use_graphs and device.type == "cuda"
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._hidden_shape = (1, model.config.n_embd)
 
     def prepare(self) -> None:
         """Capture the decode graph now, before a prompt fills the cache it warms up on."""
@@ -68,9 +67,9 @@ class Engine:
 
     def _forward_chunk(self, chunk: list[int], start: int, last_only: bool) -> torch.Tensor:
         tokens = torch.tensor(chunk, dtype=torch.long, device=self.device)
-        pos = torch.arange(start, start + len(chunk), device=self.device)
         if self.plan.mode == "layer":
-            return self._pipeline(tokens, pos, last_only)
+            return self._pipeline(tokens, start, last_only)
+        pos = torch.arange(start, start + len(chunk), device=self.device)
         return self._gather(self.model(tokens, pos, kv_len=start + len(chunk), last_only=last_only))
 
     def _gather(self, local_logits: torch.Tensor) -> torch.Tensor:
@@ -78,19 +77,19 @@ class Engine:
             return local_logits
         return self.comm.gather_columns(local_logits, self.vocab_widths)
 
-    def _pipeline(self, tokens: torch.Tensor, pos: torch.Tensor, last_only: bool) -> torch.Tensor:
+    def _pipeline(self, tokens: torch.Tensor, start: int, last_only: bool) -> torch.Tensor:
         """Layer split: cut the batch into micro-batches so that stages work at the same time."""
         comm, n = self.comm, tokens.shape[0]
         n_micro = min(comm.world, max(1, n // 32)) if n > 1 else 1
         bounds = [round(n * k / n_micro) for k in range(n_micro + 1)]
         pending, logits = [], []
         for a, b in zip(bounds, bounds[1:]):
-            kv_len = int(pos[b - 1]) + 1
             if comm.is_first:
                 x = tokens[a:b]
             else:
                 x = comm.recv((b - a, self.model.config.n_embd), self.dtype, comm.rank - 1)
-            out = self.model(x, pos[a:b], kv_len=kv_len, last_only=last_only)
+            pos = torch.arange(start + a, start + b, device=self.device)
+            out = self.model(x, pos, kv_len=start + b, last_only=last_only)
             if comm.is_last:
                 logits.append(out)
             else:
@@ -109,13 +108,12 @@ class Engine:
         if first_stage:
             self._input = torch.zeros(1, dtype=torch.long, device=self.device)
         else:
-            self._input = torch.zeros(self._hidden_shape, dtype=self.dtype, device=self.device)
+            self._input = torch.zeros(1, self.model.config.n_embd, dtype=self.dtype, device=self.device)
         self._pos = torch.zeros(1, dtype=torch.long, device=self.device)
         self._logits = torch.zeros(1, self.n_vocab, dtype=torch.float32, device=self.device)
 
         def step() -> torch.Tensor:
-            out = self.model(self._input, self._pos, kv_len=self.n_ctx, last_only=True)
-            return self._gather(out) if self.plan.mode == "tensor" else out
+            return self._gather(self.model(self._input, self._pos, kv_len=self.n_ctx, last_only=True))
 
         # Warm up on a side stream (kernel autotuning, NCCL set-up) before capture.
         stream = torch.cuda.Stream(self.device)

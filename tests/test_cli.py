@@ -161,6 +161,16 @@ def test_no_gpu_layers_runs_on_the_cpu(smollm2_path: Path) -> None:
     assert result.stdout.startswith("The capital of France is Paris")
 
 
+def test_run_under_torchrun_joins_its_process_group(smollm2_path: Path) -> None:
+    """The way a model spreads over several machines: torchrun starts the ranks, llamatp joins them."""
+    args = ["-m", "llamatp", "run", "-m", str(smollm2_path), "-p", PROMPT, "-n", "6", "--temp", "0", "-c", "256"]
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", *args,
+                             "-sm", "tensor"], capture_output=True, text=True, timeout=300)
+    single = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == single.stdout  # rank 0 alone writes, and the text is the same
+
+
 def test_run_dry_run_prints_the_plan_without_loading(smollm2_path: Path) -> None:
     result = llamatp("run", "-m", smollm2_path, "-p", PROMPT, "--dry-run", "-dev", "cpu,cpu", "-sm", "tensor")
     assert result.returncode == 0, result.stderr
