@@ -143,7 +143,7 @@ class Attention(torch.nn.Module):
 def causal_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
     """Queries [T, q_heads, D] at the last T positions of keys/values [kv_heads, L, D], each seeing
     the keys up to its own position (causal, aligned to the end), through a fused kernel
-    (flash attention) with grouped-query heads: no mask and no copied K/V."""
+    (PyTorch picks flash or memory-efficient attention) with grouped-query heads: no mask, no copied K/V."""
     T, L = q.shape[0], keys.shape[1]
     out = F.scaled_dot_product_attention(
         q.transpose(0, 1).unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0),
