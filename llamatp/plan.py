@@ -7,7 +7,7 @@ The loader and the model obey it; nothing else decides a shard's bounds.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
@@ -232,7 +232,7 @@ def _with_costs(
     logits = n_ubatch * config.n_vocab * 4 if shard.has_output else 0
     # Prompt batches dequantize one weight at a time into a scratch buffer.
     buffer_bytes = activations + scores + logits + largest_linear
-    return Shard(**{**shard.__dict__, "weight_bytes": weight_bytes, "kv_bytes": kv_bytes, "buffer_bytes": buffer_bytes})
+    return replace(shard, weight_bytes=weight_bytes, kv_bytes=kv_bytes, buffer_bytes=buffer_bytes)
 
 
 def check_fits(plan: Plan, free_bytes: list[int | None]) -> None:
