@@ -6,7 +6,8 @@ import functools
 import random
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO, TypeVar, cast
 
 import typer
 
@@ -17,6 +18,12 @@ except ImportError:
 
 from llamatp import __version__
 from llamatp.errors import LlamatpError
+
+if TYPE_CHECKING:  # torch-free start: these modules load only when a command needs them
+    from llamatp.plan import Plan
+    from llamatp.runtime import ModelOptions
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 app = typer.Typer(
     add_completion=False,
@@ -37,11 +44,11 @@ MainGpu = Annotated[int, typer.Option("-mg", "--main-gpu", help="device index us
 GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
 
 
-def user_errors(fn):  # type: ignore[no-untyped-def]
+def user_errors(fn: Command) -> Command:
     """Bad input ends with one line on stderr and a non-zero exit, never a traceback."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except LlamatpError as e:
@@ -51,7 +58,7 @@ def user_errors(fn):  # type: ignore[no-untyped-def]
             print("\ninterrupted", file=sys.stderr)
             raise typer.Exit(130) from None
 
-    return wrapper
+    return cast(Command, wrapper)
 
 
 def _version_callback(value: bool) -> None:
@@ -117,7 +124,7 @@ def resolve_devices(device: str | None, split_mode: str, main_gpu: int, gpu_laye
 
 
 def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size: int, device: str | None,
-                  split_mode: str, tensor_split: str | None, main_gpu: int, gpu_layers: str):  # type: ignore[no-untyped-def]
+                  split_mode: str, tensor_split: str | None, main_gpu: int, gpu_layers: str) -> ModelOptions:
     from llamatp.runtime import ModelOptions
 
     if ctx_size < 0:
@@ -147,7 +154,7 @@ def read_prompt(prompt: str | None, file: Path | None) -> str:
     return prompt or ""
 
 
-def print_plan(options, stream=sys.stderr):  # type: ignore[no-untyped-def]
+def print_plan(options: ModelOptions, stream: TextIO = sys.stderr) -> tuple[Plan, list[int | None]]:
     """Print the per-device plan; returns it with each device's free memory (None: CPU)."""
     from llamatp.config import load_config
     from llamatp.devices import free_memory
