@@ -253,6 +253,12 @@ class BenchRunner:
             tokens[0] = self.bos
         return tokens
 
+    def use_context(self, n_ctx: int) -> None:
+        """As llama-bench, each test runs in a context of its own size (an empty one when it changes)."""
+        if n_ctx != self.engine.n_ctx:
+            self.engine.set_context(n_ctx)
+            self.filled = 0
+
     def fill(self, depth: int, n_batch: int) -> None:
         if self.filled < depth:
             self._prompt(self.tokens(depth, seed=0)[self.filled:], self.filled, n_batch)
@@ -329,6 +335,7 @@ def _measure_group(group: BenchGroup, info: WorkerInfo) -> list[Measurement]:
             def show(step: str, done: int, label: str = label) -> None:
                 progress.update(task, description=f"{label}: {step}", completed=done, total=group.repetitions)
 
+            runner.use_context(test.n_ctx)
             test_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             _reset_peak_memory(rt.device)
             samples = runner.measure(test, group.repetitions, group.warmup, show)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from llamatp.comm import Comm
-from llamatp.model import Transformer
+from llamatp.model import KVCache, Transformer
 from llamatp.plan import Plan
 
 
@@ -25,6 +25,16 @@ class Engine:
         self.n_vocab = sum(self.vocab_widths) if plan.mode == "tensor" else len(plan.shards[0].vocab)
         self.use_graphs = use_graphs and device.type == "cuda"
         self._graph: torch.cuda.CUDAGraph | None = None
+
+    def set_context(self, n_ctx: int) -> None:
+        """An empty KV cache of n_ctx positions in place of the current one, and on GPUs a
+        decode graph captured for it: the decode kernels size their work to the cache."""
+        layers, kv_heads, _, head_dim = self.model.cache.k.shape
+        self._graph = None
+        del self.model.cache  # free the old cache (and the graph's hold on it) before the new one
+        self.model.cache = KVCache(layers, kv_heads, n_ctx, head_dim, self.dtype, self.device)
+        self.n_ctx = n_ctx
+        self.prepare()
 
     def prepare(self) -> None:
         """Capture the decode graph now, before a prompt fills the cache it warms up on."""
