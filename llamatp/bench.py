@@ -326,7 +326,7 @@ def _measure_group(group: BenchGroup, info: WorkerInfo) -> list[Measurement]:
         rt = open_runtime(group.options, info)
         tokenizer = Tokenizer.from_metadata(rt.gguf.metadata)
         bos = tokenizer.bos_id if tokenizer.add_bos else None
-        runner = BenchRunner(rt.engine, rt.comm, rt.config.n_vocab, bos, _synchronizer(rt.device))
+        runner = BenchRunner(rt.engine, rt.comm, rt.config.n_vocab, bos, rt.engine.synchronize)
         kv_type = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}[rt.engine.dtype]
         results = []
         for test in group.tests:
@@ -357,12 +357,6 @@ def decode_weight_bytes(plan: Plan, gguf: GGUFFile, config: ModelConfig) -> int:
         if shard.has_embedding and not (config.tied_embeddings and shard.has_output):
             total -= embedding * len(shard.vocab) // config.n_vocab
     return total
-
-
-def _synchronizer(device: torch.device) -> Callable[[], None]:
-    if device.type == "cuda":
-        return functools.partial(torch.cuda.synchronize, device)
-    return lambda: None
 
 
 def _reset_peak_memory(device: torch.device) -> None:

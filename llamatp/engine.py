@@ -25,6 +25,8 @@ class Engine:
         self.n_vocab = sum(self.vocab_widths) if plan.mode == "tensor" else len(plan.shards[0].vocab)
         self.use_graphs = use_graphs and device.type == "cuda"
         self._graph: torch.cuda.CUDAGraph | None = None
+        # Captured now, before a prompt fills the cache that the capture's warm-up writes into.
+        self._capture_decode()
 
     def set_context(self, n_ctx: int) -> None:
         """An empty KV cache of n_ctx positions in place of the current one, and on GPUs a
@@ -34,13 +36,12 @@ class Engine:
         del self.model.cache  # free the old cache (and the graph's hold on it) before the new one
         self.model.cache = KVCache(layers, kv_heads, n_ctx, head_dim, self.dtype, self.device)
         self.n_ctx = n_ctx
-        self.prepare()
+        self._capture_decode()
 
-    def prepare(self) -> None:
-        """Capture the decode graph now, before a prompt fills the cache it warms up on."""
-        if self.use_graphs:
-            with torch.inference_mode():
-                self._capture()
+    def synchronize(self) -> None:
+        """Wait for the device's queued work, for timings read off the host clock."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
     def forward(self, tokens: list[int], start: int, all_logits: bool = False) -> torch.Tensor:
@@ -58,10 +59,8 @@ class Engine:
     @torch.inference_mode()
     def decode(self, token: int, pos: int) -> torch.Tensor:
         """One token: through a captured CUDA graph where possible. Returns logits [1, n_vocab]."""
-        if not self.use_graphs:
-            return self._forward_chunk([token], pos, last_only=True)
         if self._graph is None:
-            self._capture()
+            return self._forward_chunk([token], pos, last_only=True)
         comm, layer_split = self.comm, self.plan.mode == "layer"
         if not layer_split or comm.is_first:
             self._input.fill_(token)
@@ -111,9 +110,12 @@ class Engine:
             rows, self.n_vocab, dtype=torch.float32, device=self.device)
         return comm.broadcast(result, comm.world - 1)
 
-    def _capture(self) -> None:
+    @torch.inference_mode()
+    def _capture_decode(self) -> None:
         """Capture one decode step of this rank's part (under layer split, its stage alone:
         the hand-over to the next stage stays outside the graph)."""
+        if not self.use_graphs:
+            return
         first_stage = self.plan.mode != "layer" or self.comm.is_first
         if first_stage:
             self._input = torch.zeros(1, dtype=torch.long, device=self.device)

@@ -80,7 +80,7 @@ class Generator:
             )
         start = time.perf_counter()
         self.logits = self.rt.engine.forward(tokens, self.n_past)
-        _sync(self.rt)
+        self.rt.engine.synchronize()
         self.timings.prompt_ms += (time.perf_counter() - start) * 1000
         self.timings.prompt_tokens += len(tokens)
         self.history += tokens
@@ -103,17 +103,10 @@ class Generator:
                 return
             start = time.perf_counter()
             self.logits = self.rt.engine.decode(token, self.n_past)
-            _sync(self.rt)
+            self.rt.engine.synchronize()
             self.history.append(token)
             self.timings.eval_ms += (time.perf_counter() - start) * 1000
             self.timings.eval_runs += 1
-
-
-def _sync(rt: Runtime) -> None:
-    if rt.device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(rt.device)
 
 
 def run_job(opts: RunOptions, info: WorkerInfo) -> None:

@@ -201,12 +201,14 @@ class Transformer(torch.nn.Module):
         self.embed, self.norm, self.head = embed, norm, head
         self.blocks = torch.nn.ModuleList(blocks)
         self.cache = cache
+        # One query token needs no mask where every attention can read its cache directly.
+        self.maskless_decode = all(b.attn.group > 0 or b.attn.n_q == 0 for b in blocks)
 
     def forward(self, inputs: torch.Tensor, pos: torch.Tensor, kv_len: int, last_only: bool = True) -> torch.Tensor:
         """Token ids (first stage) or hidden states, at positions `pos`, attending to the first
         `kv_len` cache slots. Returns this rank's logits slice if it holds the head, else hidden states."""
         x = self.embed(inputs) if self.embed is not None else inputs
-        single_token = pos.shape[0] == 1 and all(b.attn.group > 0 or b.attn.n_q == 0 for b in self.blocks)
+        single_token = pos.shape[0] == 1 and self.maskless_decode
         masks = {False: None, True: None} if single_token else self._masks(pos, kv_len)
         ropes = {swa: rope.tables(pos) for swa, rope in self.ropes.items()}
         pending = None

@@ -238,13 +238,18 @@ def _with_costs(
 def check_fits(plan: Plan, free_bytes: list[int | None]) -> None:
     """Fail before loading when a device cannot hold its share."""
     for shard, free in zip(plan.shards, free_bytes):
-        if free is not None and shard.total_bytes > free:
-            raise LlamatpError(
-                f"device {shard.device} needs {format_bytes(shard.total_bytes)} (weights "
-                f"{format_bytes(shard.weight_bytes)}, KV cache {format_bytes(shard.kv_bytes)}, buffers "
-                f"{format_bytes(shard.buffer_bytes)}) but has {format_bytes(free)} free; "
-                "use more devices, a smaller -c, or -ts"
-            )
+        check_shard_fits(shard, free)
+
+
+def check_shard_fits(shard: Shard, free: int | None) -> None:
+    """`free` is the device's free bytes; None (the CPU) is not checked."""
+    if free is not None and shard.total_bytes > free:
+        raise LlamatpError(
+            f"device {shard.device} needs {format_bytes(shard.total_bytes)} (weights "
+            f"{format_bytes(shard.weight_bytes)}, KV cache {format_bytes(shard.kv_bytes)}, buffers "
+            f"{format_bytes(shard.buffer_bytes)}) but has {format_bytes(free)} free; "
+            "use more devices, a smaller -c, or -ts"
+        )
 
 
 def format_bytes(n: int) -> str:

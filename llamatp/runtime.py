@@ -16,7 +16,7 @@ from llamatp.gguf_file import GGUFFile
 from llamatp.linear import GEMV_MAX_ROWS
 from llamatp.launch import WorkerInfo
 from llamatp.loader import build_model
-from llamatp.plan import Plan, SplitMode, check_fits, make_plan
+from llamatp.plan import Plan, SplitMode, check_shard_fits, make_plan
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,7 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
     else:
         # CPU workers share the cores; OpenMP threads that wait on each other spin badly.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world))
-    shard = plan.shards[info.rank]
-    check_fits(Plan(plan.mode, plan.n_ctx, plan.n_ubatch, (shard,), ()), [free_memory(info.device)])
+    check_shard_fits(plan.shards[info.rank], free_memory(info.device))
     comm = init_process_group(info.rank, info.world, device)
     allreduce = "none"
     if plan.mode == "tensor":
@@ -80,5 +79,4 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
     dtype = compute_dtype(info.device)
     model = build_model(gguf, config, plan, info.rank, device, dtype, comm.all_reduce)
     engine = Engine(model, comm, plan, device, dtype, use_graphs=options.use_graphs)
-    engine.prepare()
     return Runtime(gguf, config, plan, comm, engine, device, allreduce)

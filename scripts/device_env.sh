@@ -5,3 +5,15 @@ export PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}; M=/dev/shm/models; mkdir -p "$M" "$OUT"
 L="python3 -m llamatp"; V=.carry/ggml-vocab-llama-bpe.gguf
 step() { echo; echo "=== $(date +%T) $*"; }
+# The synthetic Llama-3 files of the reference sheet, written side by side.
+synth_reference_models() {
+  $L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null &
+  $L synth llama3-8b -t f16 --vocab $V -o $M/8b-f16.gguf 2>/dev/null &
+  $L synth llama3-70b -t q4_0 --vocab $V -o $M/70b-q4_0.gguf 2>/dev/null &
+  wait; ls -la $M
+}
+# llamatp bench as a markdown table appended to $OUT/bench.md; T sets the time limit.
+bench_md() {
+  timeout -k 5 ${T:-240} $L bench -r 3 -o md "$@" 2>>$OUT/bench_err.log | grep -v '^build' | tee -a $OUT/bench.md
+  pkill -9 -f "llamatp bench" 2>/dev/null
+}
