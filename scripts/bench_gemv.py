@@ -11,7 +11,8 @@ GPUs), on random but valid GGUF data:
 
 `--sweep` instead times a small grid of batch-1 tilings on the shapes that decide
 `gemv.TILINGS` (Llama 3 8B's projections and output head) and prints the best tiling for
-each type and shape class as lines to paste into that table.
+each type and shape class as lines to paste into that table; then the same for
+`dequantize_packed` (`gemv.DEQUANT_TILINGS`) on a 14336x4096 weight.
 
     python scripts/bench_gemv.py --out gemv.json
     python scripts/bench_gemv.py --sweep --out sweep.json
@@ -32,7 +33,7 @@ import triton
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from llamatp.quant.dequant import dequantize_to
-from llamatp.quant.gemv import MANY_ROWS, Tiling, dequantize_packed, gemv, pick_config, repack
+from llamatp.quant.gemv import MANY_ROWS, DequantTiling, Tiling, dequantize_packed, gemv, pick_config, repack
 
 Q = GGMLQuantizationType
 TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
@@ -47,9 +48,11 @@ BATCH_SWEEP = {"types": ["Q4_K", "Q8_0"], "shapes": [(4096, 4096), (14336, 4096)
 TILING_SWEEP = {
     "types": ["Q4_0", "Q8_0", "Q4_K", "Q6_K"],
     "shapes": [(4096, 4096), (4096, 14336), (14336, 4096), (128256, 4096)],
-    "tiles": [(16, 16, 4), (32, 16, 4), (64, 16, 4), (32, 32, 8), (64, 32, 8)],  # block_n, block_c, num_warps
+    # block_n, block_c, num_warps
+    "tiles": [(16, 16, 4), (32, 16, 4), (8, 64, 2), (8, 32, 1), (16, 32, 2), (32, 32, 4), (64, 32, 8), (16, 32, 1)],
     "programs_per_sm": [2, 4, 8],
 }
+DEQUANT_SWEEP = {"shape": (14336, 4096), "block_c": [8, 16, 32, 64, 128], "num_warps": [1, 2, 4, 8]}
 # Byte offsets of the float16 scale fields inside one block (ggml-common.h).
 F16_FIELDS = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q8_0": (0,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
 
@@ -204,7 +207,34 @@ def sweep() -> dict[str, list[dict]]:
             _, best_tiling = min((k for k in totals if k[0] == many_rows), key=lambda k: totals[k])
             table.append(f"    (Q.{type_name}, {many_rows}): {best_tiling},")
     print("\nTILINGS entries (llamatp/quant/gemv.py):\n" + "\n".join(table))
+    dequant_table = []
+    for type_name in TILING_SWEEP["types"]:
+        results = sweep_dequant(type_name, *DEQUANT_SWEEP["shape"])
+        best, worst = results[0], results[-1]
+        print(f"dequant {type_name:5} best {best['us']:7.1f} us {best['gbps']:6.0f} GB/s {best['tiling']}; worst {worst['us']:7.1f} us")
+        dequant_table.append(f"    Q.{type_name}: {best['tiling']},")
+        sweeps[f"dequant {type_name}"] = [{**r, "tiling": r["tiling"].__dict__} for r in results]
+    print("\nDEQUANT_TILINGS entries (llamatp/quant/gemv.py):\n" + "\n".join(dequant_table))
     return sweeps
+
+
+def sweep_dequant(type_name: str, n_rows: int, n_cols: int) -> list[dict]:
+    """Time of dequantize_packed to bf16 with every tiling of DEQUANT_SWEEP, fastest first;
+    GB/s counts the planes read and the bf16 written."""
+    raw = random_gguf(type_name, n_rows, n_cols)
+    packed = repack(raw, Q[type_name], n_rows, n_cols)
+    expected = dequantize_to(raw, Q[type_name], torch.bfloat16)
+    results = []
+    for block_c, num_warps in itertools.product(DEQUANT_SWEEP["block_c"], DEQUANT_SWEEP["num_warps"]):
+        tiling = DequantTiling(block_c, num_warps)
+        if relative_error(dequantize_packed(packed, torch.bfloat16, tiling), expected.float()) > 1e-2:
+            raise SystemExit(f"dequant {type_name} {tiling}: wrong result")
+        us = median_us(lambda: dequantize_packed(packed, torch.bfloat16, tiling))
+        gbps = (packed.nbytes + n_rows * n_cols * 2) / (us * 1e-6) / 1e9
+        results.append({"tiling": tiling, "us": us, "gbps": gbps})
+    del raw, packed, expected
+    torch.cuda.empty_cache()
+    return sorted(results, key=lambda r: r["us"])
 
 
 def main() -> None:

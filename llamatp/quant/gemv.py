@@ -6,12 +6,13 @@ of x (decode), and `dequantize_packed` rebuilds W for the prompt's large matmuls
 
 The unit of work is a *chunk*: 16 bytes of codes, four int32 words, which one thread loads
 at once: 32 elements of a 4-bit type (one Q4_0/Q4_1/Q5_0 block, or a sub-block of a K-quant
-block, sharing a scale), or 16 elements of Q8_0 (half a block). Element 4j + w of a chunk
-is field j of word w (bits 4j..4j+3, or 8j..8j+7 for Q8_0), so that field j of the four
-words pairs with four consecutive elements of x. The planes keep GGUF's row-major order, so
-the threads of a warp read consecutive chunks of a row:
+block, sharing a scale), or 16 elements of Q8_0 (half a block). In a 4-bit chunk, element
+4j + w is field j of word w (bits 4j..4j+3). A Q8_0 chunk holds the elements of its block
+whose index has bit 2 equal to the chunk's parity p: byte k of word w is element 8k + 4p + w.
+The planes keep GGUF's row-major order, so the threads of a warp read consecutive chunks of
+a row:
 
-    quants      int32 [rows, chunks, 4]  the low 4 bits of each code (Q8_0: all 8)
+    quants      int32 [rows, chunks, 4]  the low 4 bits of each code (Q8_0: the signed bytes)
     high_bits   int32 [rows, chunks]     Q5_0/Q5_K: the codes' fifth bits, bit 4j + w for field
                                          j of word w (the order of the elements)
                 int16 [rows, chunks, 4]  Q6_K: the fifth and sixth bits of word w's fields, at
@@ -20,16 +21,17 @@ the threads of a warp read consecutive chunks of a row:
     sub_scales  [rows, chunks, 2]        K-quants: the 6-bit scale and min of the sub-block
                                          (uint8), or Q6_K's two signed 8-bit scales
 
-Codes are stored unsigned (Q8_0's are offset by 128), and every type dequantizes as
+Codes of the 4-, 5- and 6-bit types are stored unsigned, and every type dequantizes as
 scale * (code - zero) + offset, the offset being Q4_1's m or a K-quant's -dmin * min.
 
-Decoding must cost only a few instructions per weight for the GEMV to keep up with memory,
-so it avoids integer-to-float conversions (a fraction of the rate of float arithmetic): a
-field is masked in place, with the exponent bits of 2^23 or-ed in, which makes the float
-2^23 + code * 2^s exactly; subtracting 2^23 (and the zero point) leaves code * 2^s, and x is
-multiplied by 2^-s instead of shifting every field down. Fields in a word's upper half are
-first shifted down, once per word. Each thread holds the same chunk of several
-rows, so the conversion and scaling of x is shared among them.
+Decode multiplies in integers, as llama.cpp's CUDA backend does: x is first rounded to 8
+bits per block of 32 values (one scale each), and the GEMV sums products of codes and x four
+bytes at a time with one `dp4a` instruction. Masking a word's even or odd fields
+(word & 0x0F0F0F0F, word >> 4 & 0x0F0F0F0F) gives four codes in four bytes; x is quantized
+into words that hold the matching elements, 8k + 4p + w in byte k of word 4p + w of its
+block. A few instructions per eight weights keep the GEMV bound by memory, where decoding
+each weight to a float is not. The zero points and offsets are applied once per chunk
+through the sums of x's halves, which the quantization stores beside each scale.
 
 A tensor-parallel rank repacks only its own slice of the GGUF data: any whole rows, or any
 block-aligned range of columns (a multiple of 256 for K-quants).
@@ -38,6 +40,7 @@ block-aligned range of columns (a multiple of 256 for K-quants).
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
@@ -49,12 +52,12 @@ from llamatp.errors import LlamatpError
 
 Q = GGMLQuantizationType
 MIN_BLOCK_N = 8  # the fewest rows a GEMV program handles
-# Chunks per dequantization program. Larger tiles lead Triton to load the per-chunk scales
-# cooperatively and spread them through shared memory, with a barrier per exchange.
-DEQUANT_BLOCK_C = 64
-# The exponent bits of 2^23 (see the module docstring). The kernels take it as an argument
-# rather than a constant: held in a register, it lets the compiler mask a field and or it in
-# with one three-input logic instruction.
+# Blocks of x per quantization program.
+QUANTIZE_BLOCK_B = 32
+# Dequantization ors a code into the exponent bits of 2^23, which makes the float 2^23 + code
+# exactly, and subtracts 2^23: no integer-to-float conversion. The kernel takes the bits as an
+# argument rather than a constant: held in a register, they let the compiler mask a field and
+# or them in with one three-input logic instruction.
 MAGIC = 0x4B000000
 
 # The types the kernels read, as kernel constants.
@@ -130,18 +133,36 @@ class Tiling:
 # Weights with at least this many rows fill the GPU with row tiles alone (gate/up
 # projections, the output head); the others (attention, down projections) split K.
 MANY_ROWS = 8192
-DEFAULT_TILING = Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=4)
-# Batch-1 tilings by (type, has MANY_ROWS rows), as printed by `scripts/bench_gemv.py --sweep`;
-# other types take DEFAULT_TILING.
-TILINGS: dict[tuple[GGMLQuantizationType, bool], Tiling] = {  # from `bench_gemv.py --sweep` on an H100
-    (Q.Q4_0, False): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=4),
+DEFAULT_TILING = Tiling(block_n=8, block_c=64, num_warps=2, programs_per_sm=2)
+# Batch-1 tilings by (type, has MANY_ROWS rows), as printed by `scripts/bench_gemv.py --sweep`
+# on an H200; other types take DEFAULT_TILING.
+TILINGS: dict[tuple[GGMLQuantizationType, bool], Tiling] = {
+    (Q.Q4_0, False): Tiling(block_n=8, block_c=64, num_warps=2, programs_per_sm=2),
     (Q.Q4_0, True): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=2),
-    (Q.Q8_0, False): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=4),
-    (Q.Q8_0, True): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=2),
-    (Q.Q4_K, False): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=4),
-    (Q.Q4_K, True): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=2),
-    (Q.Q6_K, False): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=2),
-    (Q.Q6_K, True): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=8),
+    (Q.Q8_0, False): Tiling(block_n=8, block_c=32, num_warps=1, programs_per_sm=4),
+    (Q.Q8_0, True): Tiling(block_n=8, block_c=32, num_warps=1, programs_per_sm=2),
+    (Q.Q4_K, False): Tiling(block_n=8, block_c=64, num_warps=2, programs_per_sm=2),
+    (Q.Q4_K, True): Tiling(block_n=8, block_c=32, num_warps=1, programs_per_sm=2),
+    (Q.Q6_K, False): Tiling(block_n=8, block_c=64, num_warps=2, programs_per_sm=2),
+    (Q.Q6_K, True): Tiling(block_n=8, block_c=32, num_warps=1, programs_per_sm=2),
+}
+
+
+@dataclass(frozen=True)
+class DequantTiling:
+    """Chunks per dequantization program, and its warps."""
+
+    block_c: int
+    num_warps: int
+
+
+DEFAULT_DEQUANT_TILING = DequantTiling(block_c=64, num_warps=4)
+# By type, as printed by `scripts/bench_gemv.py --sweep` on an H200; other types take the default.
+DEQUANT_TILINGS: dict[GGMLQuantizationType, DequantTiling] = {
+    Q.Q4_0: DequantTiling(block_c=32, num_warps=8),
+    Q.Q8_0: DequantTiling(block_c=64, num_warps=4),
+    Q.Q4_K: DequantTiling(block_c=32, num_warps=8),
+    Q.Q6_K: DequantTiling(block_c=16, num_warps=1),
 }
 
 
@@ -163,7 +184,7 @@ def _k_scales_mins(packed: torch.Tensor) -> torch.Tensor:
 
 
 def _decode(blocks: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Tensor, ...]:
-    """Unsigned codes in column order, and scales: blocks [rows, n_blocks, type_size] uint8 ->
+    """Codes in column order (unsigned; Q8_0's signed), and scales: blocks [rows, n_blocks, type_size] uint8 ->
     (codes [rows, cols] uint8, scales [rows, n_blocks, S] f16, sub_scales [rows, cols / 32, 2] | None).
     """
     rows, n_blocks, _ = blocks.shape
@@ -180,7 +201,7 @@ def _decode(blocks: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Te
             codes = codes | (bits.reshape(rows, n_blocks, 32) << 4)
     elif qtype == Q.Q8_0:
         scales = _f16(blocks[..., :2])
-        codes = blocks[..., 2:] ^ 0x80  # int8 -> uint8 offset by 128
+        codes = blocks[..., 2:]  # int8
     elif qtype in (Q.Q4_K, Q.Q5_K):
         scales = _f16(blocks[..., :4])  # d, dmin
         sub_scales = _k_scales_mins(blocks[..., 4:16]).reshape(rows, -1, 2)
@@ -206,10 +227,10 @@ def _decode(blocks: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Te
 def _pack_planes(codes: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torch.Tensor, torch.Tensor | None]:
     """codes [rows, cols] uint8 -> (quants [rows, chunks, 4] int32, high_bits | None)."""
     rows, cols = codes.shape
-    chunk = chunk_size(qtype)
-    fields = codes.reshape(rows, cols // chunk, chunk // 4, 4).transpose(-1, -2)  # [rows, chunks, word, field]
-    if qtype == Q.Q8_0:
-        return fields.contiguous().view(torch.int32).squeeze(-1), None
+    if qtype == Q.Q8_0:  # element 8k + 4p + w of a block -> chunk p, word w, byte k
+        words = codes.reshape(rows, cols // 32, 4, 2, 4).permute(0, 1, 3, 4, 2)
+        return words.reshape(rows, cols // 16, 4, 4).contiguous().view(torch.int32).squeeze(-1), None
+    fields = codes.reshape(rows, cols // 32, 8, 4).transpose(-1, -2)  # [rows, chunks, word, field]
     nibbles = fields & 15
     quants = (nibbles[..., 0::2] | (nibbles[..., 1::2] << 4)).contiguous().view(torch.int32).squeeze(-1)
     if qtype not in (Q.Q5_0, Q.Q5_K, Q.Q6_K):
@@ -264,37 +285,70 @@ def repack(raw: torch.Tensor, qtype: GGMLQuantizationType, n_rows: int, n_cols: 
 
 
 @triton.jit
-def _field_times(words, high, magic, factor, j: tl.constexpr, QTYPE: tl.constexpr):
-    """(code - zero) * factor for field j of every word (see the module docstring).
+def _dp4a(a, b, c, EMULATE: tl.constexpr):
+    """c + the dot product of the four signed bytes of a with those of b (int32 tensors)."""
+    if EMULATE:  # Triton's interpreter runs no PTX
+        total = c
+        for k in tl.static_range(4):
+            total += ((a << (24 - 8 * k)) >> 24) * ((b << (24 - 8 * k)) >> 24)
+    else:  # a holds the full shape; b and c may broadcast
+        b = tl.broadcast_to(b, a.shape)
+        c = tl.zeros_like(a) + c
+        total = tl.inline_asm_elementwise(
+            "dp4a.s32.s32 $0, $1, $2, $3;", "=r,r,r,r", [a, b, c], dtype=tl.int32, is_pure=True, pack=1
+        )
+    return total
 
-    The field is masked where it lies, at bit s, and factor is scaled by 2^-s. The lower
-    half-word stays in place; the upper half is shifted down by 12 bits (by 16, the compiler
-    would extract its first field with a two-instruction bit-field extract).
-    """
-    E: tl.constexpr = 4 if QTYPE == Q8_0 else 8  # fields per word
-    S: tl.constexpr = (32 // E) * (j % (E // 2)) + (0 if j < E // 2 else 4)
-    half = words if j < E // 2 else words >> 12
-    q = (half & (((1 << (32 // E)) - 1) << S)) | magic
-    if QTYPE == Q5_0 or QTYPE == Q5_K:  # bit 4j + w of a chunk's `high` goes to bit S + 4 of word w
+
+@triton.jit
+def _quantize_kernel(x_ptr, words_ptr, meta_ptr, n_blocks, BLOCK_B: tl.constexpr):
+    """One row of x, BLOCK_B blocks of 32 values, to 8-bit codes in the GEMV's order (see the
+    module docstring) and meta (scale d, d * the sum of the codes of values 0-15, of 16-31)."""
+    row = tl.program_id(0).to(tl.int64)
+    blocks = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    ok = blocks < n_blocks
+    e = tl.arange(0, 32)
+    x = tl.load(x_ptr + (row * n_blocks + blocks[:, None]) * 32 + e[None, :], mask=ok[:, None], other=0.0)
+    x = x.to(tl.float32)
+    amax = tl.max(tl.abs(x), axis=1)
+    d = amax / 127.0
+    inv = tl.where(amax > 0, 127.0 / tl.where(amax > 0, amax, 1.0), 0.0)
+    # Adding 1.5 * 2^23 rounds to the nearest integer, which lands in the low mantissa bits.
+    codes = (x * inv[:, None] + 12582912.0).to(tl.int32, bitcast=True) - 0x4B400000
+    low_half = e[None, :] < 16
+    sum_lo = tl.sum(tl.where(low_half, codes, 0), axis=1).to(tl.float32) * d
+    sum_hi = tl.sum(tl.where(low_half, 0, codes), axis=1).to(tl.float32) * d
+    placed = (codes & 0xFF) << (8 * (e // 8))[None, :]  # element 8k + 4p + w -> byte k of word 4p + w
+    words = tl.sum(tl.reshape(placed, [BLOCK_B, 4, 8]), axis=1)
+    at = row * n_blocks + blocks
+    tl.store(words_ptr + at[:, None] * 8 + tl.arange(0, 8)[None, :], words, mask=ok[:, None])
+    tl.store(meta_ptr + at * 3, d, mask=ok)
+    tl.store(meta_ptr + at * 3 + 1, sum_lo, mask=ok)
+    tl.store(meta_ptr + at * 3 + 2, sum_hi, mask=ok)
+
+
+@triton.jit
+def _even_odd_codes(words, high, QTYPE: tl.constexpr):
+    """A 4-, 5- or 6-bit chunk's codes as bytes: fields 0, 2, 4, 6 of each word, and fields
+    1, 3, 5, 7, each field in the byte of the x value it pairs with."""
+    even = words & 0x0F0F0F0F
+    odd = (words >> 4) & 0x0F0F0F0F
+    if QTYPE == Q5_0 or QTYPE == Q5_K:  # field j of word w has its fifth bit at bit 4j + w of `high`
         w = tl.arange(0, 4)[None, None, :]
-        moved = (high << (4 - w)) if j < E // 2 else (high >> (8 + w))
-        q |= moved & (1 << (S + 4))
-    if QTYPE == Q6_K:  # a word's `high` holds the 2-bit field 4 (j < 4) or 6 bits below bit S + 4
-        moved = (high << 4) if j < E // 2 else (high << 6)
-        q |= moved & (3 << (S + 4))
-    ZERO: tl.constexpr = (
-        8 if QTYPE == Q4_0 else 16 if QTYPE == Q5_0 else 128 if QTYPE == Q8_0 else 32 if QTYPE == Q6_K else 0
-    )
-    value = q.to(tl.float32, bitcast=True) - (8388608.0 + ZERO * (1 << S))
-    return value * (factor * (1.0 / (1 << S)))
+        even |= ((high >> w) & 0x01010101) << 4
+        odd |= ((high >> (w + 4)) & 0x01010101) << 4
+    if QTYPE == Q6_K:  # fields 0, 2, 4, 6 of a word have their top two bits at bits 0, 8, 2, 10
+        even |= ((high & 0x0303) << 4) | ((high & 0x0C0C) << 18)
+        odd |= (((high >> 4) & 0x0303) << 4) | (((high >> 4) & 0x0C0C) << 18)
+    return even, odd
 
 
 @triton.jit
 def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE: tl.constexpr):
     """The words of the chunks (rows x chunks) and their scales: returns words [R, C, 4]
     int32, high [R, C, 1 or 4] int32 (or 0), and [R, C, 1] float32 tensors scale_lo, scale_hi
-    and offset: element 4j + w of a chunk is (field j of word w - zero) * scale + offset, with
-    scale_lo for the first half of the fields and scale_hi for the second.
+    and offset: a value is (code - zero) * scale + offset, with Q6_K's scale_lo for the
+    chunk's values 0-15 (fields 0-3 of the words) and scale_hi for the others.
 
     The per-chunk values are loaded with a trailing axis of one, through an index in which
     Triton cannot see consecutive chunks: it then loads them one per thread, in the words'
@@ -342,21 +396,20 @@ def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chun
 
 @triton.jit
 def _gemv_kernel(
-    x_ptr, out_ptr, partial_ptr, counter_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr,
-    M, N, n_chunks, chunks_per_split, split_k, magic,
+    x_words_ptr, x_meta_ptr, out_ptr, partial_ptr, counter_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr,
+    M, N, n_chunks, chunks_per_split, split_k,
     QTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
-    SPLIT: tl.constexpr,
+    SPLIT: tl.constexpr, EMULATE: tl.constexpr,
 ):  # fmt: skip
     """out[m, n] = sum over k of x[m, k] * W[n, k], for one tile of rows and one share of K.
 
-    Each step loads the next step's chunks before decoding its own, so that a program keeps
+    Each step loads the next step's chunks before working on its own, so that a program keeps
     a step's bytes in flight while it computes: without this, the few programs that fit on
     a multiprocessor alternate between waiting for memory and computing, and the memory
-    sits idle for half the time.
+    sits idle for half the time. (Loading two steps ahead measured no faster on an H200.)
     """
-    E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
-    HAS_OFFSET: tl.constexpr = QTYPE == Q4_1 or QTYPE == Q4_K or QTYPE == Q5_K
-    ONE_SCALE: tl.constexpr = QTYPE != Q6_K  # scale_lo is scale_hi
+    ZERO: tl.constexpr = 8 if QTYPE == Q4_0 else 16 if QTYPE == Q5_0 else 32 if QTYPE == Q6_K else 0
+    n_x_blocks = n_chunks // 2 if QTYPE == Q8_0 else n_chunks
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -364,42 +417,50 @@ def _gemv_kernel(
     c_begin = pid_k * chunks_per_split
     c_end = tl.minimum(c_begin + chunks_per_split, n_chunks)
     batch_row = tl.arange(0, BLOCK_M)
+    w_idx = tl.arange(0, 4)[None, None, :]
     acc = tl.zeros([BLOCK_M, BLOCK_N, BLOCK_C], tl.float32)
     chunks = c_begin + tl.arange(0, BLOCK_C)
     mask = row_ok[:, None] & (chunks < c_end)[None, :]
     next_chunks = _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE)
     for c0 in range(c_begin, c_end, BLOCK_C):
         chunks = c0 + tl.arange(0, BLOCK_C)
-        chunk_ok = chunks < c_end
+        x_ok = (chunks < c_end)[None, :, None]
         words, high, scale_lo, scale_hi, offset = next_chunks
         ahead = chunks + BLOCK_C  # past the end, the mask keeps the loads off memory
         mask = row_ok[:, None] & (ahead < c_end)[None, :]
         next_chunks = _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, ahead, n_chunks, mask, QTYPE)
-        # x has the shape of one row of `words`: it gets the same register layout, and each
-        # thread converts it once for all the rows it holds.
-        x_offs = (chunks[:, None] * (4 * E) + tl.arange(0, 4)[None, :])[None, :, :]
+        if QTYPE == Q8_0:
+            x_block = (chunks // 2)[None, :, None]
+            x_word = x_block * 8 + (chunks % 2)[None, :, None] * 4 + w_idx
+        else:
+            x_block = chunks[None, :, None]
+            x_word = x_block * 8 + w_idx
+            even, odd = _even_odd_codes(words, high, QTYPE)
         for m in tl.static_range(BLOCK_M):
-            x_row = x_ptr + tl.minimum(m, M - 1) * (n_chunks * 4 * E)  # padding rows repeat the last; never stored
-            lo = tl.zeros(words.shape, tl.float32)
-            hi = tl.zeros(words.shape, tl.float32)
-            x_sum = tl.zeros(x_offs.shape, tl.float32)
-            for j in tl.static_range(E):
-                xj = tl.load(x_row + x_offs + 4 * j, mask=chunk_ok[None, :, None], other=0.0).to(tl.float32)
-                if HAS_OFFSET:
-                    x_sum += xj
-                term = _field_times(words, high, magic, xj, j, QTYPE)
-                if j < E // 2 or ONE_SCALE:
-                    lo += term
-                else:
-                    hi += term
-            if ONE_SCALE:
-                scaled = lo * scale_lo
+            # x's words have the shape of one row of `words`: they get the same register layout,
+            # and each thread loads them once for all the rows it holds.
+            x_row = tl.minimum(m, M - 1) * n_x_blocks  # padding rows repeat the last; never stored
+            x_lo = tl.load(x_words_ptr + x_row * 8 + x_word, mask=x_ok, other=0)
+            meta = x_meta_ptr + (x_row + x_block) * 3
+            x_scale = tl.load(meta, mask=x_ok, other=0.0)
+            if QTYPE == Q8_0:
+                dot = tl.sum(_dp4a(words, x_lo, 0, EMULATE), axis=2, keep_dims=True)
+                part = scale_lo * (x_scale * dot.to(tl.float32))
             else:
-                scaled = lo * scale_lo + hi * scale_hi
-            if HAS_OFFSET:
-                scaled += x_sum * offset
-            part = tl.sum(scaled, axis=2)
-            acc += tl.where(batch_row[:, None, None] == m, part[None, :, :], 0.0)
+                x_hi = tl.load(x_words_ptr + x_row * 8 + x_word + 4, mask=x_ok, other=0)
+                sum_lo = tl.load(meta + 1, mask=x_ok, other=0.0)
+                sum_hi = tl.load(meta + 2, mask=x_ok, other=0.0)
+                if QTYPE == Q6_K:  # bytes 0-1 of every word pair with values 0-15 (scale_lo)
+                    dot_lo = _dp4a(even & 0xFFFF, x_lo, _dp4a(odd & 0xFFFF, x_hi, 0, EMULATE), EMULATE)
+                    dot_hi = _dp4a(even & -65536, x_lo, _dp4a(odd & -65536, x_hi, 0, EMULATE), EMULATE)
+                    dot_lo = tl.sum(dot_lo, axis=2, keep_dims=True).to(tl.float32)
+                    dot_hi = tl.sum(dot_hi, axis=2, keep_dims=True).to(tl.float32)
+                    part = scale_lo * (x_scale * dot_lo - ZERO * sum_lo) + scale_hi * (x_scale * dot_hi - ZERO * sum_hi)
+                else:
+                    dot = tl.sum(_dp4a(even, x_lo, _dp4a(odd, x_hi, 0, EMULATE), EMULATE), axis=2, keep_dims=True)
+                    x_sum = sum_lo + sum_hi
+                    part = scale_lo * (x_scale * dot.to(tl.float32) - ZERO * x_sum) + offset * x_sum
+            acc += tl.where(batch_row[:, None, None] == m, tl.sum(part, axis=2)[None, :, :], 0.0)
     out = tl.sum(acc, axis=2)
     out_offs = batch_row[:, None] * N + rows[None, :]
     out_mask = (batch_row[:, None] < M) & row_ok[None, :]
@@ -428,7 +489,8 @@ def _dequant_kernel(
     A tile is [chunks, field j, word w], element 4j + w of its chunk: the threads of a warp
     hold the fields of the same few chunks, so that each store writes a contiguous run, and
     each thread loads its chunk's four words with one 16-byte load (the same address for the
-    threads of a chunk, which the cache serves once). The fields sit at bit 4j (8j for Q8_0).
+    threads of a chunk, which the cache serves once). The fields sit at bit 4j (8j for Q8_0,
+    whose field j of word w is element 8j + 4p + w of the block, p the chunk's parity).
     """
     E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
     BITS: tl.constexpr = 32 // E
@@ -441,6 +503,8 @@ def _dequant_kernel(
     # consecutive: such a value then loads straight into the tile's layout (see _load_chunks).
     at_chunk = tl.where(ok, chunk, 0)
     code = (words >> (BITS * j)) & ((1 << BITS) - 1)
+    if QTYPE == Q8_0:  # signed bytes -> offset by 128
+        code ^= 0x80
     if QTYPE == Q5_0 or QTYPE == Q5_K:
         high = tl.load(high_ptr + at_chunk, mask=ok, other=0, eviction_policy="evict_first")
         code |= ((high >> (4 * j + w)) & 1) << 4
@@ -468,7 +532,11 @@ def _dequant_kernel(
         scale = d * tl.load(sub_ptr + at_chunk * 2, mask=ok, other=0).to(tl.float32)
         offset = -dmin * tl.load(sub_ptr + at_chunk * 2 + 1, mask=ok, other=0).to(tl.float32)
     out = value * scale + offset
-    tl.store(out_ptr + chunk * (4 * E) + 4 * j + w, out.to(out_ptr.dtype.element_ty), mask=ok)
+    if QTYPE == Q8_0:  # byte j of word w of chunk p of a block is element 8j + 4p + w
+        at = chunk // 2 * 32 + 8 * j + 4 * (chunk % 2) + w
+    else:
+        at = chunk * 32 + 4 * j + w
+    tl.store(out_ptr + at, out.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,7 +571,8 @@ def pick_config(w: PackedWeight, batch: int, sm_count: int, tiling: Tiling | Non
 def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> torch.Tensor:
     """x [..., n_cols] (float32, float16 or bfloat16; a few rows) @ W.T -> [..., n_rows] in x's dtype.
 
-    Accumulates in float32. The first call for a given weight type, tiling, batch size and
+    x is rounded to 8 bits per 32 values (see the module docstring), products are summed
+    in integers, and the rest in float32. The first call for a given weight type, tiling, batch size and
     dtype compiles the kernel: make it before capturing a CUDA graph (a warm-up step), since
     compilation cannot happen during capture. No autotuning runs: `pick_config` decides,
     unless `config` is given.
@@ -519,26 +588,49 @@ def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> 
         raise LlamatpError(f"GEMV row tiles must hold at least {MIN_BLOCK_N} rows, not {cfg.block_n}")
     chunks_per_split = triton.cdiv(triton.cdiv(w.n_chunks, cfg.split_k), cfg.block_c) * cfg.block_c
     split_k = triton.cdiv(w.n_chunks, chunks_per_split)
+    x_words, x_meta = quantize_rows(x2)
     out = torch.empty(batch, w.n_rows, dtype=x.dtype, device=x.device)
     partials = torch.empty(split_k, batch, w.n_rows, dtype=torch.float32, device=x.device) if split_k > 1 else out
     grid = (triton.cdiv(w.n_rows, cfg.block_n), split_k)
     # Fused multiply-adds are asked for explicitly: Triton's default is changing to off.
     _gemv_kernel[grid](
-        x2, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w),
-        batch, w.n_rows, w.n_chunks, chunks_per_split, split_k, MAGIC,
+        x_words, x_meta, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales,
+        _plane(w.sub_scales, w), batch, w.n_rows, w.n_chunks, chunks_per_split, split_k,
         QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c,
-        SPLIT=split_k > 1, num_warps=cfg.num_warps, enable_fp_fusion=True,
+        SPLIT=split_k > 1, EMULATE=_interpreted(), num_warps=cfg.num_warps, enable_fp_fusion=True,
     )  # fmt: skip
     return out.reshape(*x.shape[:-1], w.n_rows)
 
 
-def dequantize_packed(w: PackedWeight, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [M, K] (K a multiple of 32) -> (words int32 [M, K / 32, 8], meta float32 [M, K / 32, 3]):
+    each block of 32 values rounded to int8 with the scale d = max |x| / 127, in the order
+    the GEMV reads (see the module docstring), and per block (d, d * the sum of the codes of
+    values 0-15, of values 16-31)."""
+    batch, n_cols = x.shape
+    n_blocks = n_cols // 32
+    words = torch.empty(batch, n_blocks, 8, dtype=torch.int32, device=x.device)
+    meta = torch.empty(batch, n_blocks, 3, dtype=torch.float32, device=x.device)
+    grid = (batch, triton.cdiv(n_blocks, QUANTIZE_BLOCK_B))
+    _quantize_kernel[grid](x, words, meta, n_blocks, BLOCK_B=QUANTIZE_BLOCK_B, num_warps=4, enable_fp_fusion=True)
+    return words, meta
+
+
+def _interpreted() -> bool:
+    """Whether Triton runs kernels in its interpreter, which emulates no PTX."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def dequantize_packed(
+    w: PackedWeight, dtype: torch.dtype = torch.bfloat16, tiling: DequantTiling | None = None
+) -> torch.Tensor:
     """The whole weight as a dense [n_rows, n_cols] tensor of `dtype` (for prompt-sized matmuls)."""
+    tiling = tiling or DEQUANT_TILINGS.get(w.qtype, DEFAULT_DEQUANT_TILING)
     out = torch.empty(w.n_rows, w.n_cols, dtype=dtype, device=w.quants.device)
     total_chunks = w.n_rows * w.n_chunks
-    _dequant_kernel[(triton.cdiv(total_chunks, DEQUANT_BLOCK_C),)](
+    _dequant_kernel[(triton.cdiv(total_chunks, tiling.block_c),)](
         out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), total_chunks, MAGIC,
-        QTYPE=int(w.qtype), BLOCK_C=DEQUANT_BLOCK_C, num_warps=4, enable_fp_fusion=True,
+        QTYPE=int(w.qtype), BLOCK_C=tiling.block_c, num_warps=tiling.num_warps, enable_fp_fusion=True,
     )  # fmt: skip
     return out
 
