@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Four GPUs: the synthetic Llama-3 files of ANCHORS.md, split-mode logits against one GPU,
-# the 70B shape on 2 and 4 GPUs, and llama-bench style tables for every target row.
+# Four GPUs, first part: the synthetic Llama-3 files of ANCHORS.md, split-mode logits on 4
+# and 2 GPUs against one, and the 8B rows (Q4_0 on 1, 2 and 4 GPUs, F16 on 1 and 2), `-r 5`.
+# With a copy of an earlier package in .carry/baseline, the one-GPU 8B Q4_0 row runs it too.
+# scripts/device_4gpu_70b.sh is the second part (same machine: it reuses the files).
 set -uo pipefail
 source scripts/device_env.sh
-export LLAMATP_WATCHDOG=400
+export LLAMATP_WATCHDOG=400 R=5
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+copy_bandwidth
 step synth
 synth_reference_models
 step logits 8b q4_0, 4 GPUs layer/tensor and 2 GPUs tensor vs one GPU
@@ -12,14 +15,12 @@ timeout -k 5 150 python3 scripts/compare_splits.py $M/8b-q4_0.gguf --devices cud
 timeout -k 5 100 python3 scripts/compare_splits.py $M/8b-q4_0.gguf --devices cuda:0,cuda:1 --modes tensor > $OUT/cmp2.log 2>&1; grep -v "^rank" $OUT/cmp2.log | tail -3
 step bench 8b q4_0
 bench_md -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 512 -n 128
+if [ -d .carry/baseline/llamatp ]; then
+  step bench 8b q4_0, baseline package
+  (cd .carry/baseline && PYTHONPATH=/tmp/site:$PWD bench_md -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 512 -n 128)
+fi
 bench_md -m $M/8b-q4_0.gguf -dev cuda:0,cuda:1 -sm layer,tensor -p 512 -n 128
 bench_md -m $M/8b-q4_0.gguf -dev cuda:0,cuda:1,cuda:2,cuda:3 -sm layer,tensor -p 512 -n 128
 step bench 8b f16
 bench_md -m $M/8b-f16.gguf -dev cuda:0,cuda:1 -sm none,tensor -p 512 -n 128
-step bench 70b q4_0
-T=300 bench_md -m $M/70b-q4_0.gguf -dev cuda:0,cuda:1 -sm tensor -p 512 -n 128
-T=300 bench_md -m $M/70b-q4_0.gguf -dev cuda:0,cuda:1,cuda:2,cuda:3 -sm layer,tensor -p 512 -n 128
-step depth 8192
-bench_md -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 512 -n 128 -d 8192
-T=300 bench_md -m $M/70b-q4_0.gguf -dev cuda:0,cuda:1,cuda:2,cuda:3 -sm tensor -p 512 -n 128 -d 8192
 step done; tail -3 $OUT/bench_err.log

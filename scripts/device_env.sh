@@ -12,8 +12,12 @@ synth_reference_models() {
   $L synth llama3-70b -t q4_0 --vocab $V -o $M/70b-q4_0.gguf 2>/dev/null &
   wait; ls -la $M
 }
-# llamatp bench as a markdown table appended to $OUT/bench.md; T sets the time limit.
+# llamatp bench as a markdown table appended to $OUT/bench.md; T sets the time limit, R the repetitions.
 bench_md() {
-  timeout -k 5 ${T:-240} $L bench -r 3 -o md "$@" 2>>$OUT/bench_err.log | grep -v '^build' | tee -a $OUT/bench.md
+  timeout -k 5 ${T:-240} $L bench -r ${R:-3} -o md "$@" 2>>$OUT/bench_err.log | grep -v '^build' | tee -a $OUT/bench.md
   pkill -9 -f "llamatp bench" 2>/dev/null
+}
+# Device-to-device copy bandwidth of GPU 0 (bytes read + written), the yardstick of benchmarks.md.
+copy_bandwidth() {
+  python3 -c "import sys; sys.path.insert(0, 'scripts'); from bench_gemv import copy_bandwidth; print(f'copy bandwidth {copy_bandwidth():.0f} GB/s')"
 }
