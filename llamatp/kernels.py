@@ -237,7 +237,8 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
         k_cache.stride(0), k_cache.stride(1), BLOCK_G=block_g, BLOCK_N=block_n, HEAD_DIM=head_dim,
     )
     out = torch.empty_like(q)
-    _decode_attention_merge[(n_kv,)](m, s, acc, out, group, n_chunks, BLOCK_G=block_g, HEAD_DIM=head_dim)
+    _decode_attention_merge[(n_kv, group)](m, s, acc, out, group, n_chunks, BLOCK_G=block_g,
+                                           BLOCK_C=min(32, triton.next_power_of_2(n_chunks)), HEAD_DIM=head_dim)
     return out
 
 
@@ -282,21 +283,26 @@ if triton is not None:
 
     @triton.jit
     def _decode_attention_merge(m_ptr, s_ptr, acc_ptr, out_ptr, group, n_chunks,
-                                BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr):
+                                BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr, HEAD_DIM: tl.constexpr):
+        """One query head: its chunks' partial softmaxes, BLOCK_C at a time (loads in parallel,
+        rather than a chain of dependent loads per chunk)."""
         kv = tl.program_id(0)
-        g = tl.arange(0, BLOCK_G)
+        g = tl.program_id(1)
+        c = tl.arange(0, BLOCK_C)
         d = tl.arange(0, HEAD_DIM)
-        m_all = tl.full([BLOCK_G], float("-inf"), tl.float32)
-        for c in range(0, n_chunks):
-            m_all = tl.maximum(m_all, tl.load(m_ptr + (kv * n_chunks + c) * BLOCK_G + g))
-        total = tl.zeros([BLOCK_G], tl.float32)
-        acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
-        for c in range(0, n_chunks):
-            base = (kv * n_chunks + c) * BLOCK_G
-            m_c = tl.load(m_ptr + base + g)
+        m_all = float("-inf")
+        for c0 in range(0, n_chunks, BLOCK_C):
+            at = (kv * n_chunks + c0 + c) * BLOCK_G + g
+            m_all = tl.maximum(m_all, tl.max(tl.load(m_ptr + at, mask=c0 + c < n_chunks, other=float("-inf")), axis=0))
+        total = 0.0
+        acc = tl.zeros([HEAD_DIM], tl.float32)
+        for c0 in range(0, n_chunks, BLOCK_C):
+            ok = c0 + c < n_chunks
+            at = (kv * n_chunks + c0 + c) * BLOCK_G + g
+            m_c = tl.load(m_ptr + at, mask=ok, other=float("-inf"))
             weight = tl.where(m_c == float("-inf"), 0.0, tl.exp2(m_c - m_all))
-            total += tl.load(s_ptr + base + g) * weight
-            acc += tl.load(acc_ptr + (base + g)[:, None] * HEAD_DIM + d[None, :]) * weight[:, None]
-        out = acc / total[:, None]
-        tl.store(out_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], out.to(out_ptr.dtype.element_ty),
-                 mask=(g < group)[:, None])
+            total += tl.sum(tl.load(s_ptr + at, mask=ok, other=0.0) * weight, axis=0)
+            part = tl.load(acc_ptr + at[:, None] * HEAD_DIM + d[None, :], mask=ok[:, None], other=0.0)
+            acc += tl.sum(part * weight[:, None], axis=0)
+        out = acc / total
+        tl.store(out_ptr + (kv * group + g) * HEAD_DIM + d, out.to(out_ptr.dtype.element_ty))

@@ -50,10 +50,12 @@ def test_gated_act_matches_torch(gelu: bool) -> None:
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("pos, window", [(0, 0), (37, 0), (130, 0), (130, 20)])
-def test_decode_attention_matches_torch(pos: int, window: int) -> None:
+@pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (37, 0, 160), (130, 0, 160), (130, 20, 160),
+                                               (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
+def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int) -> None:
+    """Contexts of 1600 keys are cut into 7 chunks of 256, merged afterwards; some hold no visible key."""
     g = torch.Generator().manual_seed(pos)
-    n_kv, group, hd, n_ctx = 2, 4, 16, 160
+    n_kv, group, hd = 2, 4, 16
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = torch.randn(n_kv, n_ctx, hd, generator=g), torch.randn(n_kv, n_ctx, hd, generator=g)
     k_cache[:, pos + 1 :] = float("nan")  # slots past the query are never read
