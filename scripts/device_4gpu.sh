@@ -15,10 +15,7 @@ timeout -k 5 150 python3 scripts/compare_splits.py $M/8b-q4_0.gguf --devices cud
 timeout -k 5 100 python3 scripts/compare_splits.py $M/8b-q4_0.gguf --devices cuda:0,cuda:1 --modes tensor > $OUT/cmp2.log 2>&1; grep -v "^rank" $OUT/cmp2.log | tail -3
 step bench 8b q4_0
 bench_md -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 512 -n 128
-if [ -d .carry/baseline/llamatp ]; then
-  step bench 8b q4_0, baseline package
-  (cd .carry/baseline && PYTHONPATH=/tmp/site:$PWD bench_md -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 512 -n 128)
-fi
+bench_baseline "bench 8b q4_0" -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 512 -n 128
 bench_md -m $M/8b-q4_0.gguf -dev cuda:0,cuda:1 -sm layer,tensor -p 512 -n 128
 bench_md -m $M/8b-q4_0.gguf -dev cuda:0,cuda:1,cuda:2,cuda:3 -sm layer,tensor -p 512 -n 128
 step bench 8b f16

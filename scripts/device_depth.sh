@@ -6,8 +6,5 @@ source scripts/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader
 [ -f $M/8b-q4_0.gguf ] || $L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null
 step depth, this tree; bench_md -m $M/8b-q4_0.gguf -p 512 -n 128 -d 0,8192
-if [ -d .carry/baseline/llamatp ]; then
-  step depth, baseline package
-  (cd .carry/baseline && PYTHONPATH=/tmp/site:$PWD bench_md -m $M/8b-q4_0.gguf -p 512 -n 128 -d 0,8192)
-fi
+bench_baseline "depth" -m $M/8b-q4_0.gguf -p 512 -n 128 -d 0,8192
 step done; tail -3 $OUT/bench_err.log

@@ -17,6 +17,13 @@ bench_md() {
   timeout -k 5 ${T:-240} $L bench -r ${R:-3} -o md "$@" 2>>$OUT/bench_err.log | grep -v '^build' | tee -a $OUT/bench.md
   pkill -9 -f "llamatp bench" 2>/dev/null
 }
+# bench_md with the earlier build in .carry/baseline (`git archive REV llamatp | tar -x -C
+# .carry/baseline`), if there is one: the same session's baseline. $1 names the step.
+bench_baseline() {
+  [ -d .carry/baseline/llamatp ] || return 0
+  step "$1, baseline package"; shift
+  (cd .carry/baseline && PYTHONPATH=/tmp/site:$PWD bench_md "$@")
+}
 # Device-to-device copy bandwidth of GPU 0 (bytes read + written), the yardstick of benchmarks.md.
 copy_bandwidth() {
   python3 -c "import sys; sys.path.insert(0, 'scripts'); from bench_gemv import copy_bandwidth; print(f'copy bandwidth {copy_bandwidth():.0f} GB/s')"
