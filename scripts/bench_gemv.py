@@ -12,10 +12,11 @@ GPUs), on random but valid GGUF data:
 `--sweep` instead times a small grid of batch-1 tilings on the shapes that decide
 `gemv.TILINGS` (Llama 3 8B's projections and output head) and prints the best tiling for
 each type and shape class as lines to paste into that table; then the same for
-`dequantize_packed` (`gemv.DEQUANT_TILINGS`) on a 14336x4096 weight.
+`dequantize_packed` (`gemv.DEQUANT_TILINGS`) on a 14336x4096 weight. `--apply` writes those
+lines into llamatp/quant/gemv.py.
 
     python scripts/bench_gemv.py --out gemv.json
-    python scripts/bench_gemv.py --sweep --out sweep.json
+    python scripts/bench_gemv.py --sweep [--apply] --out sweep.json
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 import triton
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from llamatp.quant import gemv as gemv_module
 from llamatp.quant.dequant import dequantize_to
 from llamatp.quant.gemv import MANY_ROWS, DequantTiling, Tiling, dequantize_packed, gemv, pick_config, repack
 
@@ -49,7 +51,7 @@ TILING_SWEEP = {
     "types": ["Q4_0", "Q8_0", "Q4_K", "Q6_K"],
     "shapes": [(4096, 4096), (4096, 14336), (14336, 4096), (128256, 4096)],
     # block_n, block_c, num_warps
-    "tiles": [(16, 16, 4), (32, 16, 4), (8, 64, 2), (8, 32, 1), (16, 32, 2), (32, 32, 4), (64, 32, 8), (16, 32, 1)],
+    "tiles": [(32, 4, 4), (32, 8, 4), (32, 16, 4), (32, 8, 2), (32, 16, 8), (64, 8, 4), (32, 32, 8), (64, 16, 8)],
     "programs_per_sm": [2, 4, 8],
 }
 DEQUANT_SWEEP = {"shape": (14336, 4096), "block_c": [8, 16, 32, 64, 128], "num_warps": [1, 2, 4, 8]}
@@ -184,9 +186,10 @@ def sweep_shape(type_name: str, n_rows: int, n_cols: int) -> list[dict]:
     return sorted(results, key=lambda r: r["graph_us"])
 
 
-def sweep() -> dict[str, list[dict]]:
+def sweep() -> tuple[dict[str, list[dict]], list[str], list[str]]:
     """Sweep every type and shape of TILING_SWEEP; print, per type and shape class, the tiling
-    with the least total time over the class's shapes, as lines for `gemv.TILINGS`."""
+    with the least total time over the class's shapes, as lines for `gemv.TILINGS`, and
+    likewise for `gemv.DEQUANT_TILINGS`. Returns the timings and the two sets of lines."""
     sweeps, table = {}, []
     for type_name in TILING_SWEEP["types"]:
         totals: dict[tuple[bool, Tiling], float] = {}
@@ -215,7 +218,19 @@ def sweep() -> dict[str, list[dict]]:
         dequant_table.append(f"    Q.{type_name}: {best['tiling']},")
         sweeps[f"dequant {type_name}"] = [{**r, "tiling": r["tiling"].__dict__} for r in results]
     print("\nDEQUANT_TILINGS entries (llamatp/quant/gemv.py):\n" + "\n".join(dequant_table))
-    return sweeps
+    return sweeps, table, dequant_table
+
+
+def apply_tables(path: str, table: list[str], dequant_table: list[str]) -> None:
+    """Replace the entries of TILINGS and DEQUANT_TILINGS in the source file at `path`."""
+    source = open(path).read()
+    for name, lines in (("TILINGS", table), ("DEQUANT_TILINGS", dequant_table)):
+        head = source.index(f"\n{name}: ")
+        start = source.index("{", head) + 1
+        end = source.index("}\n", start)
+        source = source[:start] + "\n" + "\n".join(lines) + "\n" + source[end:]
+    with open(path, "w") as f:
+        f.write(source)
 
 
 def sweep_dequant(type_name: str, n_rows: int, n_cols: int) -> list[dict]:
@@ -243,15 +258,19 @@ def main() -> None:
     parser.add_argument("--types", default=",".join(TYPES), help="comma-separated GGUF types")
     parser.add_argument("--shapes", default="", help="comma-separated ROWSxCOLS (default: the built-in set)")
     parser.add_argument("--sweep", action="store_true", help="time a grid of batch-1 tilings instead (TILING_SWEEP)")
+    parser.add_argument("--apply", action="store_true", help="with --sweep: write the best tilings into gemv.py")
     args = parser.parse_args()
     started = time.time()
     device = torch.cuda.get_device_name()
     copy_gbps = copy_bandwidth()
     print(f"{device}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
     if args.sweep:
-        sweeps = sweep()
+        sweeps, table, dequant_table = sweep()
         with open(args.out, "w") as f:
             json.dump({"device": device, "copy_gbps": copy_gbps, "sweeps": sweeps}, f, indent=1)
+        if args.apply:
+            apply_tables(gemv_module.__file__, table, dequant_table)
+            print(f"written into {gemv_module.__file__}")
         print(f"{time.time() - started:.0f} s; in {args.out}")
         return
 

@@ -134,7 +134,7 @@ def test_split_k_adds_up_uneven_shares_and_resets_for_the_next_call(qtype: GGMLQ
     n_cols = 768  # Q8_0: 48 chunks, 3 shares of 16; Q6_K: 24 chunks, shares of 16 and 8
     raw = random_blocks(qtype, N_ROWS, n_cols, seed=4)
     weight = repack(torch.from_numpy(raw), qtype, N_ROWS, n_cols)
-    config = GemvConfig(block_n=8, block_c=16, split_k=3, num_warps=1)
+    config = GemvConfig(block_n=32, block_c=16, split_k=3, num_warps=1)
     for seed in (5, 6):
         x = torch.randn(2, n_cols, generator=torch.Generator().manual_seed(seed))
         check_gemv(gemv(x, weight, config), x, raw, qtype)
@@ -147,7 +147,7 @@ def test_pick_config_splits_k_until_each_multiprocessor_has_the_tilings_programs
     assert pick_config(weight, 1, sm_count=2, tiling=tiling).split_k == 4  # 2 row tiles x 4 = 8 programs
     assert pick_config(weight, 1, sm_count=1, tiling=tiling).split_k == 2
     assert pick_config(weight, 1, sm_count=64, tiling=tiling).split_k == 8  # K holds 8 shares of 16 chunks
-    assert pick_config(weight, 8, sm_count=1, tiling=tiling).block_n == 8  # a batch of 8 holds fewer rows
+    assert pick_config(weight, 8, sm_count=1, tiling=tiling).block_c == 4  # a batch of 8 holds fewer chunks
 
 
 @pytest.mark.parametrize("qtype", [Q.Q5_0, Q.Q4_K], ids=lambda t: t.name)
@@ -170,15 +170,16 @@ def test_quantize_rows_stores_8_bit_codes_in_the_order_of_the_weights_fields() -
     x = torch.randn(2, 64, generator=torch.Generator().manual_seed(14))
     x[1, 32:] = 0  # an all-zero block has scale 0
     words, meta = quantize_rows(x)
-    assert words.shape == (2, 2, 8) and meta.shape == (2, 2, 3)
+    assert words.shape == (2, 2, 8) and meta.shape == (2, 2, 4)
     codes = words.contiguous().view(torch.int8).reshape(2, 2, 2, 4, 4)  # [row, block, p, w, byte k]
     codes = codes.permute(0, 1, 4, 2, 3).reshape(2, 64).float()  # element 8k + 4p + w
     scale = meta[..., 0].repeat_interleave(32, dim=1)
     torch.testing.assert_close(codes * scale, rounded(x), rtol=0, atol=1e-6)
     assert codes.abs().max() == 127
     halves = (codes * scale).reshape(2, 2, 2, 16).sum(-1)
-    torch.testing.assert_close(meta[..., 1:], halves, rtol=1e-6, atol=1e-6)
-    assert meta[1, 1].tolist() == [0.0, 0.0, 0.0]
+    torch.testing.assert_close(meta[..., 1:3], halves, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(meta[..., 3], halves.sum(-1), rtol=1e-6, atol=1e-6)
+    assert meta[1, 1].tolist() == [0.0, 0.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
@@ -204,8 +205,14 @@ def test_repack_takes_a_block_aligned_column_slice(qtype: GGMLQuantizationType) 
 
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
 def test_repacked_planes_cost_at_most_3_percent_more_bytes_than_gguf(qtype: GGMLQuantizationType) -> None:
-    raw = random_blocks(qtype, N_ROWS, N_COLS, seed=13)
-    assert raw.nbytes <= repack(torch.from_numpy(raw), qtype, N_ROWS, N_COLS).nbytes <= raw.nbytes * 1.03
+    raw = random_blocks(qtype, 64, N_COLS, seed=13)
+    assert raw.nbytes <= repack(torch.from_numpy(raw), qtype, 64, N_COLS).nbytes <= raw.nbytes * 1.03
+
+
+def test_rows_are_padded_to_whole_tiles_of_32() -> None:
+    raw = random_blocks(Q.Q4_1, N_ROWS, N_COLS, seed=15)
+    padded = repack(torch.from_numpy(raw), Q.Q4_1, N_ROWS, N_COLS)
+    assert padded.nbytes == repack(torch.from_numpy(raw[:1].repeat(96, axis=0)), Q.Q4_1, 96, N_COLS).nbytes
 
 
 def test_supported_types_are_those_real_models_use() -> None:

@@ -9,17 +9,21 @@ at once: 32 elements of a 4-bit type (one Q4_0/Q4_1/Q5_0 block, or a sub-block o
 block, sharing a scale), or 16 elements of Q8_0 (half a block). In a 4-bit chunk, element
 4j + w is field j of word w (bits 4j..4j+3). A Q8_0 chunk holds the elements of its block
 whose index has bit 2 equal to the chunk's parity p: byte k of word w is element 8k + 4p + w.
-The planes keep GGUF's row-major order, so the threads of a warp read consecutive chunks of
-a row:
 
-    quants      int32 [rows, chunks, 4]  the low 4 bits of each code (Q8_0: the signed bytes)
-    high_bits   int32 [rows, chunks]     Q5_0/Q5_K: the codes' fifth bits, bit 4j + w for field
-                                         j of word w (the order of the elements)
-                int16 [rows, chunks, 4]  Q6_K: the fifth and sixth bits of word w's fields, at
-                                         bit 4j for field j < 4, at bit 4(j-4) + 2 for the others
-    scales      float16 [rows, blocks, S]  d (and Q4_1's m, or a K-quant's dmin) of each block
-    sub_scales  [rows, chunks, 2]        K-quants: the 6-bit scale and min of the sub-block
-                                         (uint8), or Q6_K's two signed 8-bit scales
+Rows are interleaved in tiles of 32: the planes hold, for each tile of rows and each chunk
+(or block) of a row, that chunk of the tile's 32 rows side by side. The 32 threads of a warp
+each take one row of a tile, so a warp reads one 512-byte run of codes, one run of scales,
+and a single value of x that all its threads share (one broadcast load). Rows past the end
+are padded with zero scales, which contribute nothing.
+
+    quants      int32 [tiles, chunks, 32, 4]  the low 4 bits of each code (Q8_0: the signed bytes)
+    high_bits   int32 [tiles, chunks, 32]     Q5_0/Q5_K: the codes' fifth bits, bit 4j + w for
+                                              field j of word w (the order of the elements)
+                int16 [tiles, chunks, 32, 4]  Q6_K: the fifth and sixth bits of word w's fields,
+                                              at bit 4j for field j < 4, at 4(j-4) + 2 for the others
+    scales      float16 [tiles, blocks, 32, S]  d (and Q4_1's m, or a K-quant's dmin) of each block
+    sub_scales  [tiles, chunks, 32, 2]        K-quants: the 6-bit scale and min of the sub-block
+                                              (uint8), or Q6_K's two signed 8-bit scales
 
 Codes of the 4-, 5- and 6-bit types are stored unsigned, and every type dequantizes as
 scale * (code - zero) + offset, the offset being Q4_1's m or a K-quant's -dmin * min.
@@ -51,7 +55,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 from llamatp.errors import LlamatpError
 
 Q = GGMLQuantizationType
-MIN_BLOCK_N = 8  # the fewest rows a GEMV program handles
+ROW_TILE = 32  # rows interleaved in the planes, one per thread of a warp
 # Blocks of x per quantization program.
 QUANTIZE_BLOCK_B = 32
 # Dequantization ors a code into the exponent bits of 2^23, which makes the float 2^23 + code
@@ -68,6 +72,7 @@ Q8_0: tl.constexpr = tl.constexpr(int(Q.Q8_0))
 Q4_K: tl.constexpr = tl.constexpr(int(Q.Q4_K))
 Q5_K: tl.constexpr = tl.constexpr(int(Q.Q5_K))
 Q6_K: tl.constexpr = tl.constexpr(int(Q.Q6_K))
+TILE: tl.constexpr = tl.constexpr(ROW_TILE)
 
 _SUPPORTED = (Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K)
 
@@ -133,18 +138,18 @@ class Tiling:
 # Weights with at least this many rows fill the GPU with row tiles alone (gate/up
 # projections, the output head); the others (attention, down projections) split K.
 MANY_ROWS = 8192
-DEFAULT_TILING = Tiling(block_n=8, block_c=64, num_warps=2, programs_per_sm=2)
+DEFAULT_TILING = Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=4)
 # Batch-1 tilings by (type, has MANY_ROWS rows), as printed by `scripts/bench_gemv.py --sweep`
-# on an H200; other types take DEFAULT_TILING.
+# on an H100; other types take DEFAULT_TILING.
 TILINGS: dict[tuple[GGMLQuantizationType, bool], Tiling] = {
-    (Q.Q4_0, False): Tiling(block_n=8, block_c=64, num_warps=2, programs_per_sm=2),
-    (Q.Q4_0, True): Tiling(block_n=16, block_c=16, num_warps=4, programs_per_sm=2),
-    (Q.Q8_0, False): Tiling(block_n=8, block_c=32, num_warps=1, programs_per_sm=4),
-    (Q.Q8_0, True): Tiling(block_n=8, block_c=32, num_warps=1, programs_per_sm=2),
-    (Q.Q4_K, False): Tiling(block_n=8, block_c=64, num_warps=2, programs_per_sm=2),
-    (Q.Q4_K, True): Tiling(block_n=8, block_c=32, num_warps=1, programs_per_sm=2),
-    (Q.Q6_K, False): Tiling(block_n=8, block_c=64, num_warps=2, programs_per_sm=2),
-    (Q.Q6_K, True): Tiling(block_n=8, block_c=32, num_warps=1, programs_per_sm=2),
+    (Q.Q4_0, False): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=8),
+    (Q.Q4_0, True): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=8),
+    (Q.Q8_0, False): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=8),
+    (Q.Q8_0, True): Tiling(block_n=32, block_c=16, num_warps=8, programs_per_sm=2),
+    (Q.Q4_K, False): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=4),
+    (Q.Q4_K, True): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=4),
+    (Q.Q6_K, False): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=4),
+    (Q.Q6_K, True): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=4),
 }
 
 
@@ -156,13 +161,13 @@ class DequantTiling:
     num_warps: int
 
 
-DEFAULT_DEQUANT_TILING = DequantTiling(block_c=64, num_warps=4)
-# By type, as printed by `scripts/bench_gemv.py --sweep` on an H200; other types take the default.
+DEFAULT_DEQUANT_TILING = DequantTiling(block_c=16, num_warps=2)
+# By type, as printed by `scripts/bench_gemv.py --sweep` on an H100; other types take the default.
 DEQUANT_TILINGS: dict[GGMLQuantizationType, DequantTiling] = {
-    Q.Q4_0: DequantTiling(block_c=32, num_warps=8),
-    Q.Q8_0: DequantTiling(block_c=64, num_warps=4),
-    Q.Q4_K: DequantTiling(block_c=32, num_warps=8),
-    Q.Q6_K: DequantTiling(block_c=16, num_warps=1),
+    Q.Q4_0: DequantTiling(block_c=16, num_warps=4),
+    Q.Q8_0: DequantTiling(block_c=16, num_warps=1),
+    Q.Q4_K: DequantTiling(block_c=16, num_warps=2),
+    Q.Q6_K: DequantTiling(block_c=16, num_warps=2),
 }
 
 
@@ -248,6 +253,15 @@ def _pack_planes(codes: torch.Tensor, qtype: GGMLQuantizationType) -> tuple[torc
     return quants, (bits << shifts).sum(-1, dtype=torch.uint8).view(torch.int32).squeeze(-1)
 
 
+def _interleave_rows(plane: torch.Tensor) -> torch.Tensor:
+    """[rows, units, ...] -> [tiles, units, ROW_TILE, ...], rows padded with zeros to whole tiles."""
+    rows = plane.shape[0]
+    padded = triton.cdiv(rows, ROW_TILE) * ROW_TILE
+    if padded != rows:
+        plane = torch.cat([plane, plane.new_zeros(padded - rows, *plane.shape[1:])])
+    return plane.reshape(padded // ROW_TILE, ROW_TILE, *plane.shape[1:]).transpose(1, 2).contiguous()
+
+
 def repack(raw: torch.Tensor, qtype: GGMLQuantizationType, n_rows: int, n_cols: int) -> PackedWeight:
     """Rearrange GGUF blocks [n_rows, row_bytes] uint8 (on the target device) for the kernels.
 
@@ -266,17 +280,17 @@ def repack(raw: torch.Tensor, qtype: GGMLQuantizationType, n_rows: int, n_cols: 
             f"expected ({n_rows}, {n_blocks * type_size}) uint8 for {n_rows}x{n_cols}"
         )
     planes: list[list[torch.Tensor | None]] = [[], [], [], []]
-    # Decode a bounded number of rows at a time: the intermediate tensors are several times
-    # the size of the codes.
-    rows_per_step = max(1, (1 << 24) // n_cols)
+    # Decode a bounded number of rows at a time (whole tiles): the intermediate tensors are
+    # several times the size of the codes.
+    rows_per_step = max(1, (1 << 24) // (n_cols * ROW_TILE)) * ROW_TILE
     for start in range(0, n_rows, rows_per_step):
         blocks = raw[start : start + rows_per_step].reshape(-1, n_blocks, type_size)
         codes, scales, sub_scales = _decode(blocks, qtype)
         for plane, part in zip(planes, (*_pack_planes(codes, qtype), scales, sub_scales)):
-            plane.append(part)
+            plane.append(None if part is None else _interleave_rows(part))
     quants, high_bits, scales, sub_scales = (None if p[0] is None else torch.cat(p) for p in planes)  # type: ignore
     assert quants is not None and scales is not None
-    counters = torch.zeros(triton.cdiv(n_rows, MIN_BLOCK_N), dtype=torch.int32, device=raw.device)
+    counters = torch.zeros(quants.shape[0], dtype=torch.int32, device=raw.device)
     return PackedWeight(qtype, n_rows, n_cols, quants, high_bits, scales, sub_scales, counters)
 
 
@@ -303,7 +317,8 @@ def _dp4a(a, b, c, EMULATE: tl.constexpr):
 @triton.jit
 def _quantize_kernel(x_ptr, words_ptr, meta_ptr, n_blocks, BLOCK_B: tl.constexpr):
     """One row of x, BLOCK_B blocks of 32 values, to 8-bit codes in the GEMV's order (see the
-    module docstring) and meta (scale d, d * the sum of the codes of values 0-15, of 16-31)."""
+    module docstring) and meta: the scale d, and d times the sum of the codes of values 0-15,
+    of values 16-31, and of all 32."""
     row = tl.program_id(0).to(tl.int64)
     blocks = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     ok = blocks < n_blocks
@@ -316,15 +331,16 @@ def _quantize_kernel(x_ptr, words_ptr, meta_ptr, n_blocks, BLOCK_B: tl.constexpr
     # Adding 1.5 * 2^23 rounds to the nearest integer, which lands in the low mantissa bits.
     codes = (x * inv[:, None] + 12582912.0).to(tl.int32, bitcast=True) - 0x4B400000
     low_half = e[None, :] < 16
-    sum_lo = tl.sum(tl.where(low_half, codes, 0), axis=1).to(tl.float32) * d
-    sum_hi = tl.sum(tl.where(low_half, 0, codes), axis=1).to(tl.float32) * d
+    sum_lo = tl.sum(tl.where(low_half, codes, 0), axis=1)
+    sum_hi = tl.sum(tl.where(low_half, 0, codes), axis=1)
     placed = (codes & 0xFF) << (8 * (e // 8))[None, :]  # element 8k + 4p + w -> byte k of word 4p + w
     words = tl.sum(tl.reshape(placed, [BLOCK_B, 4, 8]), axis=1)
     at = row * n_blocks + blocks
     tl.store(words_ptr + at[:, None] * 8 + tl.arange(0, 8)[None, :], words, mask=ok[:, None])
-    tl.store(meta_ptr + at * 3, d, mask=ok)
-    tl.store(meta_ptr + at * 3 + 1, sum_lo, mask=ok)
-    tl.store(meta_ptr + at * 3 + 2, sum_hi, mask=ok)
+    tl.store(meta_ptr + at * 4, d, mask=ok)
+    tl.store(meta_ptr + at * 4 + 1, sum_lo.to(tl.float32) * d, mask=ok)
+    tl.store(meta_ptr + at * 4 + 2, sum_hi.to(tl.float32) * d, mask=ok)
+    tl.store(meta_ptr + at * 4 + 3, (sum_lo + sum_hi).to(tl.float32) * d, mask=ok)
 
 
 @triton.jit
@@ -344,54 +360,62 @@ def _even_odd_codes(words, high, QTYPE: tl.constexpr):
 
 
 @triton.jit
-def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE: tl.constexpr):
-    """The words of the chunks (rows x chunks) and their scales: returns words [R, C, 4]
-    int32, high [R, C, 1 or 4] int32 (or 0), and [R, C, 1] float32 tensors scale_lo, scale_hi
-    and offset: a value is (code - zero) * scale + offset, with Q6_K's scale_lo for the
-    chunk's values 0-15 (fields 0-3 of the words) and scale_hi for the others.
+def _interleaved(rows, units, n_units):
+    """The entry of a row's unit (chunk or block) in a plane of interleaved rows."""
+    return ((rows // TILE) * n_units + units) * TILE + rows % TILE
 
-    The per-chunk values are loaded with a trailing axis of one, through an index in which
-    Triton cannot see consecutive chunks: it then loads them one per thread, in the words'
-    register layout, rather than as vectors in a layout of their own that would reach the
-    words through shared memory and barriers. The codes are read once: they need not stay
-    in the cache.
+
+@triton.jit
+def _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE: tl.constexpr):
+    """The words of the chunks (chunks x rows) and their scales: returns words [C, R, 4]
+    int32, high [C, R, 1 or 4] int32 (or 0), and [C, R, 1] float32 tensors scale_lo, scale_hi
+    and offset: a value is (code - zero) * scale + offset, with Q6_K's scale_lo for the
+    chunk's values 0-15 (fields 0-3 of the words) and scale_hi for the others. The codes are
+    read once: they need not stay in the cache.
     """
+    CHUNKS_PER_BLOCK: tl.constexpr = 2 if QTYPE == Q8_0 else 8 if QTYPE == Q4_K or QTYPE == Q5_K or QTYPE == Q6_K else 1
     mask = mask[:, :, None]
     w_idx = tl.arange(0, 4)[None, None, :]
-    at = (rows[:, None] * n_chunks + chunks[None, :])[:, :, None]
-    words_at = at * 4 + w_idx
+    words_at = _interleaved(rows[None, :, None], chunks[:, None, None], n_chunks) * 4 + w_idx
     words = tl.load(quants_ptr + words_at, mask=mask, other=0, eviction_policy="evict_first")
-    chunk = tl.where(mask, at, 0)
+    # Indices of one value per chunk, in which Triton cannot see that neighbouring rows are
+    # neighbours in memory: it then loads them one per thread, in the words' register layout,
+    # rather than as vectors in a layout of its own that would reach the words through shared
+    # memory and barriers.
+    at = tl.where(mask, _interleaved(rows[None, :, None], chunks[:, None, None], n_chunks), 0)
+    block = _interleaved(rows[None, :, None], chunks[:, None, None] // CHUNKS_PER_BLOCK, n_chunks // CHUNKS_PER_BLOCK)
+    block = tl.where(mask, block, 0)
     high = 0
     if QTYPE == Q5_0 or QTYPE == Q5_K:
-        high = tl.load(high_ptr + chunk, mask=mask, other=0, eviction_policy="evict_first")
+        high = tl.load(high_ptr + at, mask=mask, other=0, eviction_policy="evict_first")
     if QTYPE == Q6_K:
         high = tl.load(high_ptr + words_at, mask=mask, other=0, eviction_policy="evict_first").to(tl.int32)
 
-    offset = tl.zeros(chunk.shape, tl.float32)
-    if QTYPE == Q4_0 or QTYPE == Q5_0:
-        scale_lo = tl.load(scales_ptr + chunk, mask=mask, other=0).to(tl.float32)
+    offset = tl.zeros(at.shape, tl.float32)
+    if QTYPE == Q4_1:
+        scale_lo = tl.load(scales_ptr + block * 2, mask=mask, other=0).to(tl.float32)
         scale_hi = scale_lo
-    elif QTYPE == Q8_0:  # two chunks per block
-        scale_lo = tl.load(scales_ptr + chunk // 2, mask=mask, other=0).to(tl.float32)
+        offset = tl.load(scales_ptr + block * 2 + 1, mask=mask, other=0).to(tl.float32)
+    elif QTYPE == Q6_K:  # a scale per 16 elements: fields 0-3 of the words, then fields 4-7
+        d = tl.load(scales_ptr + block, mask=mask, other=0).to(tl.float32)
+        scale_lo = d * tl.load(sub_ptr + at * 2, mask=mask, other=0).to(tl.float32)
+        scale_hi = d * tl.load(sub_ptr + at * 2 + 1, mask=mask, other=0).to(tl.float32)
+    elif QTYPE == Q4_K or QTYPE == Q5_K:
+        d = tl.load(scales_ptr + block * 2, mask=mask, other=0).to(tl.float32)
+        dmin = tl.load(scales_ptr + block * 2 + 1, mask=mask, other=0).to(tl.float32)
+        scale_lo = d * tl.load(sub_ptr + at * 2, mask=mask, other=0).to(tl.float32)
         scale_hi = scale_lo
-    elif QTYPE == Q4_1:
-        scale_lo = tl.load(scales_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
+        offset = -dmin * tl.load(sub_ptr + at * 2 + 1, mask=mask, other=0).to(tl.float32)
+    else:  # Q4_0, Q5_0, Q8_0
+        scale_lo = tl.load(scales_ptr + block, mask=mask, other=0).to(tl.float32)
         scale_hi = scale_lo
-        offset = tl.load(scales_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
-    else:  # K-quants: 8 chunks per block
-        block = chunk // 8
-        if QTYPE == Q6_K:  # a scale per 16 elements: fields 0-3 of the words, then fields 4-7
-            d = tl.load(scales_ptr + block, mask=mask, other=0).to(tl.float32)
-            scale_lo = d * tl.load(sub_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
-            scale_hi = d * tl.load(sub_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
-        else:
-            d = tl.load(scales_ptr + block * 2, mask=mask, other=0).to(tl.float32)
-            dmin = tl.load(scales_ptr + block * 2 + 1, mask=mask, other=0).to(tl.float32)
-            scale_lo = d * tl.load(sub_ptr + chunk * 2, mask=mask, other=0).to(tl.float32)
-            scale_hi = scale_lo
-            offset = -dmin * tl.load(sub_ptr + chunk * 2 + 1, mask=mask, other=0).to(tl.float32)
     return words, high, scale_lo, scale_hi, offset
+
+
+@triton.jit
+def _field(values, k: tl.constexpr):
+    """values[..., k] of a tensor whose last axis (of 4) one thread holds, kept as an axis of 1."""
+    return tl.sum(tl.where(tl.arange(0, 4)[None, None, :] == k, values, 0.0), axis=2, keep_dims=True)
 
 
 @triton.jit
@@ -403,10 +427,10 @@ def _gemv_kernel(
 ):  # fmt: skip
     """out[m, n] = sum over k of x[m, k] * W[n, k], for one tile of rows and one share of K.
 
-    Each step loads the next step's chunks before working on its own, so that a program keeps
-    a step's bytes in flight while it computes: without this, the few programs that fit on
-    a multiprocessor alternate between waiting for memory and computing, and the memory
-    sits idle for half the time. (Loading two steps ahead measured no faster on an H200.)
+    A step is a [BLOCK_C chunks, BLOCK_N rows, 4 words] tile: the threads of a warp hold one
+    chunk of 32 rows, and load x's words for that chunk at one address, which the cache
+    serves to all of them at once. Each step loads the next step's chunks before working on
+    its own, so that a program keeps a step's bytes in flight while it computes.
     """
     ZERO: tl.constexpr = 8 if QTYPE == Q4_0 else 16 if QTYPE == Q5_0 else 32 if QTYPE == Q6_K else 0
     n_x_blocks = n_chunks // 2 if QTYPE == Q8_0 else n_chunks
@@ -418,58 +442,57 @@ def _gemv_kernel(
     c_end = tl.minimum(c_begin + chunks_per_split, n_chunks)
     batch_row = tl.arange(0, BLOCK_M)
     w_idx = tl.arange(0, 4)[None, None, :]
-    acc = tl.zeros([BLOCK_M, BLOCK_N, BLOCK_C], tl.float32)
+    same_for_all_rows = 0 * rows[None, :, None]  # gives x's indices the shape of the tile
+    acc = tl.zeros([BLOCK_C, BLOCK_N, BLOCK_M], tl.float32)
+    batch_col = tl.arange(0, BLOCK_M)[None, None, :]
     chunks = c_begin + tl.arange(0, BLOCK_C)
-    mask = row_ok[:, None] & (chunks < c_end)[None, :]
+    mask = (chunks < c_end)[:, None] & row_ok[None, :]
     next_chunks = _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE)
     for c0 in range(c_begin, c_end, BLOCK_C):
         chunks = c0 + tl.arange(0, BLOCK_C)
-        x_ok = (chunks < c_end)[None, :, None]
+        x_ok = (chunks < c_end)[:, None, None]
         words, high, scale_lo, scale_hi, offset = next_chunks
         ahead = chunks + BLOCK_C  # past the end, the mask keeps the loads off memory
-        mask = row_ok[:, None] & (ahead < c_end)[None, :]
+        mask = (ahead < c_end)[:, None] & row_ok[None, :]
         next_chunks = _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, ahead, n_chunks, mask, QTYPE)
         if QTYPE == Q8_0:
-            x_block = (chunks // 2)[None, :, None]
-            x_word = x_block * 8 + (chunks % 2)[None, :, None] * 4 + w_idx
+            x_block = (chunks // 2)[:, None, None] + same_for_all_rows
+            x_word = x_block * 8 + (chunks % 2)[:, None, None] * 4 + w_idx
         else:
-            x_block = chunks[None, :, None]
+            x_block = chunks[:, None, None] + same_for_all_rows
             x_word = x_block * 8 + w_idx
             even, odd = _even_odd_codes(words, high, QTYPE)
         for m in tl.static_range(BLOCK_M):
-            # x's words have the shape of one row of `words`: they get the same register layout,
-            # and each thread loads them once for all the rows it holds.
             x_row = tl.minimum(m, M - 1) * n_x_blocks  # padding rows repeat the last; never stored
             x_lo = tl.load(x_words_ptr + x_row * 8 + x_word, mask=x_ok, other=0)
-            meta = x_meta_ptr + (x_row + x_block) * 3
-            x_scale = tl.load(meta, mask=x_ok, other=0.0)
+            meta = tl.load(x_meta_ptr + (x_row + x_block) * 4 + w_idx, mask=x_ok, other=0.0)
+            x_scale = _field(meta, 0)
             if QTYPE == Q8_0:
                 dot = tl.sum(_dp4a(words, x_lo, 0, EMULATE), axis=2, keep_dims=True)
                 part = scale_lo * (x_scale * dot.to(tl.float32))
             else:
                 x_hi = tl.load(x_words_ptr + x_row * 8 + x_word + 4, mask=x_ok, other=0)
-                sum_lo = tl.load(meta + 1, mask=x_ok, other=0.0)
-                sum_hi = tl.load(meta + 2, mask=x_ok, other=0.0)
                 if QTYPE == Q6_K:  # bytes 0-1 of every word pair with values 0-15 (scale_lo)
                     dot_lo = _dp4a(even & 0xFFFF, x_lo, _dp4a(odd & 0xFFFF, x_hi, 0, EMULATE), EMULATE)
                     dot_hi = _dp4a(even & -65536, x_lo, _dp4a(odd & -65536, x_hi, 0, EMULATE), EMULATE)
                     dot_lo = tl.sum(dot_lo, axis=2, keep_dims=True).to(tl.float32)
                     dot_hi = tl.sum(dot_hi, axis=2, keep_dims=True).to(tl.float32)
-                    part = scale_lo * (x_scale * dot_lo - ZERO * sum_lo) + scale_hi * (x_scale * dot_hi - ZERO * sum_hi)
+                    part = scale_lo * (x_scale * dot_lo - ZERO * _field(meta, 1))
+                    part += scale_hi * (x_scale * dot_hi - ZERO * _field(meta, 2))
                 else:
                     dot = tl.sum(_dp4a(even, x_lo, _dp4a(odd, x_hi, 0, EMULATE), EMULATE), axis=2, keep_dims=True)
-                    x_sum = sum_lo + sum_hi
+                    x_sum = _field(meta, 3)
                     part = scale_lo * (x_scale * dot.to(tl.float32) - ZERO * x_sum) + offset * x_sum
-            acc += tl.where(batch_row[:, None, None] == m, tl.sum(part, axis=2)[None, :, :], 0.0)
-    out = tl.sum(acc, axis=2)
-    out_offs = batch_row[:, None] * N + rows[None, :]
-    out_mask = (batch_row[:, None] < M) & row_ok[None, :]
+            acc += tl.where(batch_col == m, part, 0.0)
+    out = tl.sum(acc, axis=0)  # [rows, batch]
+    out_offs = batch_row[None, :] * N + rows[:, None]
+    out_mask = (batch_row[None, :] < M) & row_ok[:, None]
     if SPLIT:
         # Publish this share and count it; the tile's last program adds all shares up.
         tl.store(partial_ptr + pid_k * M * N + out_offs, out, mask=out_mask)
         tl.debug_barrier()  # every thread's share is stored before the count is released
         if tl.atomic_add(counter_ptr + pid_n, 1, sem="acq_rel") == split_k - 1:
-            total = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+            total = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
             for k in range(split_k):
                 total += tl.load(partial_ptr + k * M * N + out_offs, mask=out_mask, other=0.0, cache_modifier=".cg")
             tl.store(out_ptr + out_offs, total.to(out_ptr.dtype.element_ty), mask=out_mask)
@@ -480,11 +503,11 @@ def _gemv_kernel(
 
 @triton.jit
 def _dequant_kernel(
-    out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, total_chunks, magic,
+    out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, total_chunks, n_chunks, n_rows, magic,
     QTYPE: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    """out = W for a run of BLOCK_C chunks of the flattened planes (blocks never straddle rows,
-    so the planes and the output are one long row).
+    """out = W for a run of BLOCK_C chunks of the planes, in the planes' order (for each tile
+    of rows and each chunk, that chunk of the tile's rows).
 
     A tile is [chunks, field j, word w], element 4j + w of its chunk: the threads of a warp
     hold the fields of the same few chunks, so that each store writes a contiguous run, and
@@ -494,14 +517,18 @@ def _dequant_kernel(
     """
     E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
     BITS: tl.constexpr = 32 // E
+    CHUNKS_PER_BLOCK: tl.constexpr = 2 if QTYPE == Q8_0 else 8 if QTYPE == Q4_K or QTYPE == Q5_K or QTYPE == Q6_K else 1
     chunk = tl.program_id(0).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None, None]
     j = tl.arange(0, E)[None, :, None]
     w = tl.arange(0, 4)[None, None, :]
-    ok = chunk < total_chunks
+    row = chunk // (n_chunks * TILE) * TILE + chunk % TILE
+    col_chunk = chunk // TILE % n_chunks
+    ok = (chunk < total_chunks) & (row < n_rows)
     words = tl.load(quants_ptr + chunk * 4 + w + 0 * j, mask=ok, other=0, eviction_policy="evict_first")
     # Indices of one value per chunk, with consecutive chunks no longer known to be
-    # consecutive: such a value then loads straight into the tile's layout (see _load_chunks).
+    # consecutive: such a value then loads straight into the tile's layout.
     at_chunk = tl.where(ok, chunk, 0)
+    block = tl.where(ok, _interleaved(row, col_chunk // CHUNKS_PER_BLOCK, n_chunks // CHUNKS_PER_BLOCK), 0)
     code = (words >> (BITS * j)) & ((1 << BITS) - 1)
     if QTYPE == Q8_0:  # signed bytes -> offset by 128
         code ^= 0x80
@@ -516,26 +543,25 @@ def _dequant_kernel(
     )
     value = (code | magic).to(tl.float32, bitcast=True) - (8388608.0 + ZERO)
     offset = 0.0
-    if QTYPE == Q4_0 or QTYPE == Q5_0:
-        scale = tl.load(scales_ptr + at_chunk, mask=ok, other=0).to(tl.float32)
-    elif QTYPE == Q8_0:  # two chunks per block
-        scale = tl.load(scales_ptr + at_chunk // 2, mask=ok, other=0).to(tl.float32)
-    elif QTYPE == Q4_1:
-        scale = tl.load(scales_ptr + at_chunk * 2, mask=ok, other=0).to(tl.float32)
-        offset = tl.load(scales_ptr + at_chunk * 2 + 1, mask=ok, other=0).to(tl.float32)
+    if QTYPE == Q4_1:
+        scale = tl.load(scales_ptr + block * 2, mask=ok, other=0).to(tl.float32)
+        offset = tl.load(scales_ptr + block * 2 + 1, mask=ok, other=0).to(tl.float32)
     elif QTYPE == Q6_K:  # a scale per 16 elements: fields 0-3 of the words, then fields 4-7
-        d = tl.load(scales_ptr + at_chunk // 8, mask=ok, other=0).to(tl.float32)
+        d = tl.load(scales_ptr + block, mask=ok, other=0).to(tl.float32)
         scale = d * tl.load(sub_ptr + at_chunk * 2 + j // 4, mask=ok, other=0).to(tl.float32)
-    else:  # Q4_K, Q5_K: 8 chunks per block
-        d = tl.load(scales_ptr + at_chunk // 8 * 2, mask=ok, other=0).to(tl.float32)
-        dmin = tl.load(scales_ptr + at_chunk // 8 * 2 + 1, mask=ok, other=0).to(tl.float32)
+    elif QTYPE == Q4_K or QTYPE == Q5_K:
+        d = tl.load(scales_ptr + block * 2, mask=ok, other=0).to(tl.float32)
+        dmin = tl.load(scales_ptr + block * 2 + 1, mask=ok, other=0).to(tl.float32)
         scale = d * tl.load(sub_ptr + at_chunk * 2, mask=ok, other=0).to(tl.float32)
         offset = -dmin * tl.load(sub_ptr + at_chunk * 2 + 1, mask=ok, other=0).to(tl.float32)
+    else:  # Q4_0, Q5_0, Q8_0
+        scale = tl.load(scales_ptr + block, mask=ok, other=0).to(tl.float32)
     out = value * scale + offset
+    n_cols = n_chunks * (16 if QTYPE == Q8_0 else 32)
     if QTYPE == Q8_0:  # byte j of word w of chunk p of a block is element 8j + 4p + w
-        at = chunk // 2 * 32 + 8 * j + 4 * (chunk % 2) + w
+        at = row * n_cols + col_chunk // 2 * 32 + 8 * j + 4 * (col_chunk % 2) + w
     else:
-        at = chunk * 32 + 4 * j + w
+        at = row * n_cols + col_chunk * 32 + 4 * j + w
     tl.store(out_ptr + at, out.to(out_ptr.dtype.element_ty), mask=ok)
 
 
@@ -559,8 +585,9 @@ def pick_config(w: PackedWeight, batch: int, sm_count: int, tiling: Tiling | Non
     """
     tiling = tiling or TILINGS.get((w.qtype, w.n_rows >= MANY_ROWS), DEFAULT_TILING)
     block_c = min(tiling.block_c, triton.next_power_of_2(w.n_chunks))
-    rows_divisor = 1 if batch == 1 else 2 if batch <= 4 else 4
-    block_n = max(MIN_BLOCK_N, tiling.block_n // rows_divisor)
+    if batch > 1:  # each row of x costs registers: hold fewer chunks
+        block_c = max(tiling.num_warps, block_c // (2 if batch <= 4 else 4))
+    block_n = tiling.block_n
     tiles = triton.cdiv(w.n_rows, block_n)
     split_k = 1
     while tiles * split_k < tiling.programs_per_sm * sm_count and w.n_chunks >= 2 * split_k * block_c:
@@ -584,8 +611,8 @@ def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> 
     if batch == 0:
         return x.new_empty(*x.shape[:-1], w.n_rows)
     cfg = config or pick_config(w, batch, _sm_count(x.device))
-    if cfg.block_n < MIN_BLOCK_N:
-        raise LlamatpError(f"GEMV row tiles must hold at least {MIN_BLOCK_N} rows, not {cfg.block_n}")
+    if cfg.block_n % ROW_TILE != 0:
+        raise LlamatpError(f"GEMV programs must hold whole tiles of {ROW_TILE} rows, not {cfg.block_n}")
     chunks_per_split = triton.cdiv(triton.cdiv(w.n_chunks, cfg.split_k), cfg.block_c) * cfg.block_c
     split_k = triton.cdiv(w.n_chunks, chunks_per_split)
     x_words, x_meta = quantize_rows(x2)
@@ -603,14 +630,14 @@ def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> 
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [M, K] (K a multiple of 32) -> (words int32 [M, K / 32, 8], meta float32 [M, K / 32, 3]):
+    """x [M, K] (K a multiple of 32) -> (words int32 [M, K / 32, 8], meta float32 [M, K / 32, 4]):
     each block of 32 values rounded to int8 with the scale d = max |x| / 127, in the order
     the GEMV reads (see the module docstring), and per block (d, d * the sum of the codes of
-    values 0-15, of values 16-31)."""
+    values 0-15, of values 16-31, of all 32)."""
     batch, n_cols = x.shape
     n_blocks = n_cols // 32
     words = torch.empty(batch, n_blocks, 8, dtype=torch.int32, device=x.device)
-    meta = torch.empty(batch, n_blocks, 3, dtype=torch.float32, device=x.device)
+    meta = torch.empty(batch, n_blocks, 4, dtype=torch.float32, device=x.device)
     grid = (batch, triton.cdiv(n_blocks, QUANTIZE_BLOCK_B))
     _quantize_kernel[grid](x, words, meta, n_blocks, BLOCK_B=QUANTIZE_BLOCK_B, num_warps=4, enable_fp_fusion=True)
     return words, meta
@@ -627,9 +654,10 @@ def dequantize_packed(
     """The whole weight as a dense [n_rows, n_cols] tensor of `dtype` (for prompt-sized matmuls)."""
     tiling = tiling or DEQUANT_TILINGS.get(w.qtype, DEFAULT_DEQUANT_TILING)
     out = torch.empty(w.n_rows, w.n_cols, dtype=dtype, device=w.quants.device)
-    total_chunks = w.n_rows * w.n_chunks
+    total_chunks = w.quants.shape[0] * w.quants.shape[1] * ROW_TILE
     _dequant_kernel[(triton.cdiv(total_chunks, tiling.block_c),)](
-        out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), total_chunks, MAGIC,
+        out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), total_chunks, w.n_chunks,
+        w.n_rows, MAGIC,
         QTYPE=int(w.qtype), BLOCK_C=tiling.block_c, num_warps=tiling.num_warps, enable_fp_fusion=True,
     )  # fmt: skip
     return out
