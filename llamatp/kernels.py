@@ -6,7 +6,9 @@ launching than computing. These fuse the chains into one kernel each:
 - `add_rms_norm`: residual add + RMSNorm (the norm alone when there is no residual),
 - `rope_store_kv`: RoPE on q and k, and the write of k and v into the cache,
 - `gated_act`: SiLU or GELU(tanh) of the gate times the up projection.
-The torch versions run on CPU and define what the kernels must compute.
+The torch versions run on CPU and define what the kernels must compute. The norm and the
+activation feed GEMVs: given a `QuantizedRows` (`rounded`), they also write their output
+rounded as the GEMV reads it, which saves the GEMV a kernel of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import torch.nn.functional as F
 try:
     import triton
     import triton.language as tl
+
+    from llamatp.quant.gemv import QuantizedRows, store_rounded_blocks
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
 
@@ -34,23 +38,28 @@ def add_rms_norm_torch(x: torch.Tensor, residual: torch.Tensor | None, weight: t
     return F.rms_norm(s.float(), (s.shape[-1],), weight, eps).to(x.dtype), s
 
 
-def add_rms_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
-                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(norm(x + residual) * weight, x + residual); rows are the last dimension."""
-    return (add_rms_norm_triton if use_triton(x) else add_rms_norm_torch)(x, residual, weight, eps)
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
+                 rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(norm(x + residual) * weight, x + residual); rows are the last dimension. `rounded`
+    (GPU only) receives the first, rounded for a GEMV."""
+    if use_triton(x):
+        return add_rms_norm_triton(x, residual, weight, eps, rounded)
+    return add_rms_norm_torch(x, residual, weight, eps)
 
 
-def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
-                        eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
+                        rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     shape, width = x.shape, x.shape[-1]
     x2 = x.reshape(-1, width)
     out = torch.empty_like(x2)
     total = torch.empty_like(x2) if residual is not None else x2
     res2 = residual.reshape(-1, width) if residual is not None else x2
-    block = triton.next_power_of_2(width)
+    block = max(32, triton.next_power_of_2(width))
+    words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     _add_rms_norm_kernel[(x2.shape[0],)](
-        x2, res2, weight, out, total, width, eps,
-        HAS_RESIDUAL=residual is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
+        x2, res2, weight, out, total, words, meta, width, eps,
+        HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, BLOCK=block,
+        num_warps=min(16, max(1, block // 256)),
     )
     return out.reshape(shape), total.reshape(shape)
 
@@ -58,8 +67,8 @@ def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: 
 if triton is not None:
 
     @triton.jit
-    def _add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, width, eps,
-                             HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr):
+    def _add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, width, eps,
+                             HAS_RESIDUAL: tl.constexpr, ROUND: tl.constexpr, BLOCK: tl.constexpr):
         row = tl.program_id(0)
         cols = tl.arange(0, BLOCK)
         mask = cols < width
@@ -70,7 +79,20 @@ if triton is not None:
         s32 = s.to(tl.float32)
         rstd = tl.rsqrt(tl.sum(s32 * s32, axis=0) / width + eps)
         w = tl.load(w_ptr + cols, mask=mask, other=0.0)
-        tl.store(out_ptr + row * width + cols, (s32 * rstd * w).to(out_ptr.dtype.element_ty), mask=mask)
+        out = (s32 * rstd * w).to(out_ptr.dtype.element_ty)
+        tl.store(out_ptr + row * width + cols, out, mask=mask)
+        if ROUND:
+            _store_rounded(words_ptr, meta_ptr, out, row * (width // 32), 0, width // 32)
+
+
+    @triton.jit
+    def _store_rounded(words_ptr, meta_ptr, values, first_block, block_start, n_blocks):
+        """Round `values` (a run of whole blocks of 32, from block `block_start` of a row whose
+        blocks start at `first_block`) for a GEMV, leaving out blocks past `n_blocks`."""
+        BLOCKS: tl.constexpr = values.shape[0] // 32
+        blocks = block_start + tl.arange(0, BLOCKS)
+        x = tl.reshape(values.to(tl.float32), [BLOCKS, 32])
+        store_rounded_blocks(words_ptr, meta_ptr, first_block + blocks, x, blocks < n_blocks)
 
 
 # --- RoPE + KV cache write -------------------------------------------------------------
@@ -163,23 +185,30 @@ def gated_act_torch(gate_up: torch.Tensor, gelu: bool) -> torch.Tensor:
     return (F.gelu(g, approximate="tanh") if gelu else F.silu(g)) * u
 
 
-def gated_act(gate_up: torch.Tensor, gelu: bool) -> torch.Tensor:
-    """act(gate) * up, where gate_up holds [gate | up] along the last dimension."""
-    return (gated_act_triton if use_triton(gate_up) else gated_act_torch)(gate_up, gelu)
+def gated_act(gate_up: torch.Tensor, gelu: bool, rounded: QuantizedRows | None = None) -> torch.Tensor:
+    """act(gate) * up, where gate_up holds [gate | up] along the last dimension. `rounded`
+    (GPU only) receives the result, rounded for a GEMV."""
+    if use_triton(gate_up):
+        return gated_act_triton(gate_up, gelu, rounded)
+    return gated_act_torch(gate_up, gelu)
 
 
-def gated_act_triton(gate_up: torch.Tensor, gelu: bool) -> torch.Tensor:
+def gated_act_triton(gate_up: torch.Tensor, gelu: bool, rounded: QuantizedRows | None = None) -> torch.Tensor:
     rows, width = gate_up.shape[0], gate_up.shape[-1] // 2
     out = torch.empty(rows, width, dtype=gate_up.dtype, device=gate_up.device)
     block = 1024
-    _gated_act_kernel[(rows, triton.cdiv(width, block))](gate_up, out, width, GELU=gelu, BLOCK=block)
+    words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
+    _gated_act_kernel[(rows, triton.cdiv(width, block))](
+        gate_up, out, words, meta, width, GELU=gelu, ROUND=rounded is not None, BLOCK=block
+    )
     return out
 
 
 if triton is not None:
 
     @triton.jit
-    def _gated_act_kernel(gu_ptr, out_ptr, width, GELU: tl.constexpr, BLOCK: tl.constexpr):
+    def _gated_act_kernel(gu_ptr, out_ptr, words_ptr, meta_ptr, width,
+                          GELU: tl.constexpr, ROUND: tl.constexpr, BLOCK: tl.constexpr):
         row = tl.program_id(0)
         cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         mask = cols < width
@@ -190,7 +219,10 @@ if triton is not None:
             act = 0.5 * g * (1.0 + (2.0 / (1.0 + tl.exp(-2.0 * inner)) - 1.0))
         else:
             act = g / (1.0 + tl.exp(-g))
-        tl.store(out_ptr + row * width + cols, (act * u).to(out_ptr.dtype.element_ty), mask=mask)
+        out = (act * u).to(out_ptr.dtype.element_ty)
+        tl.store(out_ptr + row * width + cols, out, mask=mask)
+        if ROUND:
+            _store_rounded(words_ptr, meta_ptr, out, row * (width // 32), tl.program_id(1) * (BLOCK // 32), width // 32)
 
 
 # --- decode attention ------------------------------------------------------------------
@@ -212,13 +244,16 @@ def decode_attention_torch(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
 
 
 def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
-                     window: int, scale: float) -> torch.Tensor:
-    fn = decode_attention_triton if use_triton(q) else decode_attention_torch
-    return fn(q, k_cache, v_cache, pos, window, scale)
+                     window: int, scale: float, rounded: QuantizedRows | None = None) -> torch.Tensor:
+    """`rounded` (GPU only, head_dim a multiple of 32) receives the output, flattened to one
+    row, rounded for a GEMV."""
+    if use_triton(q):
+        return decode_attention_triton(q, k_cache, v_cache, pos, window, scale, rounded)
+    return decode_attention_torch(q, k_cache, v_cache, pos, window, scale)
 
 
 def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
-                            window: int, scale: float) -> torch.Tensor:
+                            window: int, scale: float, rounded: QuantizedRows | None = None) -> torch.Tensor:
     """Flash-decoding: the keys are cut into chunks handled in parallel, each chunk's partial
     softmax is kept, and a second kernel merges them. Only keys up to `pos` are read, so the
     cost follows the context in use, not the cache's size, and no mask is built."""
@@ -237,8 +272,11 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
         k_cache.stride(0), k_cache.stride(1), BLOCK_G=block_g, BLOCK_N=block_n, HEAD_DIM=head_dim,
     )
     out = torch.empty_like(q)
-    _decode_attention_merge[(n_kv, group)](m, s, acc, out, group, n_chunks, BLOCK_G=block_g,
-                                           BLOCK_C=min(32, triton.next_power_of_2(n_chunks)), HEAD_DIM=head_dim)
+    words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
+    _decode_attention_merge[(n_kv, group)](
+        m, s, acc, out, words, meta, group, n_chunks, BLOCK_G=block_g,
+        BLOCK_C=min(32, triton.next_power_of_2(n_chunks)), HEAD_DIM=head_dim, ROUND=rounded is not None,
+    )
     return out
 
 
@@ -282,8 +320,9 @@ if triton is not None:
         tl.store(acc_ptr + (base + g)[:, None] * HEAD_DIM + d[None, :], acc)
 
     @triton.jit
-    def _decode_attention_merge(m_ptr, s_ptr, acc_ptr, out_ptr, group, n_chunks,
-                                BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr, HEAD_DIM: tl.constexpr):
+    def _decode_attention_merge(m_ptr, s_ptr, acc_ptr, out_ptr, words_ptr, meta_ptr, group, n_chunks,
+                                BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr, HEAD_DIM: tl.constexpr,
+                                ROUND: tl.constexpr):
         """One query head: its chunks' partial softmaxes, BLOCK_C at a time (loads in parallel,
         rather than a chain of dependent loads per chunk)."""
         kv = tl.program_id(0)
@@ -304,5 +343,8 @@ if triton is not None:
             total += tl.sum(tl.load(s_ptr + at, mask=ok, other=0.0) * weight, axis=0)
             part = tl.load(acc_ptr + at[:, None] * HEAD_DIM + d[None, :], mask=ok[:, None], other=0.0)
             acc += tl.sum(part * weight[:, None], axis=0)
-        out = acc / total
-        tl.store(out_ptr + (kv * group + g) * HEAD_DIM + d, out.to(out_ptr.dtype.element_ty))
+        out = (acc / total).to(out_ptr.dtype.element_ty)
+        head = kv * group + g
+        tl.store(out_ptr + head * HEAD_DIM + d, out)
+        if ROUND:
+            _store_rounded(words_ptr, meta_ptr, out, 0, head * (HEAD_DIM // 32), (head + 1) * (HEAD_DIM // 32))

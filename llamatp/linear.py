@@ -3,17 +3,25 @@
 On CUDA, quantized types with a decode kernel stay in GGUF blocks (repacked once): small
 batches run the GEMV kernel that reads the blocks, prompt batches dequantize to bf16 and
 use a tensor-core matmul. Everything else is dequantized once at load and runs dense.
+
+The GEMV reads x rounded to 8 bits (`QuantizedRows`). A layer's `rounded_input` gives a
+buffer for that, which the kernel producing x can fill (see `llamatp.kernels`); passed on
+to `forward` with x, it spares the GEMV its own rounding pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from gguf import GGMLQuantizationType
 
 from llamatp.quant.dequant import dequantize_to
+
+if TYPE_CHECKING:
+    from llamatp.quant.gemv import QuantizedRows
 
 # Decode (and small batches) take the GEMV path up to this many rows.
 GEMV_MAX_ROWS = 8
@@ -51,7 +59,7 @@ class Linear(torch.nn.Module):
             # at ~18-24 GB/s from [in, out] (measured on a 2-core machine): decode is bound by it.
             self.weight_t = weight.dense(dtype).t().contiguous()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rounded: QuantizedRows | None = None) -> torch.Tensor:
         if self.weight_t is not None:
             y = x @ self.weight_t
             return y if self.bias is None else y + self.bias
@@ -60,7 +68,7 @@ class Linear(torch.nn.Module):
         from llamatp.quant.gemv import dequantize_packed, gemv
 
         if x.shape[0] <= GEMV_MAX_ROWS:
-            y = gemv(x, self.packed)
+            y = gemv(x, self.packed, rounded=rounded)
         else:
             y = x @ dequantize_packed(self.packed, x.dtype).t()
         return y if self.bias is None else y + self.bias
@@ -84,7 +92,23 @@ class StackedLinear(torch.nn.Module):
         super().__init__()
         self.parts = torch.nn.ModuleList(parts)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def rounded_input(self, x_rows: int, device: torch.device) -> QuantizedRows | None:
+        """A buffer for x rounded as the GEMV reads it, if a forward pass over `x_rows` rows
+        on `device` would run a GEMV; else None."""
+        gemv_parts = [part for part in self.parts if part.packed is not None]
+        if not gemv_parts or x_rows > GEMV_MAX_ROWS or device.type != "cuda":
+            return None
+        from llamatp.quant.gemv import QuantizedRows
+
+        return QuantizedRows.empty(x_rows, gemv_parts[0].in_features, device)
+
+    def forward(self, x: torch.Tensor, rounded: QuantizedRows | None = None) -> torch.Tensor:
+        """x [rows, in]; `rounded`, if given, holds x already rounded (`rounded_input`). Parts of
+        different GGUF types share one rounding of x."""
         if len(self.parts) == 1:
-            return self.parts[0](x)
-        return torch.cat([part(x) for part in self.parts], dim=-1)
+            return self.parts[0](x, rounded)
+        if rounded is None and sum(part.packed is not None for part in self.parts) > 1 and x.shape[0] <= GEMV_MAX_ROWS:
+            from llamatp.quant.gemv import quantize_rows
+
+            rounded = quantize_rows(x.reshape(-1, x.shape[-1]).contiguous())
+        return torch.cat([part(x, rounded) for part in self.parts], dim=-1)

@@ -9,6 +9,7 @@ Under layer split a rank holds whole layers and the embedding or head if it is f
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,9 @@ from llamatp.config import ModelConfig
 from llamatp.kernels import add_rms_norm, decode_attention, gated_act, rope_store_kv
 from llamatp.linear import StackedLinear
 from llamatp.quant.dequant import dequantize_to
+
+if TYPE_CHECKING:
+    from llamatp.quant.gemv import QuantizedRows
 
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
 
@@ -33,9 +37,11 @@ class RMSNorm(torch.nn.Module):
         self.weight = weight.float()
         self.eps = eps
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(norm(x + residual), x + residual): the residual add rides along in the same kernel."""
-        return add_rms_norm(x, residual, self.weight, self.eps)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None,
+                rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(x + residual), x + residual): the residual add rides along in the same kernel,
+        and so does the rounding of the norm for the GEMVs that read it (`rounded`)."""
+        return add_rms_norm(x, residual, self.weight, self.eps, rounded)
 
 
 class VocabEmbedding(torch.nn.Module):
@@ -103,24 +109,29 @@ class Attention(torch.nn.Module):
         self.register_buffer("kv_of_q", torch.tensor(kv_of_q, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                k_cache: torch.Tensor, v_cache: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+                k_cache: torch.Tensor, v_cache: torch.Tensor, mask: torch.Tensor | None,
+                rounded: QuantizedRows | None = None) -> torch.Tensor:
         """`mask` [T, kv_len] selects the keys each query sees; None for one query token,
-        which then reads the cache up to its own position."""
+        which then reads the cache up to its own position. `rounded`: x rounded for wqkv."""
         T, hd = x.shape[0], self.head_dim
-        q, k, v = self.wqkv(x).split([self.n_q * hd, self.n_kv * hd, self.n_kv * hd], dim=-1)
+        q, k, v = self.wqkv(x, rounded).split([self.n_q * hd, self.n_kv * hd, self.n_kv * hd], dim=-1)
         q, k, v = q.reshape(T, self.n_q, hd), k.reshape(T, self.n_kv, hd), v.reshape(T, self.n_kv, hd)
         if self.q_norm is not None:
             q, k = self.q_norm(q)[0], self.k_norm(k)[0]
         q = rope_store_kv(q, k, v, *rope, self.rope.neox, k_cache, v_cache, pos)
+        rounded_out = None
         if self.n_q == 0:
             out = q.new_zeros(T, 0, hd)
         elif mask is None:
             q1 = q.view(self.n_kv, self.group, hd)
-            out = decode_attention(q1, k_cache, v_cache, pos, self.window, self.scale).view(1, self.n_q, hd)
+            # The kernel rounds its output for wo's GEMV, a head's values at a time.
+            rounded_out = self.wo.rounded_input(1, q.device) if hd % 32 == 0 else None
+            out = decode_attention(q1, k_cache, v_cache, pos, self.window, self.scale, rounded_out)
+            out = out.view(1, self.n_q, hd)
         else:
             kv_len = mask.shape[-1]
             out = self._attend(q, k_cache[:, :kv_len], v_cache[:, :kv_len], mask)
-        return self.wo(out.reshape(T, self.n_q * hd))
+        return self.wo(out.reshape(T, self.n_q * hd), rounded_out)
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         T = q.shape[0]
@@ -159,8 +170,11 @@ class FeedForward(torch.nn.Module):
         super().__init__()
         self.gate_up, self.down, self.gelu = gate_up, down, gelu
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(gated_act(self.gate_up(x), self.gelu))
+    def forward(self, x: torch.Tensor, rounded: QuantizedRows | None = None) -> torch.Tensor:
+        """`rounded`: x rounded for gate_up. The activation rounds its output for down."""
+        gate_up = self.gate_up(x, rounded)
+        act_rounded = self.down.rounded_input(gate_up.shape[0], gate_up.device)
+        return self.down(gated_act(gate_up, self.gelu, act_rounded), act_rounded)
 
 
 class Block(torch.nn.Module):
@@ -178,12 +192,14 @@ class Block(torch.nn.Module):
                 masks: dict[bool, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Residual stream x plus the previous block's output `pending` (added here, fused with
         the norm); returns the new stream and this block's own output, still to be added."""
-        normed, x = self.attn_norm(x, pending)
-        h = self.all_reduce(self.attn(normed, pos, ropes[self.swa], k_cache, v_cache, masks[self.swa]))
+        rounded = self.attn.wqkv.rounded_input(x.shape[0], x.device)
+        normed, x = self.attn_norm(x, pending, rounded)
+        h = self.all_reduce(self.attn(normed, pos, ropes[self.swa], k_cache, v_cache, masks[self.swa], rounded))
         if self.post_attn_norm is not None:
             h = self.post_attn_norm(h)[0]
-        normed, x = self.ffn_norm(h, x)
-        h = self.all_reduce(self.ffn(normed))
+        rounded = self.ffn.gate_up.rounded_input(h.shape[0], h.device)
+        normed, x = self.ffn_norm(h, x, rounded)
+        h = self.all_reduce(self.ffn(normed, rounded))
         if self.post_ffn_norm is not None:
             h = self.post_ffn_norm(h)[0]
         return x, h
@@ -218,7 +234,8 @@ class Transformer(torch.nn.Module):
             return x if pending is None else x + pending
         if last_only:
             x, pending = x[-1:], None if pending is None else pending[-1:]
-        return self.head(self.norm(x, pending)[0]).float()
+        rounded = self.head.rounded_input(x.shape[0], x.device)
+        return self.head(self.norm(x, pending, rounded)[0], rounded).float()
 
     def _masks(self, pos: torch.Tensor, kv_len: int) -> dict[bool, torch.Tensor]:
         """Attention masks keyed by 'is a sliding-window layer'."""

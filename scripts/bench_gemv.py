@@ -4,7 +4,8 @@ For every weight type and shape (a Llama 3 8B layer, and Llama 3 70B split over 
 GPUs), on random but valid GGUF data:
 - checks gemv against x @ W.T with W from the torch dequantizer, and dequantize_packed too;
 - times gemv with triton.testing.do_bench (median, L2 flushed, launch overhead included)
-  and inside a CUDA graph, cycling through enough copies of the weight to defeat the L2;
+  and inside a CUDA graph, cycling through enough copies of the weight to defeat the L2,
+  with x rounded beforehand, as the model's kernels do (`gemv(..., rounded=)`);
 - reports GB/s as GGUF bytes of the weight per second, next to the device-to-device copy
   bandwidth (bytes read + written) and the same product with a bf16 weight (cuBLAS);
 - times dequantize_packed to bf16, with GB/s counting the planes read and the bf16 written.
@@ -35,7 +36,9 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from llamatp.quant import gemv as gemv_module
 from llamatp.quant.dequant import dequantize_to
-from llamatp.quant.gemv import MANY_ROWS, DequantTiling, Tiling, dequantize_packed, gemv, pick_config, repack
+from llamatp.quant.gemv import (
+    MANY_ROWS, DequantTiling, Tiling, dequantize_packed, gemv, pick_config, quantize_rows, repack,
+)  # fmt: skip
 
 Q = GGMLQuantizationType
 TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
@@ -51,10 +54,10 @@ TILING_SWEEP = {
     "types": ["Q4_0", "Q8_0", "Q4_K", "Q6_K"],
     "shapes": [(4096, 4096), (4096, 14336), (14336, 4096), (128256, 4096)],
     # block_n, block_c, num_warps
-    "tiles": [(32, 4, 4), (32, 8, 4), (32, 16, 4), (32, 8, 2), (32, 16, 8), (64, 8, 4), (32, 32, 8), (64, 16, 8)],
-    "programs_per_sm": [2, 4, 8],
+    "tiles": [(32, 4, 4), (32, 2, 2), (32, 8, 8), (32, 4, 2), (32, 8, 4), (32, 16, 16), (64, 4, 4), (32, 16, 8)],
+    "programs_per_sm": [2, 4, 8, 16],
 }
-DEQUANT_SWEEP = {"shape": (14336, 4096), "block_c": [8, 16, 32, 64, 128], "num_warps": [1, 2, 4, 8]}
+DEQUANT_SWEEP = {"shape": (14336, 4096), "block_c": [4, 8, 16, 32, 64], "num_warps": [1, 2, 4, 8]}
 # Byte offsets of the float16 scale fields inside one block (ggml-common.h).
 F16_FIELDS = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q8_0": (0,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
 
@@ -145,8 +148,9 @@ def bench_case(type_name: str, n_rows: int, n_cols: int, batch: int) -> dict:
     rel_err = relative_error(gemv(x, packed), reference)
     del reference
     dense_err = relative_error(dequantize_packed(packed, torch.float32), dequantize_to(raw, qtype, torch.float32))
-    us = median_us(lambda: gemv(x, packed))
-    g_us = graph_us([lambda w=w: gemv(x, w) for w in copies])
+    rounded = quantize_rows(x)
+    us = median_us(lambda: gemv(x, packed, rounded=rounded))
+    g_us = graph_us([lambda w=w: gemv(x, w, rounded=rounded) for w in copies])
     dequant_us = median_us(lambda: dequantize_packed(packed))
     dequant_bytes = packed.nbytes + n_rows * n_cols * 2  # planes read, bf16 written
     cfg = pick_config(packed, batch, torch.cuda.get_device_properties(0).multi_processor_count)
@@ -172,13 +176,14 @@ def sweep_shape(type_name: str, n_rows: int, n_cols: int) -> list[dict]:
     x = torch.randn(1, n_cols, device="cuda", dtype=torch.bfloat16)
     reference = x.float() @ dequantize_to(raw, Q[type_name], torch.float32).T
     sm_count = torch.cuda.get_device_properties(0).multi_processor_count
+    rounded = quantize_rows(x)
     results, times = [], {}
     for tiling in sweep_tilings():
         config = pick_config(copies[0], 1, sm_count, tiling)
         if config not in times:  # tilings that differ only where this shape does not split K share a time
             if relative_error(gemv(x, copies[0], config), reference) > 1e-2:
                 raise SystemExit(f"{type_name} {n_rows}x{n_cols} {config}: wrong result")
-            times[config] = graph_us([lambda w=w: gemv(x, w, config) for w in copies], replays=10)
+            times[config] = graph_us([lambda w=w: gemv(x, w, config, rounded) for w in copies], replays=10)
         us = times[config]
         results.append({"tiling": tiling, "config": config, "graph_us": us, "gbps": raw.numel() / (us * 1e-6) / 1e9})
     del raw, copies, reference

@@ -166,10 +166,20 @@ def test_gemv_accepts_leading_dimensions() -> None:
     check_gemv(out.reshape(2, N_ROWS), x.reshape(2, N_COLS), raw, Q.Q8_0)
 
 
+def test_gemv_takes_x_already_rounded_and_checks_its_shape() -> None:
+    raw = random_blocks(Q.Q4_K, N_ROWS, N_COLS, seed=16)
+    weight = repack(torch.from_numpy(raw), Q.Q4_K, N_ROWS, N_COLS)
+    x = torch.randn(2, N_COLS, generator=torch.Generator().manual_seed(17))
+    assert torch.equal(gemv(x, weight, rounded=quantize_rows(x)), gemv(x, weight))
+    with pytest.raises(LlamatpError, match="rounded x holds"):
+        gemv(x, weight, rounded=quantize_rows(x[:1]))
+
+
 def test_quantize_rows_stores_8_bit_codes_in_the_order_of_the_weights_fields() -> None:
     x = torch.randn(2, 64, generator=torch.Generator().manual_seed(14))
     x[1, 32:] = 0  # an all-zero block has scale 0
-    words, meta = quantize_rows(x)
+    quantized = quantize_rows(x)
+    words, meta = quantized.words, quantized.meta
     assert words.shape == (2, 2, 8) and meta.shape == (2, 2, 4)
     codes = words.contiguous().view(torch.int8).reshape(2, 2, 2, 4, 4)  # [row, block, p, w, byte k]
     codes = codes.permute(0, 1, 4, 2, 3).reshape(2, 64).float()  # element 8k + 4p + w

@@ -24,6 +24,25 @@ def test_add_rms_norm_matches_torch(with_residual: bool, width: int) -> None:
     torch.testing.assert_close(total, ref_total)
 
 
+def assert_rounded_for_gemv(rounded: object, values: torch.Tensor) -> None:
+    """A producer's rounding of its output is exactly the GEMV's own (`quantize_rows`)."""
+    from llamatp.quant.gemv import quantize_rows
+
+    expected = quantize_rows(values)
+    assert torch.equal(rounded.words, expected.words) and torch.equal(rounded.meta, expected.meta)
+
+
+@pytest.mark.parametrize("width", [64, 96])
+def test_add_rms_norm_rounds_its_output_for_a_gemv(width: int) -> None:
+    from llamatp.quant.gemv import QuantizedRows
+
+    g = torch.Generator().manual_seed(width)
+    x, residual = torch.randn(2, width, generator=g), torch.randn(2, width, generator=g)
+    rounded = QuantizedRows.empty(2, width, x.device)
+    out, _ = kernels.add_rms_norm_triton(x, residual, torch.rand(width, generator=g) + 0.5, 1e-6, rounded)
+    assert_rounded_for_gemv(rounded, out)
+
+
 @pytest.mark.parametrize("neox", [False, True])
 def test_rope_store_kv_matches_torch(neox: bool) -> None:
     g = torch.Generator().manual_seed(1)
@@ -50,6 +69,16 @@ def test_gated_act_matches_torch(gelu: bool) -> None:
                                rtol=1e-5, atol=1e-6)
 
 
+def test_gated_act_rounds_its_output_for_a_gemv() -> None:
+    from llamatp.quant.gemv import QuantizedRows
+
+    width = 1088  # 34 blocks of 32: two programs of 1024 values, the second partly filled
+    gate_up = torch.randn(2, 2 * width, generator=torch.Generator().manual_seed(3))
+    rounded = QuantizedRows.empty(2, width, gate_up.device)
+    out = kernels.gated_act_triton(gate_up, False, rounded)
+    assert_rounded_for_gemv(rounded, out)
+
+
 @pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (37, 0, 160), (130, 0, 160), (130, 20, 160),
                                                (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
 def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int) -> None:
@@ -64,3 +93,15 @@ def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int) -> No
     fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25)
     ref = kernels.decode_attention_torch(q, k_cache.nan_to_num(), v_cache.nan_to_num(), p, window, 0.25)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_decode_attention_rounds_its_output_for_a_gemv() -> None:
+    from llamatp.quant.gemv import QuantizedRows
+
+    g = torch.Generator().manual_seed(5)
+    n_kv, group, hd, n_ctx = 2, 3, 64, 300
+    q = torch.randn(n_kv, group, hd, generator=g)
+    k_cache, v_cache = torch.randn(n_kv, n_ctx, hd, generator=g), torch.randn(n_kv, n_ctx, hd, generator=g)
+    rounded = QuantizedRows.empty(1, n_kv * group * hd, q.device)
+    out = kernels.decode_attention_triton(q, k_cache, v_cache, torch.tensor([280]), 0, 0.125, rounded)
+    assert_rounded_for_gemv(rounded, out.reshape(1, -1))

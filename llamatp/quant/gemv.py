@@ -114,6 +114,20 @@ class PackedWeight:
 
 
 @dataclass(frozen=True)
+class QuantizedRows:
+    """Rows of x rounded for the GEMV (see `quantize_rows`): words int32 [M, K / 32, 8] and
+    meta float32 [M, K / 32, 4]. Kernels that produce a GEMV's input can fill one directly."""
+
+    words: torch.Tensor
+    meta: torch.Tensor
+
+    @staticmethod
+    def empty(n_rows: int, n_cols: int, device: torch.device) -> QuantizedRows:
+        words = torch.empty(n_rows, n_cols // 32, 8, dtype=torch.int32, device=device)
+        return QuantizedRows(words, torch.empty(n_rows, n_cols // 32, 4, dtype=torch.float32, device=device))
+
+
+@dataclass(frozen=True)
 class GemvConfig:
     """How `gemv` tiles the product: rows and chunks per program step, how many programs
     share each row's chunks (split-K), and warps per program."""
@@ -315,32 +329,38 @@ def _dp4a(a, b, c, EMULATE: tl.constexpr):
 
 
 @triton.jit
-def _quantize_kernel(x_ptr, words_ptr, meta_ptr, n_blocks, BLOCK_B: tl.constexpr):
-    """One row of x, BLOCK_B blocks of 32 values, to 8-bit codes in the GEMV's order (see the
+def store_rounded_blocks(words_ptr, meta_ptr, at, x, ok):
+    """Round blocks of 32 values, x [B, 32] float32, to 8-bit codes with one scale each, and
+    store them at block indices `at` [B] where `ok` [B]: the codes in the GEMV's order (see the
     module docstring) and meta: the scale d, and d times the sum of the codes of values 0-15,
-    of values 16-31, and of all 32."""
-    row = tl.program_id(0).to(tl.int64)
-    blocks = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    ok = blocks < n_blocks
-    e = tl.arange(0, 32)
-    x = tl.load(x_ptr + (row * n_blocks + blocks[:, None]) * 32 + e[None, :], mask=ok[:, None], other=0.0)
-    x = x.to(tl.float32)
+    of values 16-31, and of all 32. Kernels that produce a GEMV's input call this too."""
+    BLOCKS: tl.constexpr = x.shape[0]
+    e = tl.arange(0, 32)[None, :]
     amax = tl.max(tl.abs(x), axis=1)
     d = amax / 127.0
     inv = tl.where(amax > 0, 127.0 / tl.where(amax > 0, amax, 1.0), 0.0)
     # Adding 1.5 * 2^23 rounds to the nearest integer, which lands in the low mantissa bits.
     codes = (x * inv[:, None] + 12582912.0).to(tl.int32, bitcast=True) - 0x4B400000
-    low_half = e[None, :] < 16
-    sum_lo = tl.sum(tl.where(low_half, codes, 0), axis=1)
-    sum_hi = tl.sum(tl.where(low_half, 0, codes), axis=1)
-    placed = (codes & 0xFF) << (8 * (e // 8))[None, :]  # element 8k + 4p + w -> byte k of word 4p + w
-    words = tl.sum(tl.reshape(placed, [BLOCK_B, 4, 8]), axis=1)
-    at = row * n_blocks + blocks
+    sum_lo = tl.sum(tl.where(e < 16, codes, 0), axis=1)
+    sum_hi = tl.sum(tl.where(e < 16, 0, codes), axis=1)
+    placed = (codes & 0xFF) << (8 * (e // 8))  # element 8k + 4p + w -> byte k of word 4p + w
+    words = tl.sum(tl.reshape(placed, [BLOCKS, 4, 8]), axis=1)
     tl.store(words_ptr + at[:, None] * 8 + tl.arange(0, 8)[None, :], words, mask=ok[:, None])
     tl.store(meta_ptr + at * 4, d, mask=ok)
     tl.store(meta_ptr + at * 4 + 1, sum_lo.to(tl.float32) * d, mask=ok)
     tl.store(meta_ptr + at * 4 + 2, sum_hi.to(tl.float32) * d, mask=ok)
     tl.store(meta_ptr + at * 4 + 3, (sum_lo + sum_hi).to(tl.float32) * d, mask=ok)
+
+
+@triton.jit
+def _quantize_kernel(x_ptr, words_ptr, meta_ptr, n_blocks, BLOCK_B: tl.constexpr):
+    """BLOCK_B blocks of 32 values of one row of x through `store_rounded_blocks`."""
+    row = tl.program_id(0).to(tl.int64)
+    blocks = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    ok = blocks < n_blocks
+    e = tl.arange(0, 32)
+    x = tl.load(x_ptr + (row * n_blocks + blocks[:, None]) * 32 + e[None, :], mask=ok[:, None], other=0.0)
+    store_rounded_blocks(words_ptr, meta_ptr, row * n_blocks + blocks, x.to(tl.float32), ok)
 
 
 @triton.jit
@@ -595,11 +615,14 @@ def pick_config(w: PackedWeight, batch: int, sm_count: int, tiling: Tiling | Non
     return GemvConfig(block_n=block_n, block_c=block_c, split_k=split_k, num_warps=tiling.num_warps)
 
 
-def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> torch.Tensor:
+def gemv(
+    x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None, rounded: QuantizedRows | None = None
+) -> torch.Tensor:
     """x [..., n_cols] (float32, float16 or bfloat16; a few rows) @ W.T -> [..., n_rows] in x's dtype.
 
     x is rounded to 8 bits per 32 values (see the module docstring), products are summed
-    in integers, and the rest in float32. The first call for a given weight type, tiling, batch size and
+    in integers, and the rest in float32. `rounded` is x already rounded, if the kernel that
+    made x did so (or another GEMV of the same x). The first call for a given weight type, tiling, batch size and
     dtype compiles the kernel: make it before capturing a CUDA graph (a warm-up step), since
     compilation cannot happen during capture. No autotuning runs: `pick_config` decides,
     unless `config` is given.
@@ -615,13 +638,16 @@ def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> 
         raise LlamatpError(f"GEMV programs must hold whole tiles of {ROW_TILE} rows, not {cfg.block_n}")
     chunks_per_split = triton.cdiv(triton.cdiv(w.n_chunks, cfg.split_k), cfg.block_c) * cfg.block_c
     split_k = triton.cdiv(w.n_chunks, chunks_per_split)
-    x_words, x_meta = quantize_rows(x2)
+    if rounded is None:
+        rounded = quantize_rows(x2)
+    elif tuple(rounded.words.shape[:2]) != (batch, w.n_cols // 32):
+        raise LlamatpError(f"rounded x holds {tuple(rounded.words.shape[:2])} blocks, not {(batch, w.n_cols // 32)}")
     out = torch.empty(batch, w.n_rows, dtype=x.dtype, device=x.device)
     partials = torch.empty(split_k, batch, w.n_rows, dtype=torch.float32, device=x.device) if split_k > 1 else out
     grid = (triton.cdiv(w.n_rows, cfg.block_n), split_k)
     # Fused multiply-adds are asked for explicitly: Triton's default is changing to off.
     _gemv_kernel[grid](
-        x_words, x_meta, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales,
+        rounded.words, rounded.meta, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales,
         _plane(w.sub_scales, w), batch, w.n_rows, w.n_chunks, chunks_per_split, split_k,
         QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c,
         SPLIT=split_k > 1, EMULATE=_interpreted(), num_warps=cfg.num_warps, enable_fp_fusion=True,
@@ -629,18 +655,17 @@ def gemv(x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None) -> 
     return out.reshape(*x.shape[:-1], w.n_rows)
 
 
-def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [M, K] (K a multiple of 32) -> (words int32 [M, K / 32, 8], meta float32 [M, K / 32, 4]):
-    each block of 32 values rounded to int8 with the scale d = max |x| / 127, in the order
-    the GEMV reads (see the module docstring), and per block (d, d * the sum of the codes of
-    values 0-15, of values 16-31, of all 32)."""
+def quantize_rows(x: torch.Tensor) -> QuantizedRows:
+    """x [M, K] (K a multiple of 32), each block of 32 values rounded to int8 with the scale
+    d = max |x| / 127, as the GEMV reads them (see `store_rounded_blocks`)."""
     batch, n_cols = x.shape
+    rounded = QuantizedRows.empty(batch, n_cols, x.device)
     n_blocks = n_cols // 32
-    words = torch.empty(batch, n_blocks, 8, dtype=torch.int32, device=x.device)
-    meta = torch.empty(batch, n_blocks, 4, dtype=torch.float32, device=x.device)
     grid = (batch, triton.cdiv(n_blocks, QUANTIZE_BLOCK_B))
-    _quantize_kernel[grid](x, words, meta, n_blocks, BLOCK_B=QUANTIZE_BLOCK_B, num_warps=4, enable_fp_fusion=True)
-    return words, meta
+    _quantize_kernel[grid](
+        x, rounded.words, rounded.meta, n_blocks, BLOCK_B=QUANTIZE_BLOCK_B, num_warps=4, enable_fp_fusion=True
+    )
+    return rounded
 
 
 def _interpreted() -> bool:
