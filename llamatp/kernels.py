@@ -6,9 +6,10 @@ launching than computing. These fuse the chains into one kernel each:
 - `add_rms_norm`: residual add + RMSNorm (the norm alone when there is no residual),
 - `rope_store_kv`: RoPE on q and k, and the write of k and v into the cache,
 - `gated_act`: SiLU or GELU(tanh) of the gate times the up projection.
-The torch versions run on CPU and define what the kernels must compute. The norm and the
-activation feed GEMVs: given a `QuantizedRows` (`rounded`), they also write their output
-rounded as the GEMV reads it, which saves the GEMV a kernel of its own.
+The torch versions run on CPU and define what the kernels must compute. The norm, the
+activation and the attention merge feed GEMVs: given a `QuantizedRows` (`rounded`), they
+also write their output rounded as the GEMV reads it, which saves the GEMV a kernel of its
+own, and let the GEMV start early (`gemv.early_launch`) to load its first weights.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ try:
     import triton
     import triton.language as tl
 
-    from llamatp.quant.gemv import QuantizedRows, store_rounded_blocks
+    from llamatp.quant.gemv import QuantizedRows, early_launch, store_rounded_blocks
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
 
@@ -58,7 +59,8 @@ def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: 
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     _add_rms_norm_kernel[(x2.shape[0],)](
         x2, res2, weight, out, total, words, meta, width, eps,
-        HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, BLOCK=block,
+        HAS_RESIDUAL=residual is not None, ROUND=rounded is not None,
+        LAUNCH_DEPENDENTS=rounded is not None and early_launch(x.device), BLOCK=block,
         num_warps=min(16, max(1, block // 256)),
     )
     return out.reshape(shape), total.reshape(shape)
@@ -68,7 +70,10 @@ if triton is not None:
 
     @triton.jit
     def _add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, width, eps,
-                             HAS_RESIDUAL: tl.constexpr, ROUND: tl.constexpr, BLOCK: tl.constexpr):
+                             HAS_RESIDUAL: tl.constexpr, ROUND: tl.constexpr, LAUNCH_DEPENDENTS: tl.constexpr,
+                             BLOCK: tl.constexpr):
+        if LAUNCH_DEPENDENTS:
+            tl.extra.cuda.gdc_launch_dependents()
         row = tl.program_id(0)
         cols = tl.arange(0, BLOCK)
         mask = cols < width
@@ -199,7 +204,8 @@ def gated_act_triton(gate_up: torch.Tensor, gelu: bool, rounded: QuantizedRows |
     block = 1024
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     _gated_act_kernel[(rows, triton.cdiv(width, block))](
-        gate_up, out, words, meta, width, GELU=gelu, ROUND=rounded is not None, BLOCK=block
+        gate_up, out, words, meta, width, GELU=gelu, ROUND=rounded is not None,
+        LAUNCH_DEPENDENTS=rounded is not None and early_launch(gate_up.device), BLOCK=block,
     )
     return out
 
@@ -208,7 +214,10 @@ if triton is not None:
 
     @triton.jit
     def _gated_act_kernel(gu_ptr, out_ptr, words_ptr, meta_ptr, width,
-                          GELU: tl.constexpr, ROUND: tl.constexpr, BLOCK: tl.constexpr):
+                          GELU: tl.constexpr, ROUND: tl.constexpr, LAUNCH_DEPENDENTS: tl.constexpr,
+                          BLOCK: tl.constexpr):
+        if LAUNCH_DEPENDENTS:
+            tl.extra.cuda.gdc_launch_dependents()
         row = tl.program_id(0)
         cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         mask = cols < width
@@ -260,8 +269,9 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.shape[1]
     block_n = 64
-    # Enough chunks to fill the GPU at long contexts; few at short ones, where merging costs more.
-    n_chunks = max(1, min(triton.cdiv(n_ctx, 256), 128 // max(n_kv, 1)))
+    # Chunks of at least 64 keys, up to 128 programs: a short context is then still spread over
+    # many multiprocessors, which each wait on memory for a key block or two.
+    n_chunks = max(1, min(triton.cdiv(n_ctx, block_n), 128 // max(n_kv, 1)))
     chunk = triton.cdiv(triton.cdiv(n_ctx, n_chunks), block_n) * block_n
     block_g = max(16, triton.next_power_of_2(group))
     m = torch.empty(n_kv, n_chunks, block_g, dtype=torch.float32, device=q.device)
@@ -276,6 +286,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     _decode_attention_merge[(n_kv, group)](
         m, s, acc, out, words, meta, group, n_chunks, BLOCK_G=block_g,
         BLOCK_C=min(32, triton.next_power_of_2(n_chunks)), HEAD_DIM=head_dim, ROUND=rounded is not None,
+        LAUNCH_DEPENDENTS=rounded is not None and early_launch(q.device),
     )
     return out
 
@@ -322,9 +333,11 @@ if triton is not None:
     @triton.jit
     def _decode_attention_merge(m_ptr, s_ptr, acc_ptr, out_ptr, words_ptr, meta_ptr, group, n_chunks,
                                 BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                ROUND: tl.constexpr):
+                                ROUND: tl.constexpr, LAUNCH_DEPENDENTS: tl.constexpr):
         """One query head: its chunks' partial softmaxes, BLOCK_C at a time (loads in parallel,
         rather than a chain of dependent loads per chunk)."""
+        if LAUNCH_DEPENDENTS:
+            tl.extra.cuda.gdc_launch_dependents()
         kv = tl.program_id(0)
         g = tl.program_id(1)
         c = tl.arange(0, BLOCK_C)

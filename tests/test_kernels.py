@@ -82,7 +82,8 @@ def test_gated_act_rounds_its_output_for_a_gemv() -> None:
 @pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (37, 0, 160), (130, 0, 160), (130, 20, 160),
                                                (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
 def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int) -> None:
-    """Contexts of 1600 keys are cut into 7 chunks of 256, merged afterwards; some hold no visible key."""
+    """Contexts are cut into chunks of 64 keys (3 at 160, 25 at 1600), merged afterwards;
+    some hold no visible key."""
     g = torch.Generator().manual_seed(pos)
     n_kv, group, hd = 2, 4, 16
     q = torch.randn(n_kv, group, hd, generator=g)

@@ -156,14 +156,14 @@ DEFAULT_TILING = Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=4)
 # Batch-1 tilings by (type, has MANY_ROWS rows), as printed by `scripts/bench_gemv.py --sweep`
 # on an H100; other types take DEFAULT_TILING.
 TILINGS: dict[tuple[GGMLQuantizationType, bool], Tiling] = {
-    (Q.Q4_0, False): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=8),
-    (Q.Q4_0, True): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=8),
+    (Q.Q4_0, False): Tiling(block_n=32, block_c=4, num_warps=2, programs_per_sm=8),
+    (Q.Q4_0, True): Tiling(block_n=64, block_c=4, num_warps=4, programs_per_sm=4),
     (Q.Q8_0, False): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=8),
-    (Q.Q8_0, True): Tiling(block_n=32, block_c=16, num_warps=8, programs_per_sm=2),
+    (Q.Q8_0, True): Tiling(block_n=64, block_c=4, num_warps=4, programs_per_sm=4),
     (Q.Q4_K, False): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=4),
-    (Q.Q4_K, True): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=4),
-    (Q.Q6_K, False): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=4),
-    (Q.Q6_K, True): Tiling(block_n=32, block_c=4, num_warps=4, programs_per_sm=4),
+    (Q.Q4_K, True): Tiling(block_n=64, block_c=4, num_warps=4, programs_per_sm=4),
+    (Q.Q6_K, False): Tiling(block_n=32, block_c=4, num_warps=2, programs_per_sm=4),
+    (Q.Q6_K, True): Tiling(block_n=32, block_c=2, num_warps=2, programs_per_sm=8),
 }
 
 
@@ -179,7 +179,7 @@ DEFAULT_DEQUANT_TILING = DequantTiling(block_c=16, num_warps=2)
 # By type, as printed by `scripts/bench_gemv.py --sweep` on an H100; other types take the default.
 DEQUANT_TILINGS: dict[GGMLQuantizationType, DequantTiling] = {
     Q.Q4_0: DequantTiling(block_c=16, num_warps=4),
-    Q.Q8_0: DequantTiling(block_c=16, num_warps=1),
+    Q.Q8_0: DequantTiling(block_c=16, num_warps=2),
     Q.Q4_K: DequantTiling(block_c=16, num_warps=2),
     Q.Q6_K: DequantTiling(block_c=16, num_warps=2),
 }
@@ -443,9 +443,13 @@ def _gemv_kernel(
     x_words_ptr, x_meta_ptr, out_ptr, partial_ptr, counter_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr,
     M, N, n_chunks, chunks_per_split, split_k,
     QTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
-    SPLIT: tl.constexpr, EMULATE: tl.constexpr,
+    SPLIT: tl.constexpr, EMULATE: tl.constexpr, WAIT_FOR_INPUT: tl.constexpr,
 ):  # fmt: skip
     """out[m, n] = sum over k of x[m, k] * W[n, k], for one tile of rows and one share of K.
+
+    With WAIT_FOR_INPUT, the kernel may start while the kernel before it still runs
+    (programmatic dependent launch): it loads its first weights, which nothing writes, and
+    waits for the earlier kernel to finish before it reads x or writes anything.
 
     A step is a [BLOCK_C chunks, BLOCK_N rows, 4 words] tile: the threads of a warp hold one
     chunk of 32 rows, and load x's words for that chunk at one address, which the cache
@@ -468,6 +472,8 @@ def _gemv_kernel(
     chunks = c_begin + tl.arange(0, BLOCK_C)
     mask = (chunks < c_end)[:, None] & row_ok[None, :]
     next_chunks = _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE)
+    if WAIT_FOR_INPUT:
+        tl.extra.cuda.gdc_wait()
     for c0 in range(c_begin, c_end, BLOCK_C):
         chunks = c0 + tl.arange(0, BLOCK_C)
         x_ok = (chunks < c_end)[:, None, None]
@@ -645,12 +651,14 @@ def gemv(
     out = torch.empty(batch, w.n_rows, dtype=x.dtype, device=x.device)
     partials = torch.empty(split_k, batch, w.n_rows, dtype=torch.float32, device=x.device) if split_k > 1 else out
     grid = (triton.cdiv(w.n_rows, cfg.block_n), split_k)
+    start_early = early_launch(x.device)
     # Fused multiply-adds are asked for explicitly: Triton's default is changing to off.
     _gemv_kernel[grid](
         rounded.words, rounded.meta, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales,
         _plane(w.sub_scales, w), batch, w.n_rows, w.n_chunks, chunks_per_split, split_k,
         QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c,
-        SPLIT=split_k > 1, EMULATE=_interpreted(), num_warps=cfg.num_warps, enable_fp_fusion=True,
+        SPLIT=split_k > 1, EMULATE=_interpreted(), WAIT_FOR_INPUT=start_early, num_warps=cfg.num_warps,
+        enable_fp_fusion=True, **({"launch_pdl": True} if start_early else {}),
     )  # fmt: skip
     return out.reshape(*x.shape[:-1], w.n_rows)
 
@@ -666,6 +674,15 @@ def quantize_rows(x: torch.Tensor) -> QuantizedRows:
         x, rounded.words, rounded.meta, n_blocks, BLOCK_B=QUANTIZE_BLOCK_B, num_warps=4, enable_fp_fusion=True
     )
     return rounded
+
+
+@functools.cache
+def early_launch(device: torch.device) -> bool:
+    """Whether kernels may start before the one before them ends (programmatic dependent
+    launch: Hopper and later, not in Triton's interpreter; LLAMATP_PDL=0 turns it off)."""
+    if _interpreted() or device.type != "cuda" or os.environ.get("LLAMATP_PDL", "1") == "0":
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= 9
 
 
 def _interpreted() -> bool:
