@@ -9,7 +9,8 @@ launching than computing. These fuse the chains into one kernel each:
 The torch versions run on CPU and define what the kernels must compute. The norm, the
 activation and the attention merge feed GEMVs: given a `QuantizedRows` (`rounded`), they
 also write their output rounded as the GEMV reads it, which saves the GEMV a kernel of its
-own, and let the GEMV start early (`gemv.early_launch`) to load its first weights.
+own. On Hopper every kernel here starts before the one before it ends (`gemv.early_launch`)
+and waits for it (EARLY) before it touches memory: the launches overlap the kernels.
 """
 
 from __future__ import annotations
@@ -21,13 +22,25 @@ try:
     import triton
     import triton.language as tl
 
-    from llamatp.quant.gemv import QuantizedRows, early_launch, store_rounded_blocks
+    from llamatp.quant.gemv import QuantizedRows, early_launch, early_launch_options, store_rounded_blocks
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
 
 
 def use_triton(x: torch.Tensor) -> bool:
     return triton is not None and x.is_cuda
+
+
+if triton is not None:
+
+    @triton.jit
+    def _wait_for_inputs(EARLY: tl.constexpr):
+        """For a kernel launched early: wait until the kernel before this one has finished and
+        its writes are visible, then let the next kernel launch (not before: a chain of kernels
+        waiting on one another would hold the multiprocessors)."""
+        if EARLY:
+            tl.extra.cuda.gdc_wait()
+            tl.extra.cuda.gdc_launch_dependents()
 
 
 # --- residual add + RMSNorm ------------------------------------------------------------
@@ -59,9 +72,8 @@ def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: 
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     _add_rms_norm_kernel[(x2.shape[0],)](
         x2, res2, weight, out, total, words, meta, width, eps,
-        HAS_RESIDUAL=residual is not None, ROUND=rounded is not None,
-        LAUNCH_DEPENDENTS=rounded is not None and early_launch(x.device), BLOCK=block,
-        num_warps=min(16, max(1, block // 256)),
+        HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, EARLY=early_launch(x.device), BLOCK=block,
+        num_warps=min(16, max(1, block // 256)), **early_launch_options(x.device),
     )
     return out.reshape(shape), total.reshape(shape)
 
@@ -70,10 +82,9 @@ if triton is not None:
 
     @triton.jit
     def _add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, width, eps,
-                             HAS_RESIDUAL: tl.constexpr, ROUND: tl.constexpr, LAUNCH_DEPENDENTS: tl.constexpr,
+                             HAS_RESIDUAL: tl.constexpr, ROUND: tl.constexpr, EARLY: tl.constexpr,
                              BLOCK: tl.constexpr):
-        if LAUNCH_DEPENDENTS:
-            tl.extra.cuda.gdc_launch_dependents()
+        _wait_for_inputs(EARLY)
         row = tl.program_id(0)
         cols = tl.arange(0, BLOCK)
         mask = cols < width
@@ -141,7 +152,8 @@ def rope_store_kv_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos:
     _rope_store_kernel[(T, n_q + n_kv)](
         q, k, v, cos, sin, q_out, k_cache, v_cache, pos,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        k_cache.stride(0), k_cache.stride(1), n_q, HALF=hd // 2, NEOX=neox,
+        k_cache.stride(0), k_cache.stride(1), n_q, HALF=hd // 2, NEOX=neox, EARLY=early_launch(q.device),
+        **early_launch_options(q.device),
     )
     return q_out
 
@@ -151,7 +163,8 @@ if triton is not None:
     @triton.jit
     def _rope_store_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, q_out_ptr, kc_ptr, vc_ptr, pos_ptr,
                            q_s0, q_s1, k_s0, k_s1, v_s0, v_s1, c_s0, c_s1, n_q,
-                           HALF: tl.constexpr, NEOX: tl.constexpr):
+                           HALF: tl.constexpr, NEOX: tl.constexpr, EARLY: tl.constexpr):
+        _wait_for_inputs(EARLY)
         t = tl.program_id(0)
         head = tl.program_id(1)
         i = tl.arange(0, HALF)
@@ -204,8 +217,8 @@ def gated_act_triton(gate_up: torch.Tensor, gelu: bool, rounded: QuantizedRows |
     block = 1024
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     _gated_act_kernel[(rows, triton.cdiv(width, block))](
-        gate_up, out, words, meta, width, GELU=gelu, ROUND=rounded is not None,
-        LAUNCH_DEPENDENTS=rounded is not None and early_launch(gate_up.device), BLOCK=block,
+        gate_up, out, words, meta, width, GELU=gelu, ROUND=rounded is not None, EARLY=early_launch(gate_up.device),
+        BLOCK=block, **early_launch_options(gate_up.device),
     )
     return out
 
@@ -214,10 +227,8 @@ if triton is not None:
 
     @triton.jit
     def _gated_act_kernel(gu_ptr, out_ptr, words_ptr, meta_ptr, width,
-                          GELU: tl.constexpr, ROUND: tl.constexpr, LAUNCH_DEPENDENTS: tl.constexpr,
-                          BLOCK: tl.constexpr):
-        if LAUNCH_DEPENDENTS:
-            tl.extra.cuda.gdc_launch_dependents()
+                          GELU: tl.constexpr, ROUND: tl.constexpr, EARLY: tl.constexpr, BLOCK: tl.constexpr):
+        _wait_for_inputs(EARLY)
         row = tl.program_id(0)
         cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         mask = cols < width
@@ -280,13 +291,14 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     _decode_attention_chunk[(n_kv, n_chunks)](
         q, k_cache, v_cache, pos, m, s, acc, group, chunk, window, scale * 1.4426950408889634,
         k_cache.stride(0), k_cache.stride(1), BLOCK_G=block_g, BLOCK_N=block_n, HEAD_DIM=head_dim,
+        EARLY=early_launch(q.device), **early_launch_options(q.device),
     )
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     _decode_attention_merge[(n_kv, group)](
         m, s, acc, out, words, meta, group, n_chunks, BLOCK_G=block_g,
         BLOCK_C=min(32, triton.next_power_of_2(n_chunks)), HEAD_DIM=head_dim, ROUND=rounded is not None,
-        LAUNCH_DEPENDENTS=rounded is not None and early_launch(q.device),
+        EARLY=early_launch(q.device), **early_launch_options(q.device),
     )
     return out
 
@@ -296,7 +308,9 @@ if triton is not None:
     @triton.jit
     def _decode_attention_chunk(q_ptr, k_ptr, v_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group, chunk, window,
                                 scale_log2, c_s0, c_s1,
-                                BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr):
+                                BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+                                EARLY: tl.constexpr):
+        _wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         c = tl.program_id(1)
         n_chunks = tl.num_programs(1)
@@ -333,11 +347,10 @@ if triton is not None:
     @triton.jit
     def _decode_attention_merge(m_ptr, s_ptr, acc_ptr, out_ptr, words_ptr, meta_ptr, group, n_chunks,
                                 BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                ROUND: tl.constexpr, LAUNCH_DEPENDENTS: tl.constexpr):
+                                ROUND: tl.constexpr, EARLY: tl.constexpr):
         """One query head: its chunks' partial softmaxes, BLOCK_C at a time (loads in parallel,
         rather than a chain of dependent loads per chunk)."""
-        if LAUNCH_DEPENDENTS:
-            tl.extra.cuda.gdc_launch_dependents()
+        _wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         g = tl.program_id(1)
         c = tl.arange(0, BLOCK_C)

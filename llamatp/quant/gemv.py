@@ -353,8 +353,11 @@ def store_rounded_blocks(words_ptr, meta_ptr, at, x, ok):
 
 
 @triton.jit
-def _quantize_kernel(x_ptr, words_ptr, meta_ptr, n_blocks, BLOCK_B: tl.constexpr):
+def _quantize_kernel(x_ptr, words_ptr, meta_ptr, n_blocks, BLOCK_B: tl.constexpr, EARLY: tl.constexpr):
     """BLOCK_B blocks of 32 values of one row of x through `store_rounded_blocks`."""
+    if EARLY:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     row = tl.program_id(0).to(tl.int64)
     blocks = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     ok = blocks < n_blocks
@@ -443,13 +446,13 @@ def _gemv_kernel(
     x_words_ptr, x_meta_ptr, out_ptr, partial_ptr, counter_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr,
     M, N, n_chunks, chunks_per_split, split_k,
     QTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
-    SPLIT: tl.constexpr, EMULATE: tl.constexpr, WAIT_FOR_INPUT: tl.constexpr,
+    SPLIT: tl.constexpr, EMULATE: tl.constexpr, EARLY: tl.constexpr,
 ):  # fmt: skip
     """out[m, n] = sum over k of x[m, k] * W[n, k], for one tile of rows and one share of K.
 
-    With WAIT_FOR_INPUT, the kernel may start while the kernel before it still runs
-    (programmatic dependent launch): it loads its first weights, which nothing writes, and
-    waits for the earlier kernel to finish before it reads x or writes anything.
+    With EARLY, the kernel may start while the kernel before it still runs (programmatic
+    dependent launch, see `early_launch`): it loads its first weights, which nothing writes,
+    and waits for the earlier kernel to finish before it reads x or writes anything.
 
     A step is a [BLOCK_C chunks, BLOCK_N rows, 4 words] tile: the threads of a warp hold one
     chunk of 32 rows, and load x's words for that chunk at one address, which the cache
@@ -472,8 +475,9 @@ def _gemv_kernel(
     chunks = c_begin + tl.arange(0, BLOCK_C)
     mask = (chunks < c_end)[:, None] & row_ok[None, :]
     next_chunks = _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE)
-    if WAIT_FOR_INPUT:
+    if EARLY:
         tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     for c0 in range(c_begin, c_end, BLOCK_C):
         chunks = c0 + tl.arange(0, BLOCK_C)
         x_ok = (chunks < c_end)[:, None, None]
@@ -651,14 +655,13 @@ def gemv(
     out = torch.empty(batch, w.n_rows, dtype=x.dtype, device=x.device)
     partials = torch.empty(split_k, batch, w.n_rows, dtype=torch.float32, device=x.device) if split_k > 1 else out
     grid = (triton.cdiv(w.n_rows, cfg.block_n), split_k)
-    start_early = early_launch(x.device)
     # Fused multiply-adds are asked for explicitly: Triton's default is changing to off.
     _gemv_kernel[grid](
         rounded.words, rounded.meta, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales,
         _plane(w.sub_scales, w), batch, w.n_rows, w.n_chunks, chunks_per_split, split_k,
         QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c,
-        SPLIT=split_k > 1, EMULATE=_interpreted(), WAIT_FOR_INPUT=start_early, num_warps=cfg.num_warps,
-        enable_fp_fusion=True, **({"launch_pdl": True} if start_early else {}),
+        SPLIT=split_k > 1, EMULATE=_interpreted(), EARLY=early_launch(x.device), num_warps=cfg.num_warps,
+        enable_fp_fusion=True, **early_launch_options(x.device),
     )  # fmt: skip
     return out.reshape(*x.shape[:-1], w.n_rows)
 
@@ -671,7 +674,8 @@ def quantize_rows(x: torch.Tensor) -> QuantizedRows:
     n_blocks = n_cols // 32
     grid = (batch, triton.cdiv(n_blocks, QUANTIZE_BLOCK_B))
     _quantize_kernel[grid](
-        x, rounded.words, rounded.meta, n_blocks, BLOCK_B=QUANTIZE_BLOCK_B, num_warps=4, enable_fp_fusion=True
+        x, rounded.words, rounded.meta, n_blocks, BLOCK_B=QUANTIZE_BLOCK_B, EARLY=early_launch(x.device),
+        num_warps=4, enable_fp_fusion=True, **early_launch_options(x.device),
     )
     return rounded
 
@@ -683,6 +687,13 @@ def early_launch(device: torch.device) -> bool:
     if _interpreted() or device.type != "cuda" or os.environ.get("LLAMATP_PDL", "1") == "0":
         return False
     return torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def early_launch_options(device: torch.device) -> dict[str, bool]:
+    """Launch options for a kernel that may start early (see `early_launch`): it must wait
+    (`tl.extra.cuda.gdc_wait`) before it reads what earlier kernels wrote or writes anything,
+    since memory it writes may still be read by them."""
+    return {"launch_pdl": True} if early_launch(device) else {}
 
 
 def _interpreted() -> bool:
