@@ -191,12 +191,13 @@ def sweep_shape(type_name: str, n_rows: int, n_cols: int) -> list[dict]:
     return sorted(results, key=lambda r: r["graph_us"])
 
 
-def sweep() -> tuple[dict[str, list[dict]], list[str], list[str]]:
+def sweep(gemv_too: bool = True) -> tuple[dict[str, list[dict]], list[str], list[str]]:
     """Sweep every type and shape of TILING_SWEEP; print, per type and shape class, the tiling
     with the least total time over the class's shapes, as lines for `gemv.TILINGS`, and
-    likewise for `gemv.DEQUANT_TILINGS`. Returns the timings and the two sets of lines."""
+    likewise for `gemv.DEQUANT_TILINGS`. Returns the timings and the two sets of lines (the
+    first empty without `gemv_too`)."""
     sweeps, table = {}, []
-    for type_name in TILING_SWEEP["types"]:
+    for type_name in TILING_SWEEP["types"] if gemv_too else []:
         totals: dict[tuple[bool, Tiling], float] = {}
         for n_rows, n_cols in TILING_SWEEP["shapes"]:
             results = sweep_shape(type_name, n_rows, n_cols)
@@ -214,7 +215,8 @@ def sweep() -> tuple[dict[str, list[dict]], list[str], list[str]]:
         for many_rows in (False, True):
             _, best_tiling = min((k for k in totals if k[0] == many_rows), key=lambda k: totals[k])
             table.append(f"    (Q.{type_name}, {many_rows}): {best_tiling},")
-    print("\nTILINGS entries (llamatp/quant/gemv.py):\n" + "\n".join(table))
+    if table:
+        print("\nTILINGS entries (llamatp/quant/gemv.py):\n" + "\n".join(table))
     dequant_table = []
     for type_name in TILING_SWEEP["types"]:
         results = sweep_dequant(type_name, *DEQUANT_SWEEP["shape"])
@@ -227,9 +229,11 @@ def sweep() -> tuple[dict[str, list[dict]], list[str], list[str]]:
 
 
 def apply_tables(path: str, table: list[str], dequant_table: list[str]) -> None:
-    """Replace the entries of TILINGS and DEQUANT_TILINGS in the source file at `path`."""
+    """Replace the entries of TILINGS and DEQUANT_TILINGS (where given) in the source file at `path`."""
     source = open(path).read()
     for name, lines in (("TILINGS", table), ("DEQUANT_TILINGS", dequant_table)):
+        if not lines:
+            continue
         head = source.index(f"\n{name}: ")
         start = source.index("{", head) + 1
         end = source.index("}\n", start)
@@ -264,13 +268,14 @@ def main() -> None:
     parser.add_argument("--shapes", default="", help="comma-separated ROWSxCOLS (default: the built-in set)")
     parser.add_argument("--sweep", action="store_true", help="time a grid of batch-1 tilings instead (TILING_SWEEP)")
     parser.add_argument("--apply", action="store_true", help="with --sweep: write the best tilings into gemv.py")
+    parser.add_argument("--dequant-only", action="store_true", help="with --sweep: only the dequantization tilings")
     args = parser.parse_args()
     started = time.time()
     device = torch.cuda.get_device_name()
     copy_gbps = copy_bandwidth()
     print(f"{device}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
     if args.sweep:
-        sweeps, table, dequant_table = sweep()
+        sweeps, table, dequant_table = sweep(gemv_too=not args.dequant_only)
         with open(args.out, "w") as f:
             json.dump({"device": device, "copy_gbps": copy_gbps, "sweeps": sweeps}, f, indent=1)
         if args.apply:

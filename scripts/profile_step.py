@@ -1,4 +1,5 @@
-"""Where the time of a prompt pass and of decode steps goes, per kernel, on rank 0.
+"""Where the time of a prompt pass and of decode steps goes, per kernel, on rank 0, beside
+the wall time of the same step run once without the profiler.
 
     python scripts/profile_step.py MODEL.gguf --devices cuda:0,cuda:1 --mode tensor
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -26,10 +28,15 @@ def profile_job(options: ModelOptions, n_prompt: int, n_decode: int, info: Worke
     for name, step in (("prompt", lambda: rt.engine.forward(prompt, 0)),
                        ("decode", lambda: [rt.engine.decode(1, n_prompt + i) for i in range(n_decode)])):
         rt.comm.barrier()
+        started = time.perf_counter()  # without the profiler: GPU busy time against wall time
+        step()
+        torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - started) * 1e3
+        rt.comm.barrier()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             step()
             torch.cuda.synchronize()
-        tables.append(f"--- {name} ({options.split_mode}, rank {info.rank})\n"
+        tables.append(f"--- {name} ({options.split_mode}, rank {info.rank}), {wall_ms:.2f} ms wall unprofiled\n"
                       + prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60))
     return "\n".join(tables)
 
