@@ -45,7 +45,8 @@ with _interpreter():
     import triton.language as tl
 
     from llamatp.quant.gemv import (
-        GemvConfig, Tiling, dequantize_packed, gemv, gemv_supported, pick_config, quantize_rows, repack,
+        GemvConfig, Tiling, dequantize_packed, early_launch, early_launch_options, gemv, gemv_supported, pick_config,
+        quantize_rows, repack,
     )  # fmt: skip
 
 INTERPRETED = type(tl.sum).__name__ == "InterpretedFunction"  # False if Triton was imported before
@@ -223,6 +224,11 @@ def test_rows_are_padded_to_whole_tiles_of_32() -> None:
     raw = random_blocks(Q.Q4_1, N_ROWS, N_COLS, seed=15)
     padded = repack(torch.from_numpy(raw), Q.Q4_1, N_ROWS, N_COLS)
     assert padded.nbytes == repack(torch.from_numpy(raw[:1].repeat(96, axis=0)), Q.Q4_1, 96, N_COLS).nbytes
+
+
+def test_kernels_start_early_only_on_gpus() -> None:
+    """Programmatic dependent launch needs a Hopper GPU; elsewhere kernels launch as usual."""
+    assert not early_launch(torch.device("cpu")) and early_launch_options(torch.device("cpu")) == {}
 
 
 def test_supported_types_are_those_real_models_use() -> None:

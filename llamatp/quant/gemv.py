@@ -35,7 +35,12 @@ bytes at a time with one `dp4a` instruction. Masking a word's even or odd fields
 into words that hold the matching elements, 8k + 4p + w in byte k of word 4p + w of its
 block. A few instructions per eight weights keep the GEMV bound by memory, where decoding
 each weight to a float is not. The zero points and offsets are applied once per chunk
-through the sums of x's halves, which the quantization stores beside each scale.
+through the sums of x's halves, which the quantization stores beside each scale. Kernels
+that produce a GEMV's input round it as they write it (`store_rounded_blocks` into a
+`QuantizedRows`), which saves a kernel per GEMV.
+
+On Hopper and later the GEMV is launched before the kernel that feeds it has ended
+(`early_launch`): it loads its first weights meanwhile and waits on the GPU before it reads x.
 
 A tensor-parallel rank repacks only its own slice of the GGUF data: any whole rows, or any
 block-aligned range of columns (a multiple of 256 for K-quants).
@@ -609,13 +614,13 @@ def _sm_count(device: torch.device) -> int:
 def pick_config(w: PackedWeight, batch: int, sm_count: int, tiling: Tiling | None = None) -> GemvConfig:
     """A tiling for `batch` rows of x times `w` on a GPU with `sm_count` multiprocessors.
 
-    The tiling for batch 1 comes from TILINGS unless given; larger batches hold fewer rows
-    per program (each row of x costs registers). When the row tiles alone would give the
+    The tiling for batch 1 comes from TILINGS unless given; larger batches hold fewer chunks
+    per step (each row of x costs registers). When the row tiles alone would give the
     multiprocessors fewer programs than the tiling's `programs_per_sm`, K is split.
     """
     tiling = tiling or TILINGS.get((w.qtype, w.n_rows >= MANY_ROWS), DEFAULT_TILING)
     block_c = min(tiling.block_c, triton.next_power_of_2(w.n_chunks))
-    if batch > 1:  # each row of x costs registers: hold fewer chunks
+    if batch > 1:
         block_c = max(tiling.num_warps, block_c // (2 if batch <= 4 else 4))
     block_n = tiling.block_n
     tiles = triton.cdiv(w.n_rows, block_n)
