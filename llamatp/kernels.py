@@ -9,7 +9,7 @@ launching than computing. These fuse the chains into one kernel each:
 The torch versions run on CPU and define what the kernels must compute. The norm, the
 activation and the attention merge feed GEMVs: given a `QuantizedRows` (`rounded`), they
 also write their output rounded as the GEMV reads it, which saves the GEMV a kernel of its
-own. On Hopper every kernel here starts before the one before it ends (`gemv.early_launch`)
+own. On Hopper every kernel here starts before the one before it ends (`gemv.early_launch_args`)
 and waits for it (EARLY) before it touches memory: the launches overlap the kernels.
 """
 
@@ -22,7 +22,7 @@ try:
     import triton
     import triton.language as tl
 
-    from llamatp.quant.gemv import QuantizedRows, early_launch, early_launch_options, store_rounded_blocks
+    from llamatp.quant.gemv import QuantizedRows, early_launch_args, store_rounded_blocks
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
 
@@ -72,8 +72,8 @@ def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: 
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     _add_rms_norm_kernel[(x2.shape[0],)](
         x2, res2, weight, out, total, words, meta, width, eps,
-        HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, EARLY=early_launch(x.device), BLOCK=block,
-        num_warps=min(16, max(1, block // 256)), **early_launch_options(x.device),
+        HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, BLOCK=block,
+        num_warps=min(16, max(1, block // 256)), **early_launch_args(x.device),
     )
     return out.reshape(shape), total.reshape(shape)
 
@@ -152,8 +152,7 @@ def rope_store_kv_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos:
     _rope_store_kernel[(T, n_q + n_kv)](
         q, k, v, cos, sin, q_out, k_cache, v_cache, pos,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        k_cache.stride(0), k_cache.stride(1), n_q, HALF=hd // 2, NEOX=neox, EARLY=early_launch(q.device),
-        **early_launch_options(q.device),
+        k_cache.stride(0), k_cache.stride(1), n_q, HALF=hd // 2, NEOX=neox, **early_launch_args(q.device),
     )
     return q_out
 
@@ -217,8 +216,8 @@ def gated_act_triton(gate_up: torch.Tensor, gelu: bool, rounded: QuantizedRows |
     block = 1024
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     _gated_act_kernel[(rows, triton.cdiv(width, block))](
-        gate_up, out, words, meta, width, GELU=gelu, ROUND=rounded is not None, EARLY=early_launch(gate_up.device),
-        BLOCK=block, **early_launch_options(gate_up.device),
+        gate_up, out, words, meta, width, GELU=gelu, ROUND=rounded is not None, BLOCK=block,
+        **early_launch_args(gate_up.device),
     )
     return out
 
@@ -291,14 +290,14 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     _decode_attention_chunk[(n_kv, n_chunks)](
         q, k_cache, v_cache, pos, m, s, acc, group, chunk, window, scale * 1.4426950408889634,
         k_cache.stride(0), k_cache.stride(1), BLOCK_G=block_g, BLOCK_N=block_n, HEAD_DIM=head_dim,
-        EARLY=early_launch(q.device), **early_launch_options(q.device),
+        **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     _decode_attention_merge[(n_kv, group)](
         m, s, acc, out, words, meta, group, n_chunks, BLOCK_G=block_g,
         BLOCK_C=min(32, triton.next_power_of_2(n_chunks)), HEAD_DIM=head_dim, ROUND=rounded is not None,
-        EARLY=early_launch(q.device), **early_launch_options(q.device),
+        **early_launch_args(q.device),
     )
     return out
 

@@ -92,11 +92,15 @@ class StackedLinear(torch.nn.Module):
         super().__init__()
         self.parts = torch.nn.ModuleList(parts)
 
+    def _gemv_parts(self, x_rows: int) -> list[Linear]:
+        """The parts a forward pass over `x_rows` rows runs as GEMVs."""
+        return [part for part in self.parts if part.packed is not None] if x_rows <= GEMV_MAX_ROWS else []
+
     def rounded_input(self, x_rows: int, device: torch.device) -> QuantizedRows | None:
         """A buffer for x rounded as the GEMV reads it, if a forward pass over `x_rows` rows
-        on `device` would run a GEMV; else None."""
-        gemv_parts = [part for part in self.parts if part.packed is not None]
-        if not gemv_parts or x_rows > GEMV_MAX_ROWS or device.type != "cuda":
+        would run a GEMV; else None."""
+        gemv_parts = self._gemv_parts(x_rows)
+        if not gemv_parts:
             return None
         from llamatp.quant.gemv import QuantizedRows
 
@@ -107,7 +111,7 @@ class StackedLinear(torch.nn.Module):
         different GGUF types share one rounding of x."""
         if len(self.parts) == 1:
             return self.parts[0](x, rounded)
-        if rounded is None and sum(part.packed is not None for part in self.parts) > 1 and x.shape[0] <= GEMV_MAX_ROWS:
+        if rounded is None and len(self._gemv_parts(x.shape[0])) > 1:
             from llamatp.quant.gemv import quantize_rows
 
             rounded = quantize_rows(x.reshape(-1, x.shape[-1]).contiguous())

@@ -45,7 +45,7 @@ with _interpreter():
     import triton.language as tl
 
     from llamatp.quant.gemv import (
-        GemvConfig, Tiling, dequantize_packed, early_launch, early_launch_options, gemv, gemv_supported, pick_config,
+        GemvConfig, Tiling, dequantize_packed, early_launch, early_launch_args, gemv, gemv_supported, pick_config,
         quantize_rows, repack,
     )  # fmt: skip
 
@@ -228,7 +228,7 @@ def test_rows_are_padded_to_whole_tiles_of_32() -> None:
 
 def test_kernels_start_early_only_on_gpus() -> None:
     """Programmatic dependent launch needs a Hopper GPU; elsewhere kernels launch as usual."""
-    assert not early_launch(torch.device("cpu")) and early_launch_options(torch.device("cpu")) == {}
+    assert not early_launch(torch.device("cpu")) and early_launch_args(torch.device("cpu")) == {"EARLY": False}
 
 
 def test_supported_types_are_those_real_models_use() -> None:

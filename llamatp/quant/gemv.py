@@ -665,8 +665,8 @@ def gemv(
         rounded.words, rounded.meta, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales,
         _plane(w.sub_scales, w), batch, w.n_rows, w.n_chunks, chunks_per_split, split_k,
         QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c,
-        SPLIT=split_k > 1, EMULATE=_interpreted(), EARLY=early_launch(x.device), num_warps=cfg.num_warps,
-        enable_fp_fusion=True, **early_launch_options(x.device),
+        SPLIT=split_k > 1, EMULATE=_interpreted(), num_warps=cfg.num_warps, enable_fp_fusion=True,
+        **early_launch_args(x.device),
     )  # fmt: skip
     return out.reshape(*x.shape[:-1], w.n_rows)
 
@@ -679,8 +679,8 @@ def quantize_rows(x: torch.Tensor) -> QuantizedRows:
     n_blocks = n_cols // 32
     grid = (batch, triton.cdiv(n_blocks, QUANTIZE_BLOCK_B))
     _quantize_kernel[grid](
-        x, rounded.words, rounded.meta, n_blocks, BLOCK_B=QUANTIZE_BLOCK_B, EARLY=early_launch(x.device),
-        num_warps=4, enable_fp_fusion=True, **early_launch_options(x.device),
+        x, rounded.words, rounded.meta, n_blocks, BLOCK_B=QUANTIZE_BLOCK_B, num_warps=4, enable_fp_fusion=True,
+        **early_launch_args(x.device),
     )
     return rounded
 
@@ -694,11 +694,12 @@ def early_launch(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device)[0] >= 9
 
 
-def early_launch_options(device: torch.device) -> dict[str, bool]:
-    """Launch options for a kernel that may start early (see `early_launch`): it must wait
+def early_launch_args(device: torch.device) -> dict[str, bool]:
+    """Launch arguments of a kernel that may start early (see `early_launch`): its EARLY
+    constexpr and, when set, the launch option. Such a kernel must wait
     (`tl.extra.cuda.gdc_wait`) before it reads what earlier kernels wrote or writes anything,
     since memory it writes may still be read by them."""
-    return {"launch_pdl": True} if early_launch(device) else {}
+    return {"EARLY": True, "launch_pdl": True} if early_launch(device) else {"EARLY": False}
 
 
 def _interpreted() -> bool:
