@@ -57,7 +57,7 @@ TILING_SWEEP = {
     "tiles": [(32, 4, 4), (32, 2, 2), (32, 8, 8), (32, 4, 2), (32, 8, 4), (32, 16, 16), (64, 4, 4), (32, 16, 8)],
     "programs_per_sm": [2, 4, 8, 16],
 }
-DEQUANT_SWEEP = {"shape": (14336, 4096), "block_c": [4, 8, 16, 32, 64], "num_warps": [1, 2, 4, 8]}
+DEQUANT_SWEEP = {"shape": (14336, 4096), "block_u": [2, 4, 8, 16], "num_warps": [4, 8]}
 # Byte offsets of the float16 scale fields inside one block (ggml-common.h).
 F16_FIELDS = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q8_0": (0,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
 
@@ -191,13 +191,13 @@ def sweep_shape(type_name: str, n_rows: int, n_cols: int) -> list[dict]:
     return sorted(results, key=lambda r: r["graph_us"])
 
 
-def sweep(gemv_too: bool = True) -> tuple[dict[str, list[dict]], list[str], list[str]]:
-    """Sweep every type and shape of TILING_SWEEP; print, per type and shape class, the tiling
-    with the least total time over the class's shapes, as lines for `gemv.TILINGS`, and
+def sweep(types: list[str], gemv_too: bool = True) -> tuple[dict[str, list[dict]], list[str], list[str]]:
+    """Sweep these types over the shapes of TILING_SWEEP; print, per type and shape class, the
+    tiling with the least total time over the class's shapes, as lines for `gemv.TILINGS`, and
     likewise for `gemv.DEQUANT_TILINGS`. Returns the timings and the two sets of lines (the
     first empty without `gemv_too`)."""
     sweeps, table = {}, []
-    for type_name in TILING_SWEEP["types"] if gemv_too else []:
+    for type_name in types if gemv_too else []:
         totals: dict[tuple[bool, Tiling], float] = {}
         for n_rows, n_cols in TILING_SWEEP["shapes"]:
             results = sweep_shape(type_name, n_rows, n_cols)
@@ -218,7 +218,7 @@ def sweep(gemv_too: bool = True) -> tuple[dict[str, list[dict]], list[str], list
     if table:
         print("\nTILINGS entries (llamatp/quant/gemv.py):\n" + "\n".join(table))
     dequant_table = []
-    for type_name in TILING_SWEEP["types"]:
+    for type_name in types:
         results = sweep_dequant(type_name, *DEQUANT_SWEEP["shape"])
         best, worst = results[0], results[-1]
         print(f"dequant {type_name:5} best {best['us']:7.1f} us {best['gbps']:6.0f} GB/s {best['tiling']}; worst {worst['us']:7.1f} us")
@@ -229,15 +229,16 @@ def sweep(gemv_too: bool = True) -> tuple[dict[str, list[dict]], list[str], list
 
 
 def apply_tables(path: str, table: list[str], dequant_table: list[str]) -> None:
-    """Replace the entries of TILINGS and DEQUANT_TILINGS (where given) in the source file at `path`."""
+    """Write these entries of TILINGS and DEQUANT_TILINGS into the source file at `path`, in
+    place of the entries with the same keys; entries of types not swept stay."""
     source = open(path).read()
     for name, lines in (("TILINGS", table), ("DEQUANT_TILINGS", dequant_table)):
-        if not lines:
-            continue
         head = source.index(f"\n{name}: ")
         start = source.index("{", head) + 1
         end = source.index("}\n", start)
-        source = source[:start] + "\n" + "\n".join(lines) + "\n" + source[end:]
+        entries = {line.split(": ")[0]: line for line in source[start:end].strip("\n").split("\n")}
+        entries.update({line.split(": ")[0]: line for line in lines})
+        source = source[:start] + "\n" + "\n".join(entries.values()) + "\n" + source[end:]
     with open(path, "w") as f:
         f.write(source)
 
@@ -249,8 +250,8 @@ def sweep_dequant(type_name: str, n_rows: int, n_cols: int) -> list[dict]:
     packed = repack(raw, Q[type_name], n_rows, n_cols)
     expected = dequantize_to(raw, Q[type_name], torch.bfloat16)
     results = []
-    for block_c, num_warps in itertools.product(DEQUANT_SWEEP["block_c"], DEQUANT_SWEEP["num_warps"]):
-        tiling = DequantTiling(block_c, num_warps)
+    for block_u, num_warps in itertools.product(DEQUANT_SWEEP["block_u"], DEQUANT_SWEEP["num_warps"]):
+        tiling = DequantTiling(block_u, num_warps)
         if relative_error(dequantize_packed(packed, torch.bfloat16, tiling), expected.float()) > 1e-2:
             raise SystemExit(f"dequant {type_name} {tiling}: wrong result")
         us = median_us(lambda: dequantize_packed(packed, torch.bfloat16, tiling))
@@ -264,7 +265,7 @@ def sweep_dequant(type_name: str, n_rows: int, n_cols: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_gemv.json", help="where to write the results as JSON")
-    parser.add_argument("--types", default=",".join(TYPES), help="comma-separated GGUF types")
+    parser.add_argument("--types", default="", help="comma-separated GGUF types (default: all, or with --sweep those of TILING_SWEEP)")
     parser.add_argument("--shapes", default="", help="comma-separated ROWSxCOLS (default: the built-in set)")
     parser.add_argument("--sweep", action="store_true", help="time a grid of batch-1 tilings instead (TILING_SWEEP)")
     parser.add_argument("--apply", action="store_true", help="with --sweep: write the best tilings into gemv.py")
@@ -275,7 +276,8 @@ def main() -> None:
     copy_gbps = copy_bandwidth()
     print(f"{device}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
     if args.sweep:
-        sweeps, table, dequant_table = sweep(gemv_too=not args.dequant_only)
+        sweeps, table, dequant_table = sweep(args.types.split(",") if args.types else TILING_SWEEP["types"],
+                                             gemv_too=not args.dequant_only)
         with open(args.out, "w") as f:
             json.dump({"device": device, "copy_gbps": copy_gbps, "sweeps": sweeps}, f, indent=1)
         if args.apply:
@@ -284,7 +286,7 @@ def main() -> None:
         print(f"{time.time() - started:.0f} s; in {args.out}")
         return
 
-    types = args.types.split(",")
+    types = args.types.split(",") if args.types else TYPES
     if args.shapes:
         shapes = [("custom", tuple(int(v) for v in s.split("x"))) for s in args.shapes.split(",")]
     else:

@@ -45,7 +45,7 @@ with _interpreter():
     import triton.language as tl
 
     from llamatp.quant.gemv import (
-        GemvConfig, Tiling, dequantize_packed, early_launch, early_launch_args, gemv, gemv_supported, pick_config,
+        DequantTiling, GemvConfig, Tiling, dequantize_packed, early_launch, early_launch_args, gemv, gemv_supported, pick_config,
         quantize_rows, repack,
     )  # fmt: skip
 
@@ -199,6 +199,14 @@ def test_dequantize_packed_reproduces_gguf_values(qtype: GGMLQuantizationType) -
     dense = dequantize_packed(repack(torch.from_numpy(raw), qtype, N_ROWS, N_COLS), torch.float32)
     expected = torch.from_numpy(quants.dequantize(raw, qtype))
     torch.testing.assert_close(dense, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0, Q.Q6_K], ids=lambda t: t.name)
+def test_dequantize_packed_masks_a_programs_columns_past_the_end(qtype: GGMLQuantizationType) -> None:
+    raw = random_blocks(qtype, N_ROWS, N_COLS, seed=16)
+    wide_programs = DequantTiling(block_u=2 * N_COLS // 32, num_warps=1)
+    dense = dequantize_packed(repack(torch.from_numpy(raw), qtype, N_ROWS, N_COLS), torch.float32, wide_programs)
+    torch.testing.assert_close(dense, torch.from_numpy(quants.dequantize(raw, qtype)), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("qtype", [Q.Q5_0, Q.Q5_K], ids=lambda t: t.name)

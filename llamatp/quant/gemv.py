@@ -174,19 +174,17 @@ TILINGS: dict[tuple[GGMLQuantizationType, bool], Tiling] = {
 
 @dataclass(frozen=True)
 class DequantTiling:
-    """Chunks per dequantization program, and its warps."""
+    """Units of 32 columns per dequantization program (of one tile of rows), and its warps."""
 
-    block_c: int
+    block_u: int
     num_warps: int
 
 
-DEFAULT_DEQUANT_TILING = DequantTiling(block_c=16, num_warps=2)
+DEFAULT_DEQUANT_TILING = DequantTiling(block_u=8, num_warps=4)
 # By type, as printed by `scripts/bench_gemv.py --sweep` on an H100; other types take the default.
 DEQUANT_TILINGS: dict[GGMLQuantizationType, DequantTiling] = {
-    Q.Q4_0: DequantTiling(block_c=16, num_warps=4),
-    Q.Q8_0: DequantTiling(block_c=16, num_warps=2),
-    Q.Q4_K: DequantTiling(block_c=16, num_warps=2),
-    Q.Q6_K: DequantTiling(block_c=16, num_warps=2),
+    Q.Q4_0: DequantTiling(block_u=4, num_warps=8),
+    Q.Q8_0: DequantTiling(block_u=8, num_warps=8),
 }
 
 
@@ -538,66 +536,79 @@ def _gemv_kernel(
 
 @triton.jit
 def _dequant_kernel(
-    out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, total_chunks, n_chunks, n_rows, magic,
-    QTYPE: tl.constexpr, BLOCK_C: tl.constexpr,
+    out_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, n_rows, n_units, magic,
+    QTYPE: tl.constexpr, BLOCK_U: tl.constexpr,
 ):  # fmt: skip
-    """out = W for a run of BLOCK_C chunks of the planes, in the planes' order (for each tile
-    of rows and each chunk, that chunk of the tile's rows).
+    """out = W for one tile of 32 rows and BLOCK_U units of 32 columns: a chunk, or for Q8_0
+    a block of two chunks.
 
-    A tile is [chunks, field j, word w], element 4j + w of its chunk: the threads of a warp
-    hold the fields of the same few chunks, so that each store writes a contiguous run, and
-    each thread loads its chunk's four words with one 16-byte load (the same address for the
-    threads of a chunk, which the cache serves once). The fields sit at bit 4j (8j for Q8_0,
-    whose field j of word w is element 8j + 4p + w of the block, p the chunk's parity).
+    The tile is [row, unit, element e of the unit]: neighbouring threads hold neighbouring
+    elements of a row, eight each, so every store writes 16 contiguous bytes and the stores
+    of a warp one run of the row. A thread loads the four words of its chunk at once (the
+    threads of a chunk load the same 16 bytes, which the cache serves once), and takes its
+    elements' fields from them: field e // 4 of word e % 4 (Q8_0: byte e // 8 of word e % 4
+    of the block's chunk (e // 4) % 2).
     """
-    E: tl.constexpr = 4 if QTYPE == Q8_0 else 8
-    BITS: tl.constexpr = 32 // E
-    CHUNKS_PER_BLOCK: tl.constexpr = 2 if QTYPE == Q8_0 else 8 if QTYPE == Q4_K or QTYPE == Q5_K or QTYPE == Q6_K else 1
-    chunk = tl.program_id(0).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None, None]
-    j = tl.arange(0, E)[None, :, None]
-    w = tl.arange(0, 4)[None, None, :]
-    row = chunk // (n_chunks * TILE) * TILE + chunk % TILE
-    col_chunk = chunk // TILE % n_chunks
-    ok = (chunk < total_chunks) & (row < n_rows)
-    words = tl.load(quants_ptr + chunk * 4 + w + 0 * j, mask=ok, other=0, eviction_policy="evict_first")
-    # Indices of one value per chunk, with consecutive chunks no longer known to be
-    # consecutive: such a value then loads straight into the tile's layout.
-    at_chunk = tl.where(ok, chunk, 0)
-    block = tl.where(ok, _interleaved(row, col_chunk // CHUNKS_PER_BLOCK, n_chunks // CHUNKS_PER_BLOCK), 0)
-    code = (words >> (BITS * j)) & ((1 << BITS) - 1)
-    if QTYPE == Q8_0:  # signed bytes -> offset by 128
-        code ^= 0x80
-    if QTYPE == Q5_0 or QTYPE == Q5_K:
-        high = tl.load(high_ptr + at_chunk, mask=ok, other=0, eviction_policy="evict_first")
-        code |= ((high >> (4 * j + w)) & 1) << 4
-    if QTYPE == Q6_K:
-        high = tl.load(high_ptr + chunk * 4 + w + 0 * j, mask=ok, other=0, eviction_policy="evict_first").to(tl.int32)
-        code |= ((high >> (4 * (j % 4) + 2 * (j // 4))) & 3) << 4
     ZERO: tl.constexpr = (
         8 if QTYPE == Q4_0 else 16 if QTYPE == Q5_0 else 128 if QTYPE == Q8_0 else 32 if QTYPE == Q6_K else 0
     )
+    K_QUANT: tl.constexpr = QTYPE == Q4_K or QTYPE == Q5_K or QTYPE == Q6_K
+    tile = tl.program_id(0).to(tl.int64)
+    r = tl.arange(0, TILE)[:, None, None]
+    unit = tl.program_id(1) * BLOCK_U + tl.arange(0, BLOCK_U)[None, :, None]
+    e = tl.arange(0, 32)[None, None, :]
+    ok = (unit < n_units) & (tile * TILE + r < n_rows)
+    if QTYPE == Q8_0:
+        chunk = 2 * unit + (e // 4) % 2
+        shift = 8 * (e // 8)
+        n_chunks = 2 * n_units
+    else:
+        chunk = unit
+        shift = 4 * (e // 4)
+        n_chunks = n_units
+    entry = (tile * n_chunks + chunk) * TILE + r
+    words = tl.load(quants_ptr + entry * 4 + e % 4, mask=ok, other=0, eviction_policy="evict_first")
+    code = (words >> shift) & (255 if QTYPE == Q8_0 else 15)
+    if QTYPE == Q8_0:  # signed bytes -> offset by 128
+        code ^= 0x80
+    # Entries of one value per unit, in which Triton cannot see that neighbouring rows are
+    # neighbours in memory (it would load them in a layout of their own). A single such
+    # value per unit (a scale) is then moved into the tile's layout through shared memory;
+    # where several are (Q4_1, K-quants), Triton moves the whole tile instead, so those
+    # and the Q5 bits are loaded per element, the cache serving the repeats.
+    at = tl.where(ok, entry, 0)
+    n_blocks = n_units // 8 if K_QUANT else n_units
+    block = tl.where(ok, (tile * n_blocks + (unit // 8 if K_QUANT else unit)) * TILE + r, 0)
+    if QTYPE == Q4_1 or K_QUANT:
+        at += 0 * e
+        block += 0 * e
+    if QTYPE == Q5_0 or QTYPE == Q5_K:  # element e's fifth bit is bit e
+        high = tl.load(high_ptr + at + 0 * e, mask=ok, other=0, eviction_policy="evict_first")
+        code |= ((high >> e) & 1) << 4
+    if QTYPE == Q6_K:  # field j of a word has its top two bits at bit 4(j % 4) + 2(j // 4)
+        high = tl.load(high_ptr + entry * 4 + e % 4, mask=ok, other=0, eviction_policy="evict_first").to(tl.int32)
+        j = e // 4
+        code |= ((high >> (4 * (j % 4) + 2 * (j // 4))) & 3) << 4
     value = (code | magic).to(tl.float32, bitcast=True) - (8388608.0 + ZERO)
     offset = 0.0
     if QTYPE == Q4_1:
         scale = tl.load(scales_ptr + block * 2, mask=ok, other=0).to(tl.float32)
         offset = tl.load(scales_ptr + block * 2 + 1, mask=ok, other=0).to(tl.float32)
-    elif QTYPE == Q6_K:  # a scale per 16 elements: fields 0-3 of the words, then fields 4-7
+    elif QTYPE == Q6_K:  # a scale per 16 elements
         d = tl.load(scales_ptr + block, mask=ok, other=0).to(tl.float32)
-        scale = d * tl.load(sub_ptr + at_chunk * 2 + j // 4, mask=ok, other=0).to(tl.float32)
+        scale_lo = tl.load(sub_ptr + at * 2, mask=ok, other=0).to(tl.float32)
+        scale_hi = tl.load(sub_ptr + at * 2 + 1, mask=ok, other=0).to(tl.float32)
+        scale = d * tl.where(e < 16, scale_lo, scale_hi)
     elif QTYPE == Q4_K or QTYPE == Q5_K:
         d = tl.load(scales_ptr + block * 2, mask=ok, other=0).to(tl.float32)
         dmin = tl.load(scales_ptr + block * 2 + 1, mask=ok, other=0).to(tl.float32)
-        scale = d * tl.load(sub_ptr + at_chunk * 2, mask=ok, other=0).to(tl.float32)
-        offset = -dmin * tl.load(sub_ptr + at_chunk * 2 + 1, mask=ok, other=0).to(tl.float32)
+        scale = d * tl.load(sub_ptr + at * 2, mask=ok, other=0).to(tl.float32)
+        offset = -dmin * tl.load(sub_ptr + at * 2 + 1, mask=ok, other=0).to(tl.float32)
     else:  # Q4_0, Q5_0, Q8_0
         scale = tl.load(scales_ptr + block, mask=ok, other=0).to(tl.float32)
     out = value * scale + offset
-    n_cols = n_chunks * (16 if QTYPE == Q8_0 else 32)
-    if QTYPE == Q8_0:  # byte j of word w of chunk p of a block is element 8j + 4p + w
-        at = row * n_cols + col_chunk // 2 * 32 + 8 * j + 4 * (col_chunk % 2) + w
-    else:
-        at = row * n_cols + col_chunk * 32 + 4 * j + w
-    tl.store(out_ptr + at, out.to(out_ptr.dtype.element_ty), mask=ok)
+    at_out = (tile * TILE + r) * (n_units * 32) + unit * 32 + e
+    tl.store(out_ptr + at_out, out.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -713,11 +724,10 @@ def dequantize_packed(
     """The whole weight as a dense [n_rows, n_cols] tensor of `dtype` (for prompt-sized matmuls)."""
     tiling = tiling or DEQUANT_TILINGS.get(w.qtype, DEFAULT_DEQUANT_TILING)
     out = torch.empty(w.n_rows, w.n_cols, dtype=dtype, device=w.quants.device)
-    total_chunks = w.quants.shape[0] * w.quants.shape[1] * ROW_TILE
-    _dequant_kernel[(triton.cdiv(total_chunks, tiling.block_c),)](
-        out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), total_chunks, w.n_chunks,
-        w.n_rows, MAGIC,
-        QTYPE=int(w.qtype), BLOCK_C=tiling.block_c, num_warps=tiling.num_warps, enable_fp_fusion=True,
+    n_units = w.n_cols // 32
+    _dequant_kernel[(w.quants.shape[0], triton.cdiv(n_units, tiling.block_u))](
+        out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), w.n_rows, n_units, MAGIC,
+        QTYPE=int(w.qtype), BLOCK_U=tiling.block_u, num_warps=tiling.num_warps, enable_fp_fusion=True,
     )  # fmt: skip
     return out
 
