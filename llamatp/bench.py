@@ -261,7 +261,7 @@ class BenchRunner:
 
     def fill(self, depth: int, n_batch: int) -> None:
         if self.filled < depth:
-            self._prompt(self.tokens(depth, seed=0)[self.filled:], self.filled, n_batch)
+            self._prompt(self.tokens(depth, seed=0)[self.filled:], self.filled, n_batch, repeated=False)
             self.sync()
             self.filled = depth
 
@@ -270,7 +270,7 @@ class BenchRunner:
         self.filled = min(self.filled, test.n_depth)
         pos = test.n_depth
         if n_prompt:
-            self._prompt(self.tokens(n_prompt, seed=1), pos, test.n_batch)
+            self._prompt(self.tokens(n_prompt, seed=1), pos, test.n_batch, repeated=True)
             pos += n_prompt
         for token in self.tokens(n_gen, seed=2):
             self.engine.decode(token, pos)
@@ -296,9 +296,9 @@ class BenchRunner:
         show("done", repetitions)
         return samples
 
-    def _prompt(self, tokens: list[int], start: int, n_batch: int) -> None:
+    def _prompt(self, tokens: list[int], start: int, n_batch: int, repeated: bool) -> None:
         for i in range(0, len(tokens), n_batch):
-            self.engine.forward(tokens[i : i + n_batch], start + i)
+            self.engine.forward(tokens[i : i + n_batch], start + i, repeated=repeated)
 
 
 def group_job(group: BenchGroup, info: WorkerInfo) -> list[Measurement]:

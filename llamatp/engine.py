@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from llamatp.comm import Comm
+from llamatp.graphs import PassGraphs, prompt_graphs_enabled
 from llamatp.model import KVCache, Transformer
 from llamatp.plan import Plan
 
@@ -25,6 +26,7 @@ class Engine:
         self.n_vocab = sum(self.vocab_widths) if plan.mode == "tensor" else len(plan.shards[0].vocab)
         self.use_graphs = use_graphs and device.type == "cuda"
         self._graph: torch.cuda.CUDAGraph | None = None
+        self._prompt_graphs = PassGraphs() if self.use_graphs and prompt_graphs_enabled() else None
         # Captured now, before a prompt fills the cache that the capture's warm-up writes into.
         self._capture_decode()
 
@@ -33,6 +35,8 @@ class Engine:
         decode graph captured for it: the decode kernels size their work to the cache."""
         layers, kv_heads, _, head_dim = self.model.cache.k.shape
         self._graph = None
+        if self._prompt_graphs is not None:
+            self._prompt_graphs.clear()
         del self.model.cache  # free the old cache (and the graph's hold on it) before the new one
         self.model.cache = KVCache(layers, kv_heads, n_ctx, head_dim, self.dtype, self.device)
         self.n_ctx = n_ctx
@@ -44,14 +48,17 @@ class Engine:
             torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
-    def forward(self, tokens: list[int], start: int, all_logits: bool = False) -> torch.Tensor:
-        """Run tokens at positions start.. and return float32 logits, [len(tokens) or 1, n_vocab]."""
+    def forward(self, tokens: list[int], start: int, all_logits: bool = False, repeated: bool = False) -> torch.Tensor:
+        """Run tokens at positions start.. and return float32 logits, [len(tokens) or 1, n_vocab].
+
+        `repeated`: the caller will run passes of this length at this start again (bench
+        repetitions, perplexity chunks), so on GPUs they are captured as CUDA graphs."""
         outputs = []
         step = self.plan.n_ubatch
         for i in range(0, len(tokens), step):
             chunk = tokens[i : i + step]
             wanted = all_logits or i + step >= len(tokens)
-            logits = self._forward_chunk(chunk, start + i, last_only=not all_logits)
+            logits = self._forward_chunk(chunk, start + i, last_only=not all_logits, repeated=repeated)
             if wanted:
                 outputs.append(logits)
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
@@ -60,7 +67,7 @@ class Engine:
     def decode(self, token: int, pos: int) -> torch.Tensor:
         """One token: through a captured CUDA graph where possible. Returns logits [1, n_vocab]."""
         if self._graph is None:
-            return self._forward_chunk([token], pos, last_only=True)
+            return self._forward_chunk([token], pos, last_only=True, repeated=False)
         comm, layer_split = self.comm, self.plan.mode == "layer"
         if not layer_split or comm.is_first:
             self._input.fill_(token)
@@ -74,19 +81,33 @@ class Engine:
             torch.distributed.send(self._output, comm.rank + 1)
         return comm.broadcast(self._output if comm.is_last else self._logits, comm.world - 1)
 
-    def _forward_chunk(self, chunk: list[int], start: int, last_only: bool) -> torch.Tensor:
+    def _forward_chunk(self, chunk: list[int], start: int, last_only: bool, repeated: bool) -> torch.Tensor:
         tokens = torch.tensor(chunk, dtype=torch.long, device=self.device)
         if self.plan.mode == "layer":
-            return self._pipeline(tokens, start, last_only)
-        pos = torch.arange(start, start + len(chunk), device=self.device)
-        return self._gather(self.model(tokens, pos, kv_len=start + len(chunk), last_only=last_only))
+            return self._pipeline(tokens, start, last_only, repeated)
+        return self._run_pass(tokens, start, last_only, repeated)
+
+    def _run_pass(self, inputs: torch.Tensor, start: int, last_only: bool, repeated: bool) -> torch.Tensor:
+        """This rank's part of a pass over inputs (token ids or a stage's hidden states) at
+        positions start..; as a CUDA graph where `repeated`."""
+
+        def pass_fn(x: torch.Tensor) -> torch.Tensor:
+            n = x.shape[0]
+            pos = torch.arange(start, start + n, device=self.device)
+            out = self.model(x, pos, kv_len=start + n, last_only=last_only)
+            return out if self.plan.mode == "layer" else self._gather(out)
+
+        if not repeated or self._prompt_graphs is None:
+            return pass_fn(inputs)
+        key = (tuple(inputs.shape), inputs.dtype, start, last_only)
+        return self._prompt_graphs.run(key, pass_fn, inputs)
 
     def _gather(self, local_logits: torch.Tensor) -> torch.Tensor:
         if self.plan.mode != "tensor":
             return local_logits
         return self.comm.gather_columns(local_logits, self.vocab_widths)
 
-    def _pipeline(self, tokens: torch.Tensor, start: int, last_only: bool) -> torch.Tensor:
+    def _pipeline(self, tokens: torch.Tensor, start: int, last_only: bool, repeated: bool) -> torch.Tensor:
         """Layer split: cut the batch into micro-batches so that stages work at the same time."""
         comm, n = self.comm, tokens.shape[0]
         n_micro = min(comm.world, max(1, n // 32)) if n > 1 else 1
@@ -97,8 +118,7 @@ class Engine:
                 x = tokens[a:b]
             else:
                 x = comm.recv((b - a, self.model.config.n_embd), self.dtype, comm.rank - 1)
-            pos = torch.arange(start + a, start + b, device=self.device)
-            out = self.model(x, pos, kv_len=start + b, last_only=last_only)
+            out = self._run_pass(x, start + a, last_only, repeated)
             if comm.is_last:
                 logits.append(out)
             else:

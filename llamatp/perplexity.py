@@ -59,7 +59,7 @@ def perplexity_job(opts: PerplexityOptions, info: WorkerInfo) -> PerplexityResul
         chunk = tokens[i * n_ctx : (i + 1) * n_ctx]
         if tokenizer.add_bos and tokenizer.bos_id is not None:
             chunk = [tokenizer.bos_id] + chunk[1:]
-        logits = rt.engine.forward(chunk, 0, all_logits=True)
+        logits = rt.engine.forward(chunk, 0, all_logits=True, repeated=True)
         logprobs = torch.log_softmax(logits[first : n_ctx - 1].double(), dim=-1)
         targets = torch.tensor(chunk[first + 1 : n_ctx], device=logprobs.device)
         picked = logprobs.gather(1, targets[:, None]).squeeze(1)

@@ -24,13 +24,17 @@ def logits_job(options: ModelOptions, prompt: list[int], n_decode: int, info: Wo
     rt = open_runtime(options, info)
     load_s = time.perf_counter() - started
     prefill = rt.engine.forward(prompt, 0, all_logits=True).float().cpu()
+    # The same pass as a repeated one: captured as a graph on its first run, replayed on the second.
+    replayed = [rt.engine.forward(prompt, 0, all_logits=True, repeated=True).float().cpu() for _ in range(2)]
+    replay_diff = max(float((r - prefill).abs().max()) for r in replayed)
     token, tokens = int(prefill[-1].argmax()), []
     for pos in range(len(prompt), len(prompt) + n_decode):
         tokens.append(token)
         token = int(rt.engine.decode(token, pos)[-1].argmax())
     peak = torch.cuda.max_memory_allocated(rt.device) if rt.device.type == "cuda" else 0
     print(f"rank {info.rank} ({info.device}): load {load_s:.1f} s, peak {peak / 2**30:.2f} GiB, "
-          f"weights {rt.plan.shards[info.rank].weight_bytes / 2**30:.2f} GiB", flush=True)
+          f"weights {rt.plan.shards[info.rank].weight_bytes / 2**30:.2f} GiB, "
+          f"prompt graph replay max |diff| {replay_diff:.3g}", flush=True)
     return prefill, tokens, load_s
 
 

@@ -17,15 +17,15 @@ from llamatp.launch import WorkerInfo, launch
 from llamatp.runtime import ModelOptions, open_runtime
 
 
-def profile_job(options: ModelOptions, n_prompt: int, n_decode: int, info: WorkerInfo) -> str:
+def profile_job(options: ModelOptions, n_prompt: int, n_decode: int, repeated: bool, info: WorkerInfo) -> str:
     rt = open_runtime(options, info)
     prompt = torch.randint(0, 1000, (n_prompt,), generator=torch.Generator().manual_seed(0)).tolist()
-    for _ in range(2):  # compile and warm up
-        rt.engine.forward(prompt, 0)
+    for _ in range(2):  # compile and warm up (and with --repeated, capture the prompt pass)
+        rt.engine.forward(prompt, 0, repeated=repeated)
         rt.engine.decode(1, n_prompt)
     torch.cuda.synchronize()
     tables = []
-    for name, step in (("prompt", lambda: rt.engine.forward(prompt, 0)),
+    for name, step in (("prompt", lambda: rt.engine.forward(prompt, 0, repeated=repeated)),
                        ("decode", lambda: [rt.engine.decode(1, n_prompt + i) for i in range(n_decode)])):
         rt.comm.barrier()
         started = time.perf_counter()  # without the profiler: GPU busy time against wall time
@@ -48,10 +48,11 @@ def main() -> None:
     parser.add_argument("--mode", default="tensor")
     parser.add_argument("--n-prompt", type=int, default=512)
     parser.add_argument("--n-decode", type=int, default=8)
+    parser.add_argument("--repeated", action="store_true", help="the prompt pass as a repeated one (a CUDA graph)")
     args = parser.parse_args()
     devices = args.devices.split(",")
     options = ModelOptions(model=args.model, devices=tuple(devices), split_mode=args.mode, n_ctx=1024)
-    print(launch(functools.partial(profile_job, options, args.n_prompt, args.n_decode), devices))
+    print(launch(functools.partial(profile_job, options, args.n_prompt, args.n_decode, args.repeated), devices))
 
 
 if __name__ == "__main__":

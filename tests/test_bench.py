@@ -122,16 +122,17 @@ def test_defaults_are_llama_benchs(tiny_model: str) -> None:
 
 
 class RecordingEngine:
-    """Stands in for Engine: records (call, first position, tokens); the depth fill, at position 0, is slow."""
+    """Stands in for Engine: records (call, first position, tokens); the depth fill, at position 0, is slow.
+    A prompt pass the caller marks as one it will repeat is recorded as "repeat"."""
 
     def __init__(self, fill_seconds: float = 0.0) -> None:
         self.calls: list[tuple[str, int, int]] = []
         self.fill_seconds = fill_seconds
 
-    def forward(self, tokens: list[int], start: int, all_logits: bool = False) -> None:
+    def forward(self, tokens: list[int], start: int, all_logits: bool = False, repeated: bool = False) -> None:
         if start == 0:
             time.sleep(self.fill_seconds)
-        self.calls.append(("forward", start, len(tokens)))
+        self.calls.append(("repeat" if repeated else "forward", start, len(tokens)))
 
     def decode(self, token: int, pos: int) -> None:
         self.calls.append(("decode", pos, 1))
@@ -146,11 +147,12 @@ def bench_test(n_prompt: int, n_gen: int, n_depth: int, n_batch: int = 3) -> Ben
 
 
 def test_each_repetition_starts_at_the_depth_after_one_untimed_fill() -> None:
+    """The warm-up and the repetitions run the same prompt passes, marked as repeated."""
     engine = RecordingEngine()
     runner_for(engine).measure(bench_test(n_prompt=4, n_gen=2, n_depth=8), 2, True, lambda step, done: None)
     fill = [("forward", 0, 3), ("forward", 3, 3), ("forward", 6, 2)]  # 8 tokens in batches of 3
-    warmup = [("forward", 8, 3), ("forward", 11, 1), ("decode", 12, 1)]  # the whole prompt, one token
-    repetition = [("forward", 8, 3), ("forward", 11, 1), ("decode", 12, 1), ("decode", 13, 1)]
+    warmup = [("repeat", 8, 3), ("repeat", 11, 1), ("decode", 12, 1)]  # the whole prompt, one token
+    repetition = [("repeat", 8, 3), ("repeat", 11, 1), ("decode", 12, 1), ("decode", 13, 1)]
     assert engine.calls == fill + warmup + repetition * 2
 
 

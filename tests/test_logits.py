@@ -141,6 +141,14 @@ def test_prompt_continued_later_matches_one_forward(model_and_ids: tuple[Path, l
     assert relative_error(torch.cat([first, rest]), one_shot) < 1e-5
 
 
+def test_a_repeated_prompt_pass_gives_the_same_logits_each_time(model_and_ids: tuple[Path, list[int], torch.Tensor]) -> None:
+    """Bench repetitions and perplexity chunks mark their passes as repeated (a CUDA graph on GPUs)."""
+    path, ids, one_shot = model_and_ids
+    engine = runtime(path, n_ubatch=16).engine
+    for _ in range(3):
+        assert relative_error(engine.forward(ids, 0, all_logits=True, repeated=True), one_shot) < 1e-5
+
+
 def test_token_by_token_decode_matches_one_forward(model_and_ids: tuple[Path, list[int], torch.Tensor]) -> None:
     path, ids, one_shot = model_and_ids
     engine = runtime(path).engine

@@ -1,0 +1,72 @@
+"""CUDA graphs of prompt passes whose shape repeats: bench repetitions, perplexity chunks.
+
+A prompt pass on a GPU launches a few hundred kernels and, under tensor split, dozens of
+all-reduces; from Python that takes longer than the GPUs take to run them once several
+GPUs share the work, and the GPUs wait on the host. A captured graph launches them all at
+once. Capture costs about one more pass of host time and holds the pass's activations, so
+only passes a caller will repeat are captured: on their first run, right after it.
+
+LLAMATP_PROMPT_GRAPHS=0 turns this off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import torch
+
+
+def prompt_graphs_enabled() -> bool:
+    return os.environ.get("LLAMATP_PROMPT_GRAPHS", "1") != "0"
+
+
+@dataclass
+class _Captured:
+    graph: torch.cuda.CUDAGraph
+    inputs: torch.Tensor  # the graph reads its input here
+    output: torch.Tensor  # and writes its output here
+
+
+class PassGraphs:
+    """Captured passes by key (what fixes the pass's shapes and positions), at most `capacity`,
+    the least recently run dropped first. All share one memory pool, so together they hold
+    about one pass's activations: a replay overwrites what another graph left there, and
+    `run` returns a copy of the output. A pass that cannot be captured runs as it is."""
+
+    def __init__(self, capacity: int = 4) -> None:
+        self.capacity = capacity
+        self._graphs: OrderedDict[Hashable, _Captured | None] = OrderedDict()
+        self._pool = torch.cuda.graph_pool_handle()
+
+    def run(self, key: Hashable, pass_fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        """pass_fn(inputs): replayed if captured under `key`, else run and then captured."""
+        if key not in self._graphs:
+            output = pass_fn(inputs)  # also the warm-up: kernels compiled, libraries set up
+            self._capture(key, pass_fn, inputs)
+            return output
+        self._graphs.move_to_end(key)
+        captured = self._graphs[key]
+        if captured is None:
+            return pass_fn(inputs)
+        captured.inputs.copy_(inputs)
+        captured.graph.replay()
+        return captured.output.clone()
+
+    def clear(self) -> None:
+        """Drop every graph (they point into buffers, such as a KV cache, about to be freed)."""
+        self._graphs.clear()
+
+    def _capture(self, key: Hashable, pass_fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> None:
+        static_inputs = inputs.clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, pool=self._pool):
+                output = pass_fn(static_inputs)
+            self._graphs[key] = _Captured(graph, static_inputs, output)
+        except RuntimeError:  # an operation that cannot be captured on this GPU or library version
+            self._graphs[key] = None
+        if len(self._graphs) > self.capacity:
+            self._graphs.popitem(last=False)
