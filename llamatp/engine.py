@@ -42,6 +42,11 @@ class Engine:
         self.n_ctx = n_ctx
         self._capture_decode()
 
+    @property
+    def n_prompt_graphs(self) -> int:
+        """Prompt passes held as CUDA graphs."""
+        return 0 if self._prompt_graphs is None else self._prompt_graphs.n_captured
+
     def synchronize(self) -> None:
         """Wait for the device's queued work, for timings read off the host clock."""
         if self.device.type == "cuda":

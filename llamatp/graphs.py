@@ -55,6 +55,10 @@ class PassGraphs:
         captured.graph.replay()
         return captured.output.clone()
 
+    @property
+    def n_captured(self) -> int:
+        return sum(captured is not None for captured in self._graphs.values())
+
     def clear(self) -> None:
         """Drop every graph (they point into buffers, such as a KV cache, about to be freed)."""
         self._graphs.clear()

@@ -34,7 +34,7 @@ def logits_job(options: ModelOptions, prompt: list[int], n_decode: int, info: Wo
     peak = torch.cuda.max_memory_allocated(rt.device) if rt.device.type == "cuda" else 0
     print(f"rank {info.rank} ({info.device}): load {load_s:.1f} s, peak {peak / 2**30:.2f} GiB, "
           f"weights {rt.plan.shards[info.rank].weight_bytes / 2**30:.2f} GiB, "
-          f"prompt graph replay max |diff| {replay_diff:.3g}", flush=True)
+          f"prompt graphs {rt.engine.n_prompt_graphs}, replayed max |diff| {replay_diff:.3g}", flush=True)
     return prefill, tokens, load_s
 
 
