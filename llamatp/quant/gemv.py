@@ -185,6 +185,8 @@ DEFAULT_DEQUANT_TILING = DequantTiling(block_u=8, num_warps=4)
 DEQUANT_TILINGS: dict[GGMLQuantizationType, DequantTiling] = {
     Q.Q4_0: DequantTiling(block_u=4, num_warps=8),
     Q.Q8_0: DequantTiling(block_u=8, num_warps=8),
+    Q.Q4_K: DequantTiling(block_u=2, num_warps=4),
+    Q.Q6_K: DequantTiling(block_u=2, num_warps=4),
 }
 
 
