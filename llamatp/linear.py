@@ -2,7 +2,8 @@
 
 On CUDA, quantized types with a decode kernel stay in GGUF blocks (repacked once): small
 batches run the GEMV kernel that reads the blocks, prompt batches dequantize to bf16 and
-use a tensor-core matmul. Everything else is dequantized once at load and runs dense.
+use a tensor-core matmul. Everything else is dequantized once at load and runs dense, one
+row of x (decode) through `dense_gemv`, more through cuBLAS.
 
 The GEMV reads x rounded to 8 bits (`QuantizedRows`). A layer's `rounded_input` gives a
 buffer for that, which the kernel producing x can fill (see `llamatp.kernels`); passed on
@@ -11,6 +12,8 @@ to `forward` with x, it spares the GEMV its own rounding pass.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -64,7 +67,12 @@ class Linear(torch.nn.Module):
             y = x @ self.weight_t
             return y if self.bias is None else y + self.bias
         if self.packed is None:
-            return F.linear(x, self.weight, self.bias)
+            if x.shape[0] > 1 or not _triton_available():
+                return F.linear(x, self.weight, self.bias)
+            from llamatp.dense_gemv import dense_gemv
+
+            y = dense_gemv(x, self.weight)
+            return y if self.bias is None else y + self.bias
         from llamatp.quant.gemv import dequantize_packed, gemv
 
         if x.shape[0] <= GEMV_MAX_ROWS:
@@ -74,11 +82,16 @@ class Linear(torch.nn.Module):
         return y if self.bias is None else y + self.bias
 
 
+@functools.cache
+def _triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def _gemv_supported(qtype: GGMLQuantizationType) -> bool:
-    try:
-        from llamatp.quant.gemv import gemv_supported
-    except ImportError:  # no triton in this environment
+    if not _triton_available():
         return False
+    from llamatp.quant.gemv import gemv_supported
+
     return gemv_supported(qtype)
 
 

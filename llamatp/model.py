@@ -219,6 +219,9 @@ class Transformer(torch.nn.Module):
         self.cache = cache
         # One query token needs no mask where every attention can read its cache directly.
         self.maskless_decode = all(b.attn.group > 0 or b.attn.n_q == 0 for b in blocks)
+        # Weights kept in GGUF blocks are dequantized again by every prompt pass.
+        self.dequantizes_prompt_weights = any(
+            getattr(m, "packed", None) is not None for m in self.blocks.modules())
 
     def forward(self, inputs: torch.Tensor, pos: torch.Tensor, kv_len: int, last_only: bool = True) -> torch.Tensor:
         """Token ids (first stage) or hidden states, at positions `pos`, attending to the first

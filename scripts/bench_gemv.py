@@ -14,10 +14,12 @@ GPUs), on random but valid GGUF data:
 `gemv.TILINGS` (Llama 3 8B's projections and output head) and prints the best tiling for
 each type and shape class as lines to paste into that table; then the same for
 `dequantize_packed` (`gemv.DEQUANT_TILINGS`) on a 14336x4096 weight. `--apply` writes those
-lines into llamatp/quant/gemv.py.
+lines into llamatp/quant/gemv.py. `--sweep --dense-only` times the tilings of the bf16 GEMV
+(`dense_gemv.DENSE_TILING`) against cuBLAS on the 8B F16 projections.
 
     python scripts/bench_gemv.py --out gemv.json
     python scripts/bench_gemv.py --sweep [--apply] --out sweep.json
+    python scripts/bench_gemv.py --sweep --dense-only [--apply]
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import torch.nn.functional as F
 import triton
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from llamatp import dense_gemv as dense_module
+from llamatp.dense_gemv import DenseTiling, dense_gemv
 from llamatp.quant import gemv as gemv_module
 from llamatp.quant.dequant import dequantize_to
 from llamatp.quant.gemv import (
@@ -58,6 +62,12 @@ TILING_SWEEP = {
     "programs_per_sm": [2, 4, 8, 16],
 }
 DEQUANT_SWEEP = {"shape": (14336, 4096), "block_u": [2, 4, 8, 16], "num_warps": [4, 8]}
+# The 8B F16 projections whole and split over two GPUs: qkv, o, gate|up, down.
+DENSE_SWEEP = {
+    "shapes": [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336),
+               (3072, 4096), (4096, 2048), (14336, 4096), (4096, 7168)],
+    "tiles": [(8, 256, 4), (8, 512, 4), (16, 256, 4), (16, 512, 8), (32, 256, 8), (32, 128, 4), (16, 128, 2)],
+}
 # Byte offsets of the float16 scale fields inside one block (ggml-common.h).
 F16_FIELDS = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q8_0": (0,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
 
@@ -262,6 +272,42 @@ def sweep_dequant(type_name: str, n_rows: int, n_cols: int) -> list[dict]:
     return sorted(results, key=lambda r: r["us"])
 
 
+def sweep_dense() -> DenseTiling:
+    """Batch-1 time of `dense_gemv` with every tiling of DENSE_SWEEP on each shape, beside
+    cuBLAS (F.linear), all in CUDA graphs; prints and returns the tiling of least total time."""
+    totals: dict[DenseTiling, float] = {}
+    for n_rows, n_cols in DENSE_SWEEP["shapes"]:
+        weight = torch.randn(n_rows, n_cols, device="cuda", dtype=torch.bfloat16)
+        weights = [weight] + [weight.clone() for _ in range(copies_to_defeat_l2(weight.nbytes) - 1)]
+        x = torch.randn(1, n_cols, device="cuda", dtype=torch.bfloat16)
+        cublas_us = graph_us([lambda w=w: F.linear(x, w) for w in weights])
+        timings = []
+        for tile in DENSE_SWEEP["tiles"]:
+            tiling = DenseTiling(*tile)
+            if relative_error(dense_gemv(x, weight, tiling), F.linear(x.float(), weight.float())) > 1e-2:
+                raise SystemExit(f"dense {tiling}: wrong result")
+            us = graph_us([lambda w=w, t=tiling: dense_gemv(x, w, t) for w in weights])
+            totals[tiling] = totals.get(tiling, 0.0) + us
+            timings.append((us, tiling))
+        us, best = min(timings, key=lambda t: t[0])
+        gbps = weight.nbytes / (us * 1e-6) / 1e9
+        print(f"dense {n_rows:>6}x{n_cols:<6} best {us:7.1f} us {gbps:6.0f} GB/s {best}; "
+              f"cuBLAS {cublas_us:7.1f} us {weight.nbytes / (cublas_us * 1e-6) / 1e9:6.0f} GB/s")
+        del weight, weights
+        torch.cuda.empty_cache()
+    best = min(totals, key=lambda t: totals[t])
+    print(f"DENSE_TILING = {best!r} (least total time)")
+    return best
+
+
+def apply_dense_tiling(path: str, tiling: DenseTiling) -> None:
+    source = open(path).read()
+    start = source.index("\nDENSE_TILING = ") + 1
+    end = source.index("\n", start)
+    with open(path, "w") as f:
+        f.write(source[:start] + f"DENSE_TILING = {tiling!r}" + source[end:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_gemv.json", help="where to write the results as JSON")
@@ -270,11 +316,18 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="time a grid of batch-1 tilings instead (TILING_SWEEP)")
     parser.add_argument("--apply", action="store_true", help="with --sweep: write the best tilings into gemv.py")
     parser.add_argument("--dequant-only", action="store_true", help="with --sweep: only the dequantization tilings")
+    parser.add_argument("--dense-only", action="store_true", help="with --sweep: only the dense (bf16) GEMV tiling")
     args = parser.parse_args()
     started = time.time()
     device = torch.cuda.get_device_name()
     copy_gbps = copy_bandwidth()
     print(f"{device}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
+    if args.sweep and args.dense_only:
+        tiling = sweep_dense()
+        if args.apply:
+            apply_dense_tiling(dense_module.__file__, tiling)
+            print(f"written into {dense_module.__file__}")
+        return
     if args.sweep:
         sweeps, table, dequant_table = sweep(args.types.split(",") if args.types else TILING_SWEEP["types"],
                                              gemv_too=not args.dequant_only)

@@ -44,6 +44,7 @@ def _interpreter() -> Iterator[None]:
 with _interpreter():
     import triton.language as tl
 
+    from llamatp.dense_gemv import DenseTiling, dense_gemv
     from llamatp.quant.gemv import (
         DequantTiling, GemvConfig, Tiling, dequantize_packed, early_launch, early_launch_args, gemv, gemv_supported, pick_config,
         quantize_rows, repack,
@@ -232,6 +233,22 @@ def test_rows_are_padded_to_whole_tiles_of_32() -> None:
     raw = random_blocks(Q.Q4_1, N_ROWS, N_COLS, seed=15)
     padded = repack(torch.from_numpy(raw), Q.Q4_1, N_ROWS, N_COLS)
     assert padded.nbytes == repack(torch.from_numpy(raw[:1].repeat(96, axis=0)), Q.Q4_1, 96, N_COLS).nbytes
+
+
+@pytest.mark.parametrize("tiling", [DenseTiling(16, 64, 1), DenseTiling(32, 128, 2)], ids=str)
+def test_dense_gemv_matches_a_matmul_for_uneven_rows_and_columns(tiling: DenseTiling) -> None:
+    """Rows not a multiple of a program's, columns not a multiple of a step's."""
+    g = torch.Generator().manual_seed(17)
+    w, x = torch.randn(67, 200, generator=g), torch.randn(1, 200, generator=g)
+    torch.testing.assert_close(dense_gemv(x, w, tiling), x @ w.T, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_gemv_keeps_bfloat16() -> None:
+    g = torch.Generator().manual_seed(18)
+    w, x = torch.randn(40, 96, generator=g).bfloat16(), torch.randn(1, 96, generator=g).bfloat16()
+    out = dense_gemv(x, w, DenseTiling(16, 64, 1))
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), x.float() @ w.float().T, rtol=1e-2, atol=1e-2)
 
 
 def test_kernels_start_early_only_on_gpus() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from llamatp.engine import pipeline_micro_batches
 from llamatp.synth import load_preset, write_synthetic_gguf
 from llamatp.tokenizer import Tokenizer
 from split_harness import options, relative_error, split_logits
@@ -172,3 +173,11 @@ def test_a_killed_worker_ends_the_run_with_one_line_naming_it(model_paths: dict[
     while any(map(is_running, everyone)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(map(is_running, everyone))
+
+
+def test_layer_split_cuts_a_prompt_into_fewer_micro_batches_where_each_dequantizes_the_weights() -> None:
+    assert pipeline_micro_batches(512, 4, dequantizes=False) == 4  # dense weights: one per stage
+    assert pipeline_micro_batches(512, 4, dequantizes=True) == 2  # each pays the stage's dequantization
+    assert pipeline_micro_batches(512, 2, dequantizes=True) == 1
+    assert pipeline_micro_batches(2048, 4, dequantizes=True) == 4
+    assert pipeline_micro_batches(40, 4, dequantizes=False) == 1  # none under 32 tokens
