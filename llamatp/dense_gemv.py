@@ -60,6 +60,8 @@ def dense_gemv(x: torch.Tensor, w: torch.Tensor, tiling: DenseTiling = DENSE_TIL
     n_rows, n_cols = w.shape
     x = x.reshape(1, n_cols).contiguous()
     out = torch.empty(1, n_rows, dtype=x.dtype, device=x.device)
+    if n_rows == 0:  # a rank's empty slice
+        return out
     _dense_gemv_kernel[(triton.cdiv(n_rows, tiling.block_n),)](
         x, w, out, n_rows, n_cols, BLOCK_N=tiling.block_n, BLOCK_K=tiling.block_k, num_warps=tiling.num_warps,
         **early_launch_args(x.device),

@@ -243,6 +243,10 @@ def test_dense_gemv_matches_a_matmul_for_uneven_rows_and_columns(tiling: DenseTi
     torch.testing.assert_close(dense_gemv(x, w, tiling), x @ w.T, rtol=1e-5, atol=1e-5)
 
 
+def test_dense_gemv_of_an_empty_slice_is_empty() -> None:
+    assert dense_gemv(torch.randn(1, 64), torch.empty(0, 64)).shape == (1, 0)
+
+
 def test_dense_gemv_keeps_bfloat16() -> None:
     g = torch.Generator().manual_seed(18)
     w, x = torch.randn(40, 96, generator=g).bfloat16(), torch.randn(1, 96, generator=g).bfloat16()
