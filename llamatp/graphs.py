@@ -12,7 +12,6 @@ LLAMATP_PROMPT_GRAPHS=0 turns this off.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -31,23 +30,25 @@ class _Captured:
 
 
 class PassGraphs:
-    """Captured passes by key (what fixes the pass's shapes and positions), at most `capacity`,
-    the least recently run dropped first. All share one memory pool, so together they hold
-    about one pass's activations: a replay overwrites what another graph left there, and
-    `run` returns a copy of the output. A pass that cannot be captured runs as it is."""
+    """Captured passes by key (what fixes the pass's shapes and positions), up to `capacity`;
+    once full, further passes run as they are (dropping graphs to make room would have a cycle
+    of more keys, as a long perplexity context makes, capture every pass anew). All share one
+    memory pool, so together they hold about one pass's activations and their outputs: a
+    replay overwrites what another graph left there, and `run` returns a copy of the output.
+    A pass that cannot be captured runs as it is."""
 
     def __init__(self, capacity: int = 4) -> None:
         self.capacity = capacity
-        self._graphs: OrderedDict[Hashable, _Captured | None] = OrderedDict()
+        self._graphs: dict[Hashable, _Captured | None] = {}
         self._pool = torch.cuda.graph_pool_handle()
 
     def run(self, key: Hashable, pass_fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
-        """pass_fn(inputs): replayed if captured under `key`, else run and then captured."""
+        """pass_fn(inputs): replayed if captured under `key`, else run and, while there is room, captured."""
         if key not in self._graphs:
             output = pass_fn(inputs)  # also the warm-up: kernels compiled, libraries set up
-            self._capture(key, pass_fn, inputs)
+            if len(self._graphs) < self.capacity:
+                self._capture(key, pass_fn, inputs)
             return output
-        self._graphs.move_to_end(key)
         captured = self._graphs[key]
         if captured is None:
             return pass_fn(inputs)
@@ -72,5 +73,3 @@ class PassGraphs:
             self._graphs[key] = _Captured(graph, static_inputs, output)
         except RuntimeError:  # an operation that cannot be captured on this GPU or library version
             self._graphs[key] = None
-        if len(self._graphs) > self.capacity:
-            self._graphs.popitem(last=False)
