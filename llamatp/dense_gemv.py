@@ -50,6 +50,8 @@ def _dense_gemv_kernel(x_ptr, w_ptr, out_ptr, N, K, BLOCK_N: tl.constexpr, BLOCK
         ahead = k0 + BLOCK_K + cols  # past the end, the mask keeps the load off memory
         w_next = tl.load(w_rows + ahead[None, :], mask=row_ok[:, None] & (ahead < K)[None, :], other=0.0,
                          eviction_policy="evict_first")
+        # x in the weights' layout, a copy per row that the cache serves, rather than loaded
+        # once and moved to that layout through shared memory at every step.
         x = tl.load(x_ptr + k0 + cols[None, :] + 0 * rows[:, None], mask=(k0 + cols < K)[None, :], other=0.0)
         acc += w.to(tl.float32) * x.to(tl.float32)
     tl.store(out_ptr + rows, tl.sum(acc, axis=1).to(out_ptr.dtype.element_ty), mask=row_ok)
