@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from llamatp.quant.gemv import early_launch_args
+from llamatp.quant.gemv import early_launch_args, wait_for_inputs
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,7 @@ def _dense_gemv_kernel(x_ptr, w_ptr, out_ptr, N, K, BLOCK_N: tl.constexpr, BLOCK
     # The weights are read once: they need not stay in the cache.
     w_next = tl.load(w_rows + cols[None, :], mask=row_ok[:, None] & (cols < K)[None, :], other=0.0,
                      eviction_policy="evict_first")
-    if EARLY:
-        tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
+    wait_for_inputs(EARLY)
     acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
     for k0 in range(0, K, BLOCK_K):
         w = w_next

@@ -22,25 +22,13 @@ try:
     import triton
     import triton.language as tl
 
-    from llamatp.quant.gemv import QuantizedRows, early_launch_args, store_rounded_blocks
+    from llamatp.quant.gemv import QuantizedRows, early_launch_args, store_rounded_blocks, wait_for_inputs
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
 
 
 def use_triton(x: torch.Tensor) -> bool:
     return triton is not None and x.is_cuda
-
-
-if triton is not None:
-
-    @triton.jit
-    def _wait_for_inputs(EARLY: tl.constexpr):
-        """For a kernel launched early: wait until the kernel before this one has finished and
-        its writes are visible, then let the next kernel launch (not before: a chain of kernels
-        waiting on one another would hold the multiprocessors)."""
-        if EARLY:
-            tl.extra.cuda.gdc_wait()
-            tl.extra.cuda.gdc_launch_dependents()
 
 
 # --- residual add + RMSNorm ------------------------------------------------------------
@@ -84,7 +72,7 @@ if triton is not None:
     def _add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, width, eps,
                              HAS_RESIDUAL: tl.constexpr, ROUND: tl.constexpr, EARLY: tl.constexpr,
                              BLOCK: tl.constexpr):
-        _wait_for_inputs(EARLY)
+        wait_for_inputs(EARLY)
         row = tl.program_id(0)
         cols = tl.arange(0, BLOCK)
         mask = cols < width
@@ -163,7 +151,7 @@ if triton is not None:
     def _rope_store_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, q_out_ptr, kc_ptr, vc_ptr, pos_ptr,
                            q_s0, q_s1, k_s0, k_s1, v_s0, v_s1, c_s0, c_s1, n_q,
                            HALF: tl.constexpr, NEOX: tl.constexpr, EARLY: tl.constexpr):
-        _wait_for_inputs(EARLY)
+        wait_for_inputs(EARLY)
         t = tl.program_id(0)
         head = tl.program_id(1)
         i = tl.arange(0, HALF)
@@ -227,7 +215,7 @@ if triton is not None:
     @triton.jit
     def _gated_act_kernel(gu_ptr, out_ptr, words_ptr, meta_ptr, width,
                           GELU: tl.constexpr, ROUND: tl.constexpr, EARLY: tl.constexpr, BLOCK: tl.constexpr):
-        _wait_for_inputs(EARLY)
+        wait_for_inputs(EARLY)
         row = tl.program_id(0)
         cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         mask = cols < width
@@ -309,7 +297,7 @@ if triton is not None:
                                 scale_log2, c_s0, c_s1,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
                                 EARLY: tl.constexpr):
-        _wait_for_inputs(EARLY)
+        wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         c = tl.program_id(1)
         n_chunks = tl.num_programs(1)
@@ -349,7 +337,7 @@ if triton is not None:
                                 ROUND: tl.constexpr, EARLY: tl.constexpr):
         """One query head: its chunks' partial softmaxes, BLOCK_C at a time (loads in parallel,
         rather than a chain of dependent loads per chunk)."""
-        _wait_for_inputs(EARLY)
+        wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         g = tl.program_id(1)
         c = tl.arange(0, BLOCK_C)

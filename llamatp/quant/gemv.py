@@ -334,6 +334,16 @@ def _dp4a(a, b, c, EMULATE: tl.constexpr):
 
 
 @triton.jit
+def wait_for_inputs(EARLY: tl.constexpr):
+    """For a kernel launched early (`early_launch_args`): wait until the kernel before this
+    one has finished and its writes are visible, then let the next kernel launch (not before:
+    a chain of kernels waiting on one another would hold the multiprocessors)."""
+    if EARLY:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
+
+
+@triton.jit
 def store_rounded_blocks(words_ptr, meta_ptr, at, x, ok):
     """Round blocks of 32 values, x [B, 32] float32, to 8-bit codes with one scale each, and
     store them at block indices `at` [B] where `ok` [B]: the codes in the GEMV's order (see the
@@ -360,9 +370,7 @@ def store_rounded_blocks(words_ptr, meta_ptr, at, x, ok):
 @triton.jit
 def _quantize_kernel(x_ptr, words_ptr, meta_ptr, n_blocks, BLOCK_B: tl.constexpr, EARLY: tl.constexpr):
     """BLOCK_B blocks of 32 values of one row of x through `store_rounded_blocks`."""
-    if EARLY:
-        tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
+    wait_for_inputs(EARLY)
     row = tl.program_id(0).to(tl.int64)
     blocks = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     ok = blocks < n_blocks
@@ -480,9 +488,7 @@ def _gemv_kernel(
     chunks = c_begin + tl.arange(0, BLOCK_C)
     mask = (chunks < c_end)[:, None] & row_ok[None, :]
     next_chunks = _load_chunks(quants_ptr, high_ptr, scales_ptr, sub_ptr, rows, chunks, n_chunks, mask, QTYPE)
-    if EARLY:
-        tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
+    wait_for_inputs(EARLY)
     for c0 in range(c_begin, c_end, BLOCK_C):
         chunks = c0 + tl.arange(0, BLOCK_C)
         x_ok = (chunks < c_end)[:, None, None]
@@ -559,7 +565,8 @@ def _dequant_kernel(
     r = tl.arange(0, TILE)[:, None, None]
     unit = tl.program_id(1) * BLOCK_U + tl.arange(0, BLOCK_U)[None, :, None]
     e = tl.arange(0, 32)[None, None, :]
-    ok = (unit < n_units) & (tile * TILE + r < n_rows)
+    row = tile * TILE + r
+    ok = (unit < n_units) & (row < n_rows)
     if QTYPE == Q8_0:
         chunk = 2 * unit + (e // 4) % 2
         shift = 8 * (e // 8)
@@ -568,7 +575,7 @@ def _dequant_kernel(
         chunk = unit
         shift = 4 * (e // 4)
         n_chunks = n_units
-    entry = (tile * n_chunks + chunk) * TILE + r
+    entry = _interleaved(row, chunk, n_chunks)
     words = tl.load(quants_ptr + entry * 4 + e % 4, mask=ok, other=0, eviction_policy="evict_first")
     code = (words >> shift) & (255 if QTYPE == Q8_0 else 15)
     if QTYPE == Q8_0:  # signed bytes -> offset by 128
@@ -580,7 +587,7 @@ def _dequant_kernel(
     # and the Q5 bits are loaded per element, the cache serving the repeats.
     at = tl.where(ok, entry, 0)
     n_blocks = n_units // 8 if K_QUANT else n_units
-    block = tl.where(ok, (tile * n_blocks + (unit // 8 if K_QUANT else unit)) * TILE + r, 0)
+    block = tl.where(ok, _interleaved(row, unit // 8 if K_QUANT else unit, n_blocks), 0)
     if QTYPE == Q4_1 or K_QUANT:
         at += 0 * e
         block += 0 * e
@@ -609,7 +616,7 @@ def _dequant_kernel(
     else:  # Q4_0, Q5_0, Q8_0
         scale = tl.load(scales_ptr + block, mask=ok, other=0).to(tl.float32)
     out = value * scale + offset
-    at_out = (tile * TILE + r) * (n_units * 32) + unit * 32 + e
+    at_out = row * (n_units * 32) + unit * 32 + e
     tl.store(out_ptr + at_out, out.to(out_ptr.dtype.element_ty), mask=ok)
 
 
