@@ -113,8 +113,7 @@ class Engine:
         def pass_fn(x: torch.Tensor) -> torch.Tensor:
             n = x.shape[0]
             pos = torch.arange(start, start + n, device=self.device)
-            out = self.model(x, pos, kv_len=start + n, last_only=last_only)
-            return out if self.plan.mode == "layer" else self._gather(out)
+            return self._gather(self.model(x, pos, kv_len=start + n, last_only=last_only))
 
         if not repeated or self._prompt_graphs is None:
             return pass_fn(inputs)

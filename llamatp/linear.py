@@ -12,8 +12,6 @@ to `forward` with x, it spares the GEMV its own rounding pass.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from gguf import GGMLQuantizationType
 
+from llamatp.kernels import use_triton
 from llamatp.quant.dequant import dequantize_to
 
 if TYPE_CHECKING:
@@ -51,7 +50,7 @@ class Linear(torch.nn.Module):
         self.packed = None
         self.weight: torch.Tensor | None = None  # [out, in], on GPUs
         self.weight_t: torch.Tensor | None = None  # [in, out], on the CPU
-        if weight.raw.is_cuda and weight.rows > 0 and _gemv_supported(weight.qtype):
+        if weight.rows > 0 and _gemv_supported(weight.raw, weight.qtype):
             from llamatp.quant.gemv import repack
 
             self.packed = repack(weight.raw, weight.qtype, weight.rows, weight.cols)
@@ -67,7 +66,7 @@ class Linear(torch.nn.Module):
             y = x @ self.weight_t
             return y if self.bias is None else y + self.bias
         if self.packed is None:
-            if x.shape[0] > 1 or not _triton_available():
+            if x.shape[0] > 1 or not use_triton(x):
                 return F.linear(x, self.weight, self.bias)
             from llamatp.dense_gemv import dense_gemv
 
@@ -82,13 +81,9 @@ class Linear(torch.nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-@functools.cache
-def _triton_available() -> bool:
-    return importlib.util.find_spec("triton") is not None
-
-
-def _gemv_supported(qtype: GGMLQuantizationType) -> bool:
-    if not _triton_available():
+def _gemv_supported(raw: torch.Tensor, qtype: GGMLQuantizationType) -> bool:
+    """Whether the GEMV kernel can read these weights where they are."""
+    if not use_triton(raw):
         return False
     from llamatp.quant.gemv import gemv_supported
 

@@ -18,7 +18,7 @@ from gguf import GGMLQuantizationType
 
 from llamatp.config import ModelConfig
 from llamatp.kernels import add_rms_norm, decode_attention, gated_act, rope_store_kv
-from llamatp.linear import StackedLinear
+from llamatp.linear import Linear, StackedLinear
 from llamatp.quant.dequant import dequantize_to
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ class Transformer(torch.nn.Module):
         self.maskless_decode = all(b.attn.group > 0 or b.attn.n_q == 0 for b in blocks)
         # Weights kept in GGUF blocks are dequantized again by every prompt pass.
         self.dequantizes_prompt_weights = any(
-            getattr(m, "packed", None) is not None for m in self.blocks.modules())
+            isinstance(m, Linear) and m.packed is not None for m in self.blocks.modules())
 
     def forward(self, inputs: torch.Tensor, pos: torch.Tensor, kv_len: int, last_only: bool = True) -> torch.Tensor:
         """Token ids (first stage) or hidden states, at positions `pos`, attending to the first
