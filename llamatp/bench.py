@@ -34,6 +34,7 @@ from gguf import LlamaFileType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from llamatp.cache_types import check_cache_type
 from llamatp.cli import parse_tensor_split, resolve_devices, resolve_model
 from llamatp.comm import Comm
 from llamatp.config import ModelConfig, load_config
@@ -98,6 +99,8 @@ class BenchParams:
     split_mode: tuple[str, ...] = ("layer",)
     main_gpu: tuple[int, ...] = (0,)
     tensor_split: tuple[tuple[float, ...], ...] = ((),)
+    type_k: tuple[str | None, ...] = (None,)  # None: the compute type
+    type_v: tuple[str | None, ...] = (None,)
     device: str | None = None
     repetitions: int = 5
     warmup: bool = True
@@ -107,8 +110,8 @@ class BenchParams:
 def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence[str], n_pg: Sequence[str],
                  n_depth: Sequence[str], n_batch: Sequence[str], n_ubatch: Sequence[str],
                  n_gpu_layers: Sequence[str], split_mode: Sequence[str], main_gpu: Sequence[str],
-                 tensor_split: Sequence[str], device: str | None, repetitions: int, warmup: bool,
-                 output: str) -> BenchParams:
+                 tensor_split: Sequence[str], type_k: Sequence[str], type_v: Sequence[str], device: str | None,
+                 repetitions: int, warmup: bool, output: str) -> BenchParams:
     """Flags as typed (each repeatable, each a comma list) to BenchParams; unset ones keep the defaults."""
 
     def ints(values: Sequence[str], allow_negative: bool = False) -> tuple[int, ...]:
@@ -128,6 +131,8 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
         "n_gpu_layers": ints(n_gpu_layers, allow_negative=True), "split_mode": tuple(items(split_mode)),
         "main_gpu": ints(main_gpu),
         "tensor_split": tuple(parse_tensor_split(ts.replace(";", "/"), "/") for ts in items(tensor_split)),
+        "type_k": tuple(check_cache_type(t, "-ctk") for t in items(type_k)),
+        "type_v": tuple(check_cache_type(t, "-ctv") for t in items(type_v)),
     }
     if any(v < 1 for v in given["n_batch"] + given["n_ubatch"]):
         raise LlamatpError("-b and -ub must be at least 1")
@@ -153,6 +158,8 @@ class BenchTest:
     main_gpu: int
     tensor_split: tuple[float, ...]
     devices: tuple[str, ...]
+    type_k: str | None = None
+    type_v: str | None = None
 
     @property
     def name(self) -> str:
@@ -172,7 +179,7 @@ class BenchTest:
     def load_key(self) -> tuple[object, ...]:
         """Tests with equal keys share one loaded model."""
         return (self.model, self.n_gpu_layers, self.split_mode, self.main_gpu, self.devices, self.tensor_split,
-                self.n_batch, self.n_ubatch)
+                self.n_batch, self.n_ubatch, self.type_k, self.type_v)
 
 
 def bench_tests(params: BenchParams) -> list[BenchTest]:
@@ -180,9 +187,9 @@ def bench_tests(params: BenchParams) -> list[BenchTest]:
     that tests sharing a model are adjacent). Zero-length pp or tg entries are skipped."""
     device = params.device.replace("/", ",") if params.device else None  # llama-bench writes CUDA0/CUDA1
     tests = []
-    for model, ngl, sm, mg, ts, nb, nub, depth in itertools.product(
+    for model, ngl, sm, mg, ts, nb, nub, tk, tv, depth in itertools.product(
         params.models, params.n_gpu_layers, params.split_mode, params.main_gpu, params.tensor_split,
-        params.n_batch, params.n_ubatch, params.n_depth,
+        params.n_batch, params.n_ubatch, params.type_k, params.type_v, params.n_depth,
     ):
         devices = tuple(resolve_devices(device, sm, mg, str(ngl)))  # also rejects unknown split modes
         if sm != "none" and len(ts) > len(devices):
@@ -190,7 +197,7 @@ def bench_tests(params: BenchParams) -> list[BenchTest]:
                                f"{len(devices)} devices")
         shapes = [(p, 0) for p in params.n_prompt if p > 0] + [(0, n) for n in params.n_gen if n > 0]
         shapes += [pg for pg in params.n_pg if pg != (0, 0)]
-        tests += [BenchTest(model, p, n, depth, nb, nub, ngl, sm, mg, ts, devices) for p, n in shapes]
+        tests += [BenchTest(model, p, n, depth, nb, nub, ngl, sm, mg, ts, devices, tk, tv) for p, n in shapes]
     return tests
 
 
@@ -222,7 +229,7 @@ class Measurement:
     samples_ns: list[int]
     peak_mem_bytes: list[int]  # one per device
     n_threads: int
-    kv_type: str
+    cache_types: tuple[str, str]  # of K and V, as the run resolved them
     decode_weight_bytes: int  # weight bytes that all devices together read for one generated token
 
 
@@ -231,7 +238,7 @@ def group_of(tests: Sequence[BenchTest], repetitions: int, warmup: bool) -> Benc
     options = ModelOptions(
         model=t.model, devices=t.devices, split_mode=t.split_mode if len(t.devices) > 1 else "none",  # type: ignore[arg-type]
         n_ctx=max(x.n_ctx for x in tests), n_batch=t.n_batch, n_ubatch=min(t.n_ubatch, t.n_batch),
-        tensor_split=t.tensor_split if t.split_mode != "none" else (),
+        tensor_split=t.tensor_split if t.split_mode != "none" else (), cache_type_k=t.type_k, cache_type_v=t.type_v,
     )
     return BenchGroup(options, tuple(tests), repetitions, warmup)
 
@@ -327,7 +334,6 @@ def _measure_group(group: BenchGroup, info: WorkerInfo) -> list[Measurement]:
         tokenizer = Tokenizer.from_metadata(rt.gguf.metadata)
         bos = tokenizer.bos_id if tokenizer.add_bos else None
         runner = BenchRunner(rt.engine, rt.comm, rt.config.n_vocab, bos, rt.engine.synchronize)
-        kv_type = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}[rt.engine.dtype]
         results = []
         for test in group.tests:
             label = f"{test.name} (sm {test.split_mode}, {devices_label(test.devices)})"
@@ -340,7 +346,7 @@ def _measure_group(group: BenchGroup, info: WorkerInfo) -> list[Measurement]:
             _reset_peak_memory(rt.device)
             samples = runner.measure(test, group.repetitions, group.warmup, show)
             peaks = cast(list[int], rt.comm.gather_object(_peak_memory(rt.device)))
-            results.append(Measurement(test, test_time, samples, peaks, torch.get_num_threads(), kv_type,
+            results.append(Measurement(test, test_time, samples, peaks, torch.get_num_threads(), rt.plan.cache_types,
                                        decode_weight_bytes(rt.plan, rt.gguf, rt.config)))
         rt.comm.barrier()
     return results
@@ -463,7 +469,7 @@ def record(m: Measurement, model: ModelSummary, system: SystemInfo) -> dict[str,
         "model_filename": t.model, "model_type": model.description, "model_size": model.size,
         "model_n_params": model.n_params, "n_batch": t.n_batch, "n_ubatch": t.n_ubatch, "n_threads": m.n_threads,
         "cpu_mask": "0x0", "cpu_strict": False, "poll": 0,  # no CPU thread pool of our own
-        "type_k": m.kv_type, "type_v": m.kv_type, "n_gpu_layers": t.n_gpu_layers, "n_cpu_moe": 0,
+        "type_k": m.cache_types[0], "type_v": m.cache_types[1], "n_gpu_layers": t.n_gpu_layers, "n_cpu_moe": 0,
         "split_mode": t.split_mode, "main_gpu": t.main_gpu, "no_kv_offload": False,
         "flash_attn": -1,  # auto: torch picks the attention kernel
         "devices": devices_label(t.devices), "tensor_split": tensor_split_label(t.tensor_split),
@@ -487,7 +493,7 @@ _MD_COLUMNS: dict[str, tuple[str, int]] = {
     "model": ("model", -30), "size": ("size", 10), "params": ("params", 10), "backend": ("backend", -10),
     "n_gpu_layers": ("ngl", 3), "n_threads": ("threads", 7), "n_batch": ("n_batch", 7),
     "n_ubatch": ("n_ubatch", 8), "main_gpu": ("main_gpu", 10), "split_mode": ("sm", 6),
-    "tensor_split": ("ts", -12), "test": ("test", 15), "t/s": ("t/s", 20),
+    "tensor_split": ("ts", -12), "type_k": ("type_k", 6), "type_v": ("type_v", 6), "test": ("test", 15), "t/s": ("t/s", 20),
     "devices": ("devices", -12), "peak_mem": ("peak mem", 16), "weights": ("weights GB/s", 12),
 }
 
@@ -501,7 +507,7 @@ def markdown_columns(params: BenchParams, tests: Sequence[BenchTest]) -> list[st
         columns.append("n_gpu_layers")
     if any(t.devices[0] == "cpu" for t in tests):
         columns.append("n_threads")
-    for field in ("n_batch", "n_ubatch", "main_gpu", "split_mode", "tensor_split"):
+    for field in ("n_batch", "n_ubatch", "type_k", "type_v", "main_gpu", "split_mode", "tensor_split"):
         if getattr(params, field) != getattr(defaults, field):
             columns.append(field)
     return columns + ["test", "t/s", "devices", "peak_mem", "weights"]

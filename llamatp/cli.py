@@ -41,6 +41,8 @@ Device = Annotated[Optional[str], typer.Option("-dev", "--device", help="devices
 SplitModeOpt = Annotated[str, typer.Option("-sm", "--split-mode", help="none, layer or tensor")]
 TensorSplit = Annotated[Optional[str], typer.Option("-ts", "--tensor-split", help="share of each device, e.g. 3,1")]
 MainGpu = Annotated[int, typer.Option("-mg", "--main-gpu", help="device index used with -sm none")]
+CacheTypeK = Annotated[Optional[str], typer.Option("-ctk", "--cache-type-k", help="KV cache type for K: f32, f16, bf16 or q8_0 (default: the compute type, bf16 on GPUs, f32 on the CPU)")]
+CacheTypeV = Annotated[Optional[str], typer.Option("-ctv", "--cache-type-v", help="KV cache type for V: f32, f16, bf16 or q8_0 (default: the compute type)")]
 GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
 
 
@@ -124,13 +126,17 @@ def resolve_devices(device: str | None, split_mode: str, main_gpu: int, gpu_laye
 
 
 def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size: int, device: str | None,
-                  split_mode: str, tensor_split: str | None, main_gpu: int, gpu_layers: str) -> ModelOptions:
+                  split_mode: str, tensor_split: str | None, main_gpu: int, gpu_layers: str,
+                  cache_type_k: str | None = None, cache_type_v: str | None = None) -> ModelOptions:
+    from llamatp.cache_types import check_cache_type
     from llamatp.runtime import ModelOptions
 
     if ctx_size < 0:
         raise LlamatpError(f"-c must be 0 (from the model) or positive, got {ctx_size}")
     if batch_size <= 0 or ubatch_size <= 0:
         raise LlamatpError("-b and -ub must be positive")
+    type_k = check_cache_type(cache_type_k, "-ctk") if cache_type_k is not None else None
+    type_v = check_cache_type(cache_type_v, "-ctv") if cache_type_v is not None else None
     devices = resolve_devices(device, split_mode, main_gpu, gpu_layers)
     proportions = parse_tensor_split(tensor_split)
     if not proportions and split_mode == "layer" and len(devices) > 1 and devices[0].startswith("cuda"):
@@ -142,6 +148,7 @@ def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size
     return ModelOptions(
         model=resolve_model(model), devices=tuple(devices), split_mode=split_mode if len(devices) > 1 else "none",
         n_ctx=ctx_size, n_batch=batch_size, n_ubatch=min(ubatch_size, batch_size), tensor_split=proportions,
+        cache_type_k=type_k, cache_type_v=type_v,
     )
 
 
@@ -195,6 +202,8 @@ def run(
     split_mode: SplitModeOpt = "layer",
     tensor_split: TensorSplit = None,
     main_gpu: MainGpu = 0,
+    cache_type_k: CacheTypeK = None,
+    cache_type_v: CacheTypeV = None,
     no_display_prompt: Annotated[bool, typer.Option("--no-display-prompt", help="do not echo the prompt")] = False,
     conversation: Annotated[Optional[bool], typer.Option("-cnv/-no-cnv", "--conversation/--no-conversation", help="chat through the model's template")] = None,
     system_prompt: Annotated[str, typer.Option("-sys", "--system-prompt", help="system message in conversation mode")] = "",
@@ -213,7 +222,8 @@ def run(
     if top_k < 0 or not 0.0 <= top_p <= 1.0 or not 0.0 <= min_p <= 1.0 or repeat_last_n < -1:
         raise LlamatpError("sampling flags out of range (--top-k >= 0, 0 <= --top-p <= 1, 0 <= --min-p <= 1, --repeat-last-n >= -1)")
     text = read_prompt(prompt, file)
-    options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu, gpu_layers)
+    options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
+                            gpu_layers, cache_type_k, cache_type_v)
     if dry_run or verbose:
         plan, free = print_plan(options)
         from llamatp.plan import check_fits
@@ -252,6 +262,8 @@ def perplexity(
     split_mode: SplitModeOpt = "layer",
     tensor_split: TensorSplit = None,
     main_gpu: MainGpu = 0,
+    cache_type_k: CacheTypeK = None,
+    cache_type_v: CacheTypeV = None,
 ) -> None:
     """Perplexity of a text file, as llama-perplexity computes it."""
     from llamatp.launch import launch
@@ -262,7 +274,8 @@ def perplexity(
     if ctx_size <= 1:
         raise LlamatpError(f"-c must be at least 2 for perplexity, got {ctx_size}")
     text = read_prompt(None, file)
-    options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu, gpu_layers)
+    options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
+                            gpu_layers, cache_type_k, cache_type_v)
     launch(functools.partial(perplexity_job, PerplexityOptions(options, text, chunks)), list(options.devices),
            rank0_here=True)
 
@@ -331,6 +344,8 @@ def bench(
     split_mode: Annotated[Optional[list[str]], typer.Option("-sm", "--split-mode", help="none, layer, tensor; comma list (default: layer)")] = None,
     main_gpu: Annotated[Optional[list[str]], typer.Option("-mg", "--main-gpu", help="device index used with -sm none (default: 0)")] = None,
     tensor_split: Annotated[Optional[list[str]], typer.Option("-ts", "--tensor-split", help="shares: '/' between devices, ',' between tests, e.g. 3/1,1/1")] = None,
+    cache_type_k: Annotated[Optional[list[str]], typer.Option("-ctk", "--cache-type-k", help="KV cache types for K: f32, f16, bf16, q8_0 (default: the compute type)")] = None,
+    cache_type_v: Annotated[Optional[list[str]], typer.Option("-ctv", "--cache-type-v", help="KV cache types for V (default: the compute type)")] = None,
     device: Device = None,
     repetitions: Annotated[int, typer.Option("-r", "--repetitions", help="times to repeat each test")] = 5,
     no_warmup: Annotated[bool, typer.Option("--no-warmup", help="skip the warm-up run before each test")] = False,
@@ -341,8 +356,8 @@ def bench(
 
     params = bench_params(
         model or [], n_prompt or [], n_gen or [], n_pg or [], n_depth or [], batch_size or [], ubatch_size or [],
-        gpu_layers or [], split_mode or [], main_gpu or [], tensor_split or [], device, repetitions,
-        not no_warmup, output,
+        gpu_layers or [], split_mode or [], main_gpu or [], tensor_split or [], cache_type_k or [],
+        cache_type_v or [], device, repetitions, not no_warmup, output,
     )
     run_bench(params)
 

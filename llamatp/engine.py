@@ -12,7 +12,8 @@ import torch
 
 from llamatp.comm import Comm
 from llamatp.graphs import PassGraphs, prompt_graphs_enabled
-from llamatp.model import KVCache, Transformer
+from llamatp.kv_cache import KVCache
+from llamatp.model import Transformer
 from llamatp.plan import Plan
 
 
@@ -47,12 +48,12 @@ class Engine:
     def set_context(self, n_ctx: int) -> None:
         """An empty KV cache of n_ctx positions in place of the current one, and on GPUs a
         decode graph captured for it: the decode kernels size their work to the cache."""
-        layers, kv_heads, _, head_dim = self.model.cache.k.shape
         self._graph = None
         if self._prompt_graphs is not None:
             self._prompt_graphs.clear()
+        spec = self.model.cache.spec
         del self.model.cache  # free the old cache (and the graph's hold on it) before the new one
-        self.model.cache = KVCache(layers, kv_heads, n_ctx, head_dim, self.dtype, self.device)
+        self.model.cache = KVCache(spec, n_ctx)
         self.n_ctx = n_ctx
         self._capture_decode()
 

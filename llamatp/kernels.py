@@ -4,7 +4,8 @@ A decode step at batch 1 is a chain of tiny operations; in a CUDA graph each ker
 still costs a couple of microseconds, so a layer of ~45 unfused kernels spends more time
 launching than computing. These fuse the chains into one kernel each:
 - `add_rms_norm`: residual add + RMSNorm (the norm alone when there is no residual),
-- `rope_store_kv`: RoPE on q and k, and the write of k and v into the cache,
+- `rope_store_kv`: RoPE on q and k, and the write of k and v into the cache (rounded to
+  q8_0 where the cache holds that type),
 - `gated_act`: SiLU or GELU(tanh) of the gate times the up projection.
 The torch versions run on CPU and define what the kernels must compute. The norm, the
 activation and the attention merge feed GEMVs: given a `QuantizedRows` (`rounded`), they
@@ -14,6 +15,8 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +28,8 @@ try:
     from llamatp.quant.gemv import QuantizedRows, early_launch_args, store_rounded_blocks, wait_for_inputs
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
+
+from llamatp.kv_cache import CacheTensor
 
 
 def use_triton(x: torch.Tensor) -> bool:
@@ -115,8 +120,8 @@ def rope_torch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, neox: bool
 
 
 def rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                  neox: bool, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Rotate q and k; store k and v at `pos` in the caches ([kv_heads, n_ctx, head_dim]).
+                  neox: bool, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rotate q and k; store k and v at `pos` in the caches (rounded to q8_0 where they hold it).
 
     q: [T, q_heads, head_dim]; k, v: [T, kv_heads, head_dim]. Returns the rotated q.
     """
@@ -125,43 +130,56 @@ def rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.
 
 
 def rope_store_kv_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                        neox: bool, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+                        neox: bool, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor) -> torch.Tensor:
     q, k = rope_torch(q, cos, sin, neox), rope_torch(k, cos, sin, neox)
-    k_cache.index_copy_(1, pos, k.transpose(0, 1).to(k_cache.dtype))
-    v_cache.index_copy_(1, pos, v.transpose(0, 1).to(v_cache.dtype))
+    k_cache.store(pos, k)
+    v_cache.store(pos, v)
     return q
 
 
 def rope_store_kv_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                         neox: bool, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+                         neox: bool, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor) -> torch.Tensor:
     T, n_q, hd = q.shape
     n_kv = k.shape[1]
     q_out = torch.empty_like(q)
     _rope_store_kernel[(T, n_q + n_kv)](
-        q, k, v, cos, sin, q_out, k_cache, v_cache, pos,
+        q, k, v, cos, sin, q_out, *_cache_args(k_cache), *_cache_args(v_cache), pos,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        k_cache.stride(0), k_cache.stride(1), n_q, HALF=hd // 2, NEOX=neox, **early_launch_args(q.device),
+        *_cache_strides(k_cache, v_cache), n_q, HALF=hd // 2, NEOX=neox,
+        K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None, **early_launch_args(q.device),
     )
     return q_out
+
+
+def _cache_args(cache: CacheTensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A cache's codes or values and its scales (the values again where it has none)."""
+    return cache.data, cache.scale if cache.scale is not None else cache.data
+
+
+def _cache_strides(k_cache: CacheTensor, v_cache: CacheTensor) -> tuple[int, int, int, int]:
+    """Strides of heads and positions in values and in scales, which K and V share."""
+    scale = next((c.scale for c in (k_cache, v_cache) if c.scale is not None), k_cache.data)
+    return k_cache.data.stride(0), k_cache.data.stride(1), scale.stride(0), scale.stride(1)
 
 
 if triton is not None:
 
     @triton.jit
-    def _rope_store_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, q_out_ptr, kc_ptr, vc_ptr, pos_ptr,
-                           q_s0, q_s1, k_s0, k_s1, v_s0, v_s1, c_s0, c_s1, n_q,
-                           HALF: tl.constexpr, NEOX: tl.constexpr, EARLY: tl.constexpr):
+    def _rope_store_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, q_out_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, pos_ptr,
+                           q_s0, q_s1, k_s0, k_s1, v_s0, v_s1, c_s0, c_s1, s_s0, s_s1, n_q,
+                           HALF: tl.constexpr, NEOX: tl.constexpr, K_Q8: tl.constexpr, V_Q8: tl.constexpr,
+                           EARLY: tl.constexpr):
         wait_for_inputs(EARLY)
         t = tl.program_id(0)
         head = tl.program_id(1)
-        i = tl.arange(0, HALF)
-        cos = tl.load(cos_ptr + t * HALF + i)
-        sin = tl.load(sin_ptr + t * HALF + i)
-        if NEOX:
-            first, second = i, i + HALF
-        else:
-            first, second = 2 * i, 2 * i + 1
         if head < n_q:
+            i = tl.arange(0, HALF)
+            cos = tl.load(cos_ptr + t * HALF + i)
+            sin = tl.load(sin_ptr + t * HALF + i)
+            if NEOX:
+                first, second = i, i + HALF
+            else:
+                first, second = 2 * i, 2 * i + 1
             base = q_ptr + t * q_s0 + head * q_s1
             x1 = tl.load(base + first).to(tl.float32)
             x2 = tl.load(base + second).to(tl.float32)
@@ -171,15 +189,55 @@ if triton is not None:
         else:
             kv = head - n_q
             p = tl.load(pos_ptr + t)
-            base = k_ptr + t * k_s0 + kv * k_s1
-            x1 = tl.load(base + first).to(tl.float32)
-            x2 = tl.load(base + second).to(tl.float32)
-            dst = kc_ptr + kv * c_s0 + p * c_s1
-            tl.store(dst + first, (x1 * cos - x2 * sin).to(kc_ptr.dtype.element_ty))
-            tl.store(dst + second, (x2 * cos + x1 * sin).to(kc_ptr.dtype.element_ty))
+            # The rotated key in its own order: each value pairs with a partner (the next
+            # value, or the one half a head away) and turns by the angle of its pair.
             j = tl.arange(0, 2 * HALF)
-            vals = tl.load(v_ptr + t * v_s0 + kv * v_s1 + j)
-            tl.store(vc_ptr + kv * c_s0 + p * c_s1 + j, vals.to(vc_ptr.dtype.element_ty))
+            if NEOX:
+                partner, pair, sign = (j + HALF) % (2 * HALF), j % HALF, tl.where(j < HALF, -1.0, 1.0)
+            else:
+                partner, pair, sign = j ^ 1, j // 2, tl.where(j % 2 == 0, -1.0, 1.0)
+            base = k_ptr + t * k_s0 + kv * k_s1
+            x = tl.load(base + j).to(tl.float32)
+            x_partner = tl.load(base + partner).to(tl.float32)
+            angle_cos = tl.load(cos_ptr + t * HALF + pair)
+            angle_sin = tl.load(sin_ptr + t * HALF + pair)
+            key = x * angle_cos + sign * x_partner * angle_sin
+            _store_cache_row(kc_ptr, ks_ptr, kv * c_s0 + p * c_s1, kv * s_s0 + p * s_s1, key, K_Q8)
+            value = tl.load(v_ptr + t * v_s0 + kv * v_s1 + j)
+            _store_cache_row(vc_ptr, vs_ptr, kv * c_s0 + p * c_s1, kv * s_s0 + p * s_s1, value, V_Q8)
+
+    @triton.jit
+    def _store_cache_row(data_ptr, scale_ptr, at, scale_at, values, Q8: tl.constexpr):
+        """One head's values at one position: as they are, or as q8_0 codes and scales."""
+        D: tl.constexpr = values.shape[0]
+        if Q8:
+            blocks = tl.reshape(values.to(tl.float32), [D // 32, 32])
+            amax = tl.max(tl.abs(blocks), axis=1)
+            inverse = tl.where(amax > 0, 127.0 / tl.where(amax > 0, amax, 1.0), 0.0)
+            # Adding 1.5 * 2^23 rounds to the nearest integer, which lands in the low mantissa bits.
+            codes = (blocks * inverse[:, None] + 12582912.0).to(tl.int32, bitcast=True) - 0x4B400000
+            tl.store(data_ptr + at + tl.arange(0, D), tl.reshape(codes, [D]).to(tl.int8))
+            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), (amax / 127.0).to(scale_ptr.dtype.element_ty))
+        else:
+            tl.store(data_ptr + at + tl.arange(0, D), values.to(data_ptr.dtype.element_ty))
+
+    @triton.jit
+    def _load_cache_block(data_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid,
+                          Q8: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr):
+        """Values at positions n of one head, [positions, HEAD_DIM], as DTYPE. A q8_0 cache is
+        read as [positions, blocks, 32] codes times [positions, blocks, 1] scales."""
+        if Q8:
+            BLOCKS: tl.constexpr = HEAD_DIM // 32
+            rows = n[:, None, None]
+            blocks = tl.arange(0, BLOCKS)[None, :, None]
+            ok = valid[:, None, None]
+            codes = tl.load(data_ptr + head_at + rows * c_s1 + blocks * 32 + tl.arange(0, 32)[None, None, :],
+                            mask=ok, other=0)
+            scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=ok, other=0.0)
+            values = codes.to(tl.float32) * scales.to(tl.float32)
+            return tl.reshape(values, [n.shape[0], HEAD_DIM]).to(DTYPE)
+        x = tl.load(data_ptr + head_at + n[:, None] * c_s1 + tl.arange(0, HEAD_DIM)[None, :], mask=valid[:, None], other=0)
+        return x.to(DTYPE)
 
 
 # --- gated activation ------------------------------------------------------------------
@@ -235,22 +293,22 @@ if triton is not None:
 # --- decode attention ------------------------------------------------------------------
 
 
-def decode_attention_torch(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
+def decode_attention_torch(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                            window: int, scale: float) -> torch.Tensor:
     """One query token. q: [kv_heads, group, head_dim]; caches: [kv_heads, n_ctx, head_dim];
     pos: [1], the query's position. Attends to keys 0..pos (the last `window` of them if window > 0)."""
     n = int(pos.max()) + 1  # read only the keys written so far (this path runs on the CPU)
-    keys, values = k_cache[:, :n], v_cache[:, :n]
+    keys, values = k_cache.read(n, torch.float32), v_cache.read(n, torch.float32)
     key_pos = torch.arange(n, device=q.device)
     visible = key_pos <= pos
     if window > 0:
         visible &= pos - key_pos < window
-    scores = (q.float() @ keys.float().transpose(1, 2)) * scale
+    scores = (q.float() @ keys.transpose(1, 2)) * scale
     probs = scores.masked_fill(~visible, float("-inf")).softmax(-1)
-    return (probs @ values.float()).to(q.dtype)
+    return (probs @ values).to(q.dtype)
 
 
-def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
+def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                      window: int, scale: float, rounded: QuantizedRows | None = None) -> torch.Tensor:
     """`rounded` (GPU only, head_dim a multiple of 32) receives the output, flattened to one
     row, rounded for a GEMV."""
@@ -259,26 +317,52 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     return decode_attention_torch(q, k_cache, v_cache, pos, window, scale)
 
 
-def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
-                            window: int, scale: float, rounded: QuantizedRows | None = None) -> torch.Tensor:
+@dataclass(frozen=True)
+class AttentionTiling:
+    """Keys per step, programs to spread the keys over (at most), warps per program, and
+    key blocks in flight (Triton's software pipelining)."""
+
+    block_n: int
+    programs: int
+    num_warps: int
+    num_stages: int = 3
+
+
+# As `scripts/bench_attention.py --sweep` found them on an H100 at depth 8192 (least total time
+# over the 8B, 8B-over-2 and 70B-over-4 head counts). A q8_0 block is converted in registers
+# before it meets the tensor cores; Triton's pipelining of those loads made them slower.
+DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs=128, num_warps=4, num_stages=3),
+                  "q8_0": AttentionTiling(block_n=128, programs=512, num_warps=4, num_stages=1)}
+
+
+def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
+                            window: int, scale: float, rounded: QuantizedRows | None = None,
+                            tiling: AttentionTiling | None = None) -> torch.Tensor:
     """Flash-decoding: the keys are cut into chunks handled in parallel, each chunk's partial
     softmax is kept, and a second kernel merges them. Only keys up to `pos` are read, so the
-    cost follows the context in use, not the cache's size, and no mask is built."""
+    cost follows the context in use, not the cache's size, and no mask is built. A float
+    cache is multiplied in its own type, a q8_0 one in q's."""
     n_kv, group, head_dim = q.shape
-    n_ctx = k_cache.shape[1]
-    block_n = 64
-    # Chunks of at least 64 keys, up to 128 programs: a short context is then still spread over
-    # many multiprocessors, which each wait on memory for a key block or two.
-    n_chunks = max(1, min(triton.cdiv(n_ctx, block_n), 128 // max(n_kv, 1)))
+    n_ctx = k_cache.data.shape[1]
+    if tiling is None:
+        quantized = k_cache.scale is not None or v_cache.scale is not None
+        tiling = DECODE_TILINGS["q8_0" if quantized else "float"]
+    block_n = tiling.block_n
+    # Chunks of at least a key block each, over up to `programs` programs: a short context is
+    # then still spread over many multiprocessors, which each wait on memory for a block or two.
+    n_chunks = max(1, min(triton.cdiv(n_ctx, block_n), tiling.programs // max(n_kv, 1)))
     chunk = triton.cdiv(triton.cdiv(n_ctx, n_chunks), block_n) * block_n
     block_g = max(16, triton.next_power_of_2(group))
     m = torch.empty(n_kv, n_chunks, block_g, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, block_g, head_dim, dtype=torch.float32, device=q.device)
     _decode_attention_chunk[(n_kv, n_chunks)](
-        q, k_cache, v_cache, pos, m, s, acc, group, chunk, window, scale * 1.4426950408889634,
-        k_cache.stride(0), k_cache.stride(1), BLOCK_G=block_g, BLOCK_N=block_n, HEAD_DIM=head_dim,
-        **early_launch_args(q.device),
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, chunk, window,
+        scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
+        K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None,
+        K_DTYPE=_dot_dtype(k_cache, q), V_DTYPE=_dot_dtype(v_cache, q),
+        BLOCK_G=block_g, BLOCK_N=block_n, HEAD_DIM=head_dim, num_warps=tiling.num_warps,
+        num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
@@ -290,11 +374,17 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     return out
 
 
+def _dot_dtype(cache: CacheTensor, q: torch.Tensor) -> object:
+    dtype = q.dtype if cache.scale is not None else cache.data.dtype
+    return {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype]
+
+
 if triton is not None:
 
     @triton.jit
-    def _decode_attention_chunk(q_ptr, k_ptr, v_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group, chunk, window,
-                                scale_log2, c_s0, c_s1,
+    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group, chunk,
+                                window, scale_log2, c_s0, c_s1, s_s0, s_s1,
+                                K_Q8: tl.constexpr, V_Q8: tl.constexpr, K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
                                 EARLY: tl.constexpr):
         wait_for_inputs(EARLY)
@@ -310,20 +400,21 @@ if triton is not None:
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
         q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
+        q = q.to(K_DTYPE)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
-            k = tl.load(k_ptr + kv * c_s0 + n[:, None] * c_s1 + d[None, :], mask=valid[:, None], other=0.0)
+            k = _load_cache_block(k_ptr, ks_ptr, kv * c_s0, kv * s_s0, n, c_s1, s_s1, valid, K_Q8, K_DTYPE, HEAD_DIM)
             scores = tl.dot(q, tl.trans(k)) * scale_log2
             scores = tl.where(valid[None, :], scores, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(scores, axis=1))
             alpha = tl.exp2(m_i - m_new)
             p = tl.exp2(scores - m_new[:, None])
-            v = tl.load(v_ptr + kv * c_s0 + n[:, None] * c_s1 + d[None, :], mask=valid[:, None], other=0.0)
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            v = _load_cache_block(v_ptr, vs_ptr, kv * c_s0, kv * s_s0, n, c_s1, s_s1, valid, V_Q8, V_DTYPE, HEAD_DIM)
+            acc = acc * alpha[:, None] + tl.dot(p.to(V_DTYPE), v)
             s_i = s_i * alpha + tl.sum(p, axis=1)
             m_i = m_new
         base = (kv * n_chunks + c) * BLOCK_G

@@ -13,8 +13,9 @@ from llamatp.config import ModelConfig
 from llamatp.gguf_file import GGUFFile
 from llamatp.linear import Linear, StackedLinear, WeightSlice
 from llamatp.model import (
-    AllReduce, Attention, Block, FeedForward, KVCache, RMSNorm, Rope, Transformer, VocabEmbedding, no_reduce,
+    AllReduce, Attention, Block, FeedForward, RMSNorm, Rope, Transformer, VocabEmbedding, no_reduce,
 )
+from llamatp.kv_cache import CacheSpec, KVCache
 from llamatp.plan import Plan, Shard, tensor_slice
 from llamatp.quant.blocks import block_size, check_supported, column_byte_range
 from llamatp.quant.dequant import dequantize
@@ -111,7 +112,8 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
     if shard.has_output:
         norm_out = norm("output_norm.weight")
         head = linear("token_embd" if config.tied_embeddings else "output")
-    cache = KVCache(len(shard.layers), len(shard.kv_heads), plan.n_ctx, config.head_dim, dtype, device)
+    cache = KVCache(CacheSpec(len(shard.layers), len(shard.kv_heads), config.head_dim, *plan.cache_types, device),
+                    plan.n_ctx)
     return Transformer(config, embed, blocks, norm_out, head, cache, {False: rope_global, True: rope_local})
 
 

@@ -18,6 +18,7 @@ from gguf import GGMLQuantizationType
 
 from llamatp.config import ModelConfig
 from llamatp.kernels import add_rms_norm, decode_attention, gated_act, rope_store_kv
+from llamatp.kv_cache import CacheTensor, KVCache
 from llamatp.linear import Linear, StackedLinear
 from llamatp.quant.dequant import dequantize_to
 
@@ -79,17 +80,6 @@ class Rope(torch.nn.Module):
         return angles.cos(), angles.sin()
 
 
-class KVCache:
-    """Keys and values of this rank's layers and KV heads: [layers, kv_heads, n_ctx, head_dim]."""
-
-    def __init__(self, n_layers: int, n_kv_heads: int, n_ctx: int, head_dim: int, dtype: torch.dtype,
-                 device: torch.device) -> None:
-        shape = (n_layers, n_kv_heads, n_ctx, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.n_ctx = n_ctx
-
-
 class Attention(torch.nn.Module):
     """Self-attention over this rank's query heads. `wqkv` yields q, k and v side by side."""
 
@@ -109,7 +99,7 @@ class Attention(torch.nn.Module):
         self.register_buffer("kv_of_q", torch.tensor(kv_of_q, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                k_cache: torch.Tensor, v_cache: torch.Tensor, mask: torch.Tensor | None,
+                k_cache: CacheTensor, v_cache: CacheTensor, mask: torch.Tensor | None,
                 rounded: QuantizedRows | None = None) -> torch.Tensor:
         """`mask` [T, kv_len] selects the keys each query sees; None for one query token,
         which then reads the cache up to its own position. `rounded`: x rounded for wqkv."""
@@ -130,7 +120,7 @@ class Attention(torch.nn.Module):
             out = out.view(1, self.n_q, hd)
         else:
             kv_len = mask.shape[-1]
-            out = self._attend(q, k_cache[:, :kv_len], v_cache[:, :kv_len], mask)
+            out = self._attend(q, k_cache.read(kv_len, q.dtype), v_cache.read(kv_len, q.dtype), mask)
         return self.wo(out.reshape(T, self.n_q * hd), rounded_out)
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -188,7 +178,7 @@ class Block(torch.nn.Module):
         self.all_reduce = all_reduce
 
     def forward(self, x: torch.Tensor, pending: torch.Tensor | None, pos: torch.Tensor,
-                ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]], k_cache: torch.Tensor, v_cache: torch.Tensor,
+                ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]], k_cache: CacheTensor, v_cache: CacheTensor,
                 masks: dict[bool, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Residual stream x plus the previous block's output `pending` (added here, fused with
         the norm); returns the new stream and this block's own output, still to be added."""
@@ -232,7 +222,7 @@ class Transformer(torch.nn.Module):
         ropes = {swa: rope.tables(pos) for swa, rope in self.ropes.items()}
         pending = None
         for i, block in enumerate(self.blocks):
-            x, pending = block(x, pending, pos, ropes, self.cache.k[i], self.cache.v[i], masks)
+            x, pending = block(x, pending, pos, ropes, *self.cache.layer(i), masks)
         if self.head is None:
             return x if pending is None else x + pending
         if last_only:

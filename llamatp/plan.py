@@ -12,6 +12,7 @@ from typing import Literal
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from llamatp.cache_types import BYTES_PER_VALUE
 from llamatp.config import ModelConfig
 from llamatp.errors import LlamatpError
 from llamatp.gguf_file import TensorInfo
@@ -51,6 +52,7 @@ class Plan:
     n_ubatch: int
     shards: tuple[Shard, ...]
     notes: tuple[str, ...]
+    cache_types: tuple[str, str] = ("f16", "f16")  # of K and of V (llama.cpp's -ctk, -ctv)
 
     @property
     def world_size(self) -> int:
@@ -76,7 +78,7 @@ def make_plan(
     n_ctx: int,
     n_ubatch: int,
     proportions: list[float] | None = None,
-    kv_bytes_per_value: int = 2,
+    cache_types: tuple[str, str] = ("f16", "f16"),
     act_bytes: int = 2,
 ) -> Plan:
     """Divide the model over `devices` and cost each share. Raises LlamatpError on a bad request."""
@@ -109,9 +111,9 @@ def make_plan(
             shards.append(Shard(rank, devices[rank], range(config.n_layer), q, kv, ffn[rank], vocab[rank],
                                 has_embedding=True, has_output=True))
     costed = tuple(
-        _with_costs(s, config, tensors, mode, n_ctx, n_ubatch, kv_bytes_per_value, act_bytes) for s in shards
+        _with_costs(s, config, tensors, mode, n_ctx, n_ubatch, cache_types, act_bytes) for s in shards
     )
-    return Plan(mode, n_ctx, n_ubatch, costed, tuple(notes))
+    return Plan(mode, n_ctx, n_ubatch, costed, tuple(notes), cache_types)
 
 
 def tensor_slice(name: str, shard: Shard, mode: SplitMode, config: ModelConfig) -> tuple[range | None, range | None] | None:
@@ -212,7 +214,7 @@ def _sliced_bytes(info: TensorInfo, rows: range | None, cols: range | None) -> i
 
 def _with_costs(
     shard: Shard, config: ModelConfig, tensors: dict[str, TensorInfo], mode: SplitMode,
-    n_ctx: int, n_ubatch: int, kv_bytes_per_value: int, act_bytes: int,
+    n_ctx: int, n_ubatch: int, cache_types: tuple[str, str], act_bytes: int,
 ) -> Shard:
     weight_bytes, largest_linear = 0, 0
     for info in tensors.values():
@@ -225,7 +227,8 @@ def _with_costs(
             rows = len(piece[0]) if piece[0] is not None else info.shape[0]
             cols = len(piece[1]) if piece[1] is not None else info.shape[1]
             largest_linear = max(largest_linear, rows * cols * act_bytes)
-    kv_bytes = len(shard.layers) * 2 * n_ctx * len(shard.kv_heads) * config.head_dim * kv_bytes_per_value
+    values = len(shard.layers) * n_ctx * len(shard.kv_heads) * config.head_dim
+    kv_bytes = int(values * sum(BYTES_PER_VALUE[t] for t in cache_types))
     width = config.n_embd * 4 + (len(shard.q_heads) + 2 * len(shard.kv_heads)) * config.head_dim + 2 * len(shard.ffn)
     activations = 2 * n_ubatch * width * act_bytes
     scores = len(shard.q_heads) * n_ubatch * n_ctx * 4  # attention scores when no fused kernel applies
@@ -258,7 +261,8 @@ def format_bytes(n: int) -> str:
 
 def describe(plan: Plan, config: ModelConfig) -> list[str]:
     """Human-readable lines, one per device, for --dry-run, --verbose and `info`."""
-    lines = [f"split mode {plan.mode} over {plan.world_size} device(s), n_ctx {plan.n_ctx}, n_ubatch {plan.n_ubatch}"]
+    lines = [f"split mode {plan.mode} over {plan.world_size} device(s), n_ctx {plan.n_ctx}, n_ubatch {plan.n_ubatch}, "
+             f"KV cache K {plan.cache_types[0]}, V {plan.cache_types[1]}"]
     for s in plan.shards:
         what = f"layers {s.layers.start}-{s.layers.stop - 1}"
         if plan.mode == "tensor":

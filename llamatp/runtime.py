@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from llamatp.cache_types import check_head_size
 from llamatp.comm import Comm, init_process_group
 from llamatp.config import ModelConfig, load_config
 from llamatp.devices import free_memory
 from llamatp.engine import Engine
 from llamatp.errors import LlamatpError
 from llamatp.gguf_file import GGUFFile
+from llamatp.kv_cache import dtype_name
 from llamatp.linear import GEMV_MAX_ROWS
 from llamatp.launch import WorkerInfo
 from llamatp.loader import build_model
@@ -21,7 +23,7 @@ from llamatp.plan import Plan, SplitMode, check_shard_fits, make_plan
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """What `-m -c -b -ub -sm -dev -ts` ask for; shared by run, perplexity and bench."""
+    """What `-m -c -b -ub -sm -dev -ts -ctk -ctv` ask for; shared by run, perplexity and bench."""
 
     model: str
     devices: tuple[str, ...]
@@ -30,6 +32,8 @@ class ModelOptions:
     n_batch: int = 2048
     n_ubatch: int = 512
     tensor_split: tuple[float, ...] = field(default_factory=tuple)
+    cache_type_k: str | None = None  # None: the compute type
+    cache_type_v: str | None = None
     use_graphs: bool = True
 
 
@@ -50,12 +54,13 @@ def compute_dtype(device: str) -> torch.dtype:
 
 def plan_for(options: ModelOptions, gguf: GGUFFile, config: ModelConfig) -> Plan:
     dtype = compute_dtype(options.devices[0])
-    value_bytes = torch.finfo(dtype).bits // 8
+    cache_types = (options.cache_type_k or dtype_name(dtype), options.cache_type_v or dtype_name(dtype))
+    check_head_size(cache_types, config.head_dim)
     n_ctx = options.n_ctx if options.n_ctx > 0 else config.n_ctx_train
     return make_plan(
         config, gguf.tensors, list(options.devices), options.split_mode, n_ctx,
         min(options.n_ubatch, options.n_batch), list(options.tensor_split) or None,
-        kv_bytes_per_value=value_bytes, act_bytes=value_bytes,
+        cache_types=cache_types, act_bytes=torch.finfo(dtype).bits // 8,
     )
 
 

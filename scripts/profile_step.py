@@ -48,10 +48,11 @@ def main() -> None:
     parser.add_argument("--mode", default="tensor")
     parser.add_argument("--n-prompt", type=int, default=512)
     parser.add_argument("--n-decode", type=int, default=8)
+    parser.add_argument("--ctx", type=int, default=1024, help="context size (the decode kernels size their work to it)")
     parser.add_argument("--repeated", action="store_true", help="the prompt pass as a repeated one (a CUDA graph)")
     args = parser.parse_args()
     devices = args.devices.split(",")
-    options = ModelOptions(model=args.model, devices=tuple(devices), split_mode=args.mode, n_ctx=1024)
+    options = ModelOptions(model=args.model, devices=tuple(devices), split_mode=args.mode, n_ctx=args.ctx)
     print(launch(functools.partial(profile_job, options, args.n_prompt, args.n_decode, args.repeated), devices))
 
 

@@ -54,7 +54,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 def flags(**given: Any) -> BenchParams:
     """BenchParams from flag values as typed; unset flags empty, as the CLI passes them."""
     names = ["models", "n_prompt", "n_gen", "n_pg", "n_depth", "n_batch", "n_ubatch", "n_gpu_layers",
-             "split_mode", "main_gpu", "tensor_split"]
+             "split_mode", "main_gpu", "tensor_split", "type_k", "type_v"]
     lists = {name: given.pop(name, []) for name in names}
     return bench_params(**lists, device=given.pop("device", "cpu"), repetitions=given.pop("repetitions", 1),
                         warmup=True, output=given.pop("output", "md"))
@@ -226,6 +226,14 @@ def test_markdown_has_llama_benchs_columns_then_ours(tiny_model: str) -> None:
         assert (row[header.index("weights GB/s")] == "") == (not row[header.index("test")].startswith("tg"))
 
 
+def test_kv_cache_types_are_columns_once_given(tiny_model: str) -> None:
+    params = flags(models=[tiny_model], n_prompt=["8"], n_gen=["2"], type_k=["f32,q8_0"], type_v=["q8_0"])
+    header, _, *rows = table(bench_output(params))
+    assert header[header.index("backend") + 2 : header.index("test")] == ["type_k", "type_v"]
+    assert [(row[header.index("type_k")], row[header.index("type_v")]) for row in rows] == [
+        ("f32", "q8_0"), ("f32", "q8_0"), ("q8_0", "q8_0"), ("q8_0", "q8_0")]
+
+
 def test_csv_and_jsonl_carry_llama_benchs_fields(tiny_model: str) -> None:
     common = dict(models=[tiny_model], n_prompt=["8"], n_gen=["2"], repetitions=2)
     rows = list(csv.DictReader(io.StringIO(bench_output(flags(**common, output="csv")))))  # type: ignore[arg-type]
@@ -295,6 +303,7 @@ def test_default_model(smollm2_path: Path) -> None:
     ["-d", "-8"],
     ["-pg", "512"],
     ["-o", "xml"],
+    ["-ctk", "q5_1"],
     ["-p", "0", "-n", "0"],
 ])
 def test_bad_flags_end_with_one_line(tiny_model: str, bad: list[str]) -> None:

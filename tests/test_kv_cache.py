@@ -1,0 +1,113 @@
+"""The KV cache types of `-ctk`/`-ctv`: q8_0 rounds as llama.cpp's q8_0 blocks do, costs 34
+bytes per 32 values in the memory plan, and keeps a real model's logits close to a float cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gguf import GGMLQuantizationType, quants
+
+from llamatp.cache_types import check_cache_type, check_head_size
+from llamatp.errors import LlamatpError
+from llamatp.kv_cache import dequantize_q8_0, quantize_q8_0
+from llamatp.launch import WorkerInfo
+from llamatp.runtime import ModelOptions, open_runtime
+from llamatp.tokenizer import Tokenizer
+from split_harness import relative_error
+from test_logits import TEXT
+
+Q8_0 = GGMLQuantizationType.Q8_0
+
+
+def values(n_rows: int, n_cols: int, seed: int = 0) -> torch.Tensor:
+    x = torch.randn(n_rows, n_cols, generator=torch.Generator().manual_seed(seed)) * 3
+    x[0, :32] = 0.0  # an all-zero block
+    return x
+
+
+def test_q8_0_rounding_is_gguf_py_s() -> None:
+    x = values(64, 128)
+    codes, scales = quantize_q8_0(x)
+    blocks = quants.quantize(x.numpy(), Q8_0).reshape(64, 4, 34)
+    expected_scales = blocks[:, :, :2].copy().view(np.float16)[..., 0]
+    expected_codes = blocks[:, :, 2:].copy().view(np.int8).reshape(64, 128)
+    assert np.array_equal(scales.numpy(), expected_scales)
+    # gguf-py divides by the f32 scale where we multiply by its inverse: a value exactly
+    # between two steps may round either way.
+    difference = np.abs(codes.numpy().astype(int) - expected_codes)
+    assert difference.max() <= 1 and (difference == 0).mean() > 0.999
+
+
+def test_q8_0_values_are_gguf_py_s_dequantization() -> None:
+    codes, scales = quantize_q8_0(values(8, 64))
+    blocks = np.concatenate([scales.numpy()[..., None].view(np.uint8), codes.numpy().reshape(8, 2, 32).view(np.uint8)],
+                            axis=-1)
+    expected = quants.dequantize(blocks.reshape(8, 68), Q8_0)
+    assert np.array_equal(dequantize_q8_0(codes, scales).numpy(), expected)
+
+
+def test_q8_0_keeps_values_within_about_half_a_step() -> None:
+    """Half a step of rounding, plus the f16 rounding of the scale (2^-11 of it) times up to 127."""
+    x = values(16, 256, seed=1)
+    codes, scales = quantize_q8_0(x)
+    step = scales.float().repeat_interleave(32, dim=-1)
+    assert ((dequantize_q8_0(codes, scales) - x).abs() <= step * (0.5 + 127 / 2048)).all()
+
+
+@pytest.mark.parametrize("name", ["f32", "f16", "bf16", "q8_0"])
+def test_llama_cpp_cache_types_are_accepted(name: str) -> None:
+    assert check_cache_type(name, "-ctk") == name
+
+
+@pytest.mark.parametrize("name, message", [("q4_0", "-ctk q4_0: this KV cache type is not provided"),
+                                           ("int8", "-ctk: unknown KV cache type 'int8'")])
+def test_other_cache_types_are_refused_by_name(name: str, message: str) -> None:
+    with pytest.raises(LlamatpError, match=message):
+        check_cache_type(name, "-ctk")
+
+
+def test_q8_0_needs_heads_of_whole_blocks() -> None:
+    check_head_size(("q8_0", "f16"), 64)
+    check_head_size(("f16", "f16"), 80)
+    with pytest.raises(LlamatpError, match="multiple of 32; this model's is 80"):
+        check_head_size(("f16", "q8_0"), 80)
+
+
+# --- a real model ----------------------------------------------------------------------------------
+
+
+def engine(path: Path, type_k: str | None = None, type_v: str | None = None):  # noqa: ANN201
+    options = ModelOptions(model=str(path), devices=("cpu",), n_ctx=256, cache_type_k=type_k, cache_type_v=type_v)
+    return open_runtime(options, WorkerInfo(0, 1, "cpu")).engine
+
+
+@pytest.fixture(scope="module")
+def prompt(smollm2_path: Path) -> tuple[list[int], torch.Tensor]:
+    ids = Tokenizer.from_gguf(smollm2_path).encode(TEXT)[:64]
+    return ids, engine(smollm2_path).forward(ids, 0, all_logits=True)
+
+
+def test_the_plan_holds_a_q8_0_cache_in_17_32_of_a_f16_one(smollm2_path: Path) -> None:
+    f16 = engine(smollm2_path, "f16", "f16").plan.shards[0].kv_bytes
+    q8 = engine(smollm2_path, "q8_0", "q8_0").plan.shards[0].kv_bytes
+    mixed = engine(smollm2_path, "q8_0", "f16").plan.shards[0].kv_bytes
+    assert q8 * 32 == f16 * 17 and mixed * 64 == f16 * (32 + 17)
+
+
+@pytest.mark.parametrize("type_k, type_v", [("q8_0", "q8_0"), ("f16", "q8_0"), ("q8_0", "bf16"), ("f16", "f16")])
+@pytest.mark.parametrize("path", ["one prompt pass", "token by token"])
+def test_smaller_caches_keep_smollm2_close_to_a_float32_cache(
+        smollm2_path: Path, prompt: tuple[list[int], torch.Tensor], type_k: str, type_v: str, path: str) -> None:
+    """Both attention paths read the rounded cache: the prompt's and the decode kernel's.
+    (q8_0 for both measured 1.1e-2 here, bf16 for both 2.8e-3.)"""
+    ids, reference = prompt
+    run = engine(smollm2_path, type_k, type_v)
+    if path == "one prompt pass":
+        ours = run.forward(ids, 0, all_logits=True)
+    else:
+        ours = torch.cat([run.forward(ids[:1], 0)] + [run.decode(t, pos) for pos, t in enumerate(ids[1:], start=1)])
+    assert float((ours.argmax(-1) == reference.argmax(-1)).float().mean()) >= 0.95
+    assert relative_error(ours, reference) < 0.02
