@@ -2,17 +2,27 @@
 
 Small all-reduces on GPUs (decode: one token's hidden state) go through PyTorch symmetric
 memory's one-shot kernel where it works: each GPU reads its peers' buffers over NVLink and
-sums locally, several times faster than NCCL at these sizes. NVLink multicast is never
-used. LLAMATP_ALLREDUCE=nccl turns symmetric memory off.
+sums locally, several times faster than NCCL at these sizes. Where the sum is added to the
+residual stream and normalized (`reduce_add_rms_norm`), a decode step does all three in one
+kernel of its own (`fused_reduce`). NVLink multicast is never used. LLAMATP_ALLREDUCE=nccl
+turns symmetric memory off; LLAMATP_FUSED_REDUCE=0 keeps the one-shot kernel but not the fusion.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
+
+from llamatp.kernels import add_rms_norm
+
+if TYPE_CHECKING:
+    from llamatp.fused_reduce import ReduceAddNorm
+    from llamatp.quant.gemv import QuantizedRows
 
 
 class Comm:
@@ -21,6 +31,7 @@ class Comm:
     def __init__(self, rank: int, world: int, device: torch.device) -> None:
         self.rank, self.world, self.device = rank, world, device
         self._symm: torch.Tensor | None = None
+        self._fused: ReduceAddNorm | None = None
         self._group_name = ""
 
     @property
@@ -44,32 +55,64 @@ class Comm:
         dist.all_reduce(x)
         return x
 
-    def enable_symmetric_memory(self, max_numel: int, dtype: torch.dtype) -> str:
-        """Route all-reduces of up to max_numel elements through symmetric memory.
+    def reduce_add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float,
+                            rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(sum of x over ranks + residual) * weight, sum + residual), as `kernels.add_rms_norm`."""
+        if self._fused is not None and self._fused.applies(x):
+            return self._fused(x, residual, weight, eps, rounded)
+        return add_rms_norm(self.all_reduce(x), residual, weight, eps, rounded)
 
-        Returns the backend small all-reduces will use: 'symmetric memory', 'nccl' or 'gloo'.
+    def enable_symmetric_memory(self, width: int, max_rows: int, dtype: torch.dtype) -> str:
+        """Route all-reduces of up to max_rows rows of `width` through symmetric memory, and
+        fuse a one-row all-reduce with the norm after it.
+
+        Returns the backend small all-reduces will use: 'symmetric memory' (with ' + fused
+        norm' where the fusion works), 'nccl' or 'gloo'.
         """
         if self.device.type != "cuda":
             return "gloo"
         if self.world == 1 or os.environ.get("LLAMATP_ALLREDUCE") == "nccl":
             return "nccl"
-        try:
+        self._group_name = dist.group.WORLD.group_name
+
+        def one_shot() -> bool:
             import torch.distributed._symmetric_memory as symm_mem
 
-            buffer = symm_mem.empty(max_numel, dtype=dtype, device=self.device)
-            symm_mem.rendezvous(buffer, dist.group.WORLD.group_name)
-            self._group_name = dist.group.WORLD.group_name
-            self._symm = buffer
-            works = float(self.all_reduce(torch.ones(8, dtype=dtype, device=self.device))[0]) == self.world
-        except Exception:  # noqa: BLE001 - any failure here means: use NCCL
-            works = False
-        everywhere = torch.tensor([1 if works else 0], device=self.device)
-        self._symm, symm = None, self._symm
+            self._symm = symm_mem.empty(width * max_rows, dtype=dtype, device=self.device)
+            symm_mem.rendezvous(self._symm, self._group_name)
+            return float(self.all_reduce(torch.ones(8, dtype=dtype, device=self.device))[0]) == self.world
+
+        if not self._everywhere(one_shot, "_symm"):
+            return "nccl"
+        if os.environ.get("LLAMATP_FUSED_REDUCE") == "0" or not self._everywhere(
+                lambda: self._fused_works(width, dtype), "_fused"):
+            return "symmetric memory"
+        return "symmetric memory + fused norm"
+
+    def _everywhere(self, works: Callable[[], bool], attribute: str) -> bool:
+        """Whether `works()` held on every rank; where not, `attribute` goes back to None on all."""
+        try:
+            ok = works()
+        except Exception:  # noqa: BLE001 - any failure here means: not this way
+            ok = False
+        everywhere = torch.tensor([1 if ok else 0], device=self.device)
+        kept = getattr(self, attribute)
+        setattr(self, attribute, None)  # the vote itself must not go through what is being tried
         dist.all_reduce(everywhere, op=dist.ReduceOp.MIN)  # every rank must choose the same
         if not int(everywhere):
-            return "nccl"
-        self._symm = symm
-        return "symmetric memory"
+            return False
+        setattr(self, attribute, kept)
+        return True
+
+    def _fused_works(self, width: int, dtype: torch.dtype) -> bool:
+        from llamatp.fused_reduce import ReduceAddNorm
+
+        fused = ReduceAddNorm(width, dtype, self.device, self._group_name)
+        x = torch.full((1, width), self.rank + 1, dtype=dtype, device=self.device)
+        residual = torch.ones_like(x)
+        _, total = fused(x, residual, torch.ones(width, device=self.device), 1e-6)
+        self._fused = fused
+        return bool((total == self.world * (self.world + 1) // 2 + 1).all())
 
     def gather_columns(self, local: torch.Tensor, widths: list[int]) -> torch.Tensor:
         """Concatenate each rank's columns (uneven widths allowed); every rank gets the whole."""

@@ -12,8 +12,9 @@ from gguf import GGMLQuantizationType
 from llamatp.config import ModelConfig
 from llamatp.gguf_file import GGUFFile
 from llamatp.linear import Linear, StackedLinear, WeightSlice
+from llamatp.kernels import add_rms_norm
 from llamatp.model import (
-    AllReduce, Attention, Block, FeedForward, RMSNorm, Rope, Transformer, VocabEmbedding, no_reduce,
+    AddNorm, AllReduce, Attention, Block, FeedForward, RMSNorm, Rope, Transformer, VocabEmbedding, no_reduce,
 )
 from llamatp.kv_cache import CacheSpec, KVCache
 from llamatp.plan import Plan, Shard, tensor_slice
@@ -62,10 +63,14 @@ def read_dense(gguf: GGUFFile, name: str, device: torch.device) -> torch.Tensor:
     return piece.dense(torch.float32).reshape(gguf.tensor(name).shape)
 
 
-def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, device: torch.device,
-                dtype: torch.dtype, all_reduce: AllReduce = no_reduce) -> Transformer:
+def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, device: torch.device, dtype: torch.dtype,
+                all_reduce: AllReduce = no_reduce, reduce_add_norm: AddNorm = add_rms_norm) -> Transformer:
+    """`all_reduce` sums a tensor over ranks; `reduce_add_norm` sums one and adds it to the
+    residual stream with the norm (`model.AddNorm`), where post norms do not come in between."""
     shard = plan.shards[rank]
-    reduce = all_reduce if plan.mode == "tensor" else no_reduce
+    tensor_split = plan.mode == "tensor"
+    reduce = all_reduce if tensor_split else no_reduce
+    add_norm = reduce_add_norm if tensor_split and not config.post_norms else add_rms_norm
 
     def piece(name: str) -> WeightSlice:
         where = tensor_slice(name, shard, plan.mode, config)
@@ -102,7 +107,8 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
         )
         ffn = FeedForward(linear(p + "ffn_gate", p + "ffn_up"), linear(p + "ffn_down"), config.gelu)
         post = (norm(p + "post_attention_norm.weight"), norm(p + "post_ffw_norm.weight")) if config.post_norms else (None, None)
-        blocks.append(Block(norm(p + "attn_norm.weight"), attn, norm(p + "ffn_norm.weight"), ffn, *post, swa, reduce))
+        blocks.append(Block(norm(p + "attn_norm.weight"), attn, norm(p + "ffn_norm.weight"), ffn, *post, swa, reduce,
+                            add_norm))
 
     embed = None
     if shard.has_embedding:
@@ -114,7 +120,8 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
         head = linear("token_embd" if config.tied_embeddings else "output")
     cache = KVCache(CacheSpec(len(shard.layers), len(shard.kv_heads), config.head_dim, *plan.cache_types, device),
                     plan.n_ctx)
-    return Transformer(config, embed, blocks, norm_out, head, cache, {False: rope_global, True: rope_local})
+    return Transformer(config, embed, blocks, norm_out, head, cache, {False: rope_global, True: rope_local}, add_norm)
+
 
 
 def _runs_of_same_type(names: tuple[str, ...], qtype_of: Callable[[str], object]) -> list[list[str]]:

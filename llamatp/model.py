@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from llamatp.quant.gemv import QuantizedRows
 
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
+# (x, residual, weight, eps, rounded) -> (norm(x + residual) * weight, x + residual), x first
+# summed over ranks where it is a partial output (`Comm.reduce_add_rms_norm`).
+AddNorm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, "QuantizedRows | None"],
+                   tuple[torch.Tensor, torch.Tensor]]
 
 
 def no_reduce(x: torch.Tensor) -> torch.Tensor:
@@ -168,14 +172,18 @@ class FeedForward(torch.nn.Module):
 
 
 class Block(torch.nn.Module):
+    """Under tensor split the attention and FFN outputs are partial sums over ranks. Where a
+    post norm follows them (gemma3) they are summed here; otherwise the sum is left to the
+    norm that adds them to the residual stream (`add_norm`), which fuses it on GPUs."""
+
     def __init__(self, attn_norm: RMSNorm, attn: Attention, ffn_norm: RMSNorm, ffn: FeedForward,
                  post_attn_norm: RMSNorm | None, post_ffn_norm: RMSNorm | None, swa: bool,
-                 all_reduce: AllReduce) -> None:
+                 all_reduce: AllReduce, add_norm: AddNorm) -> None:
         super().__init__()
         self.attn_norm, self.attn, self.ffn_norm, self.ffn = attn_norm, attn, ffn_norm, ffn
         self.post_attn_norm, self.post_ffn_norm = post_attn_norm, post_ffn_norm
         self.swa = swa
-        self.all_reduce = all_reduce
+        self.all_reduce, self.add_norm = all_reduce, add_norm
 
     def forward(self, x: torch.Tensor, pending: torch.Tensor | None, pos: torch.Tensor,
                 ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]], k_cache: CacheTensor, v_cache: CacheTensor,
@@ -183,28 +191,38 @@ class Block(torch.nn.Module):
         """Residual stream x plus the previous block's output `pending` (added here, fused with
         the norm); returns the new stream and this block's own output, still to be added."""
         rounded = self.attn.wqkv.rounded_input(x.shape[0], x.device)
-        normed, x = self.attn_norm(x, pending, rounded)
-        h = self.all_reduce(self.attn(normed, pos, ropes[self.swa], k_cache, v_cache, masks[self.swa], rounded))
+        normed, x = normed_sum(self.add_norm, self.attn_norm, pending, x, rounded)
+        h = self.attn(normed, pos, ropes[self.swa], k_cache, v_cache, masks[self.swa], rounded)
         if self.post_attn_norm is not None:
-            h = self.post_attn_norm(h)[0]
+            h = self.post_attn_norm(self.all_reduce(h))[0]
         rounded = self.ffn.gate_up.rounded_input(h.shape[0], h.device)
-        normed, x = self.ffn_norm(h, x, rounded)
-        h = self.all_reduce(self.ffn(normed, rounded))
+        normed, x = normed_sum(self.add_norm, self.ffn_norm, h, x, rounded)
+        h = self.ffn(normed, rounded)
         if self.post_ffn_norm is not None:
-            h = self.post_ffn_norm(h)[0]
+            h = self.post_ffn_norm(self.all_reduce(h))[0]
         return x, h
+
+
+def normed_sum(add_norm: AddNorm, norm: RMSNorm, output: torch.Tensor | None, residual: torch.Tensor,
+               rounded: QuantizedRows | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(norm(output + residual), output + residual) through `add_norm`; the norm of the
+    residual alone before the first block's output."""
+    if output is None:
+        return norm(residual, None, rounded)
+    return add_norm(output, residual, norm.weight, norm.eps, rounded)
 
 
 class Transformer(torch.nn.Module):
     """One rank's part of the model: optional embedding, some blocks, optional head."""
 
     def __init__(self, config: ModelConfig, embed: VocabEmbedding | None, blocks: list[Block],
-                 norm: RMSNorm | None, head: StackedLinear | None, cache: KVCache, ropes: dict[bool, Rope]) -> None:
+                 norm: RMSNorm | None, head: StackedLinear | None, cache: KVCache, ropes: dict[bool, Rope],
+                 add_norm: AddNorm) -> None:
         super().__init__()
         self.config = config
         self.ropes = ropes  # keyed by 'is a sliding-window layer'
 
-        self.embed, self.norm, self.head = embed, norm, head
+        self.embed, self.norm, self.head, self.add_norm = embed, norm, head, add_norm
         self.blocks = torch.nn.ModuleList(blocks)
         self.cache = cache
         # One query token needs no mask where every attention can read its cache directly.
@@ -228,7 +246,7 @@ class Transformer(torch.nn.Module):
         if last_only:
             x, pending = x[-1:], None if pending is None else pending[-1:]
         rounded = self.head.rounded_input(x.shape[0], x.device)
-        return self.head(self.norm(x, pending, rounded)[0], rounded).float()
+        return self.head(normed_sum(self.add_norm, self.norm, pending, x, rounded)[0], rounded).float()
 
     def _masks(self, pos: torch.Tensor, kv_len: int) -> dict[bool, torch.Tensor]:
         """Attention masks keyed by 'is a sliding-window layer'."""

@@ -80,8 +80,8 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
     comm = init_process_group(info.rank, info.world, device)
     allreduce = "none"
     if plan.mode == "tensor":
-        allreduce = comm.enable_symmetric_memory(GEMV_MAX_ROWS * config.n_embd, compute_dtype(info.device))
+        allreduce = comm.enable_symmetric_memory(config.n_embd, GEMV_MAX_ROWS, compute_dtype(info.device))
     dtype = compute_dtype(info.device)
-    model = build_model(gguf, config, plan, info.rank, device, dtype, comm.all_reduce)
+    model = build_model(gguf, config, plan, info.rank, device, dtype, comm.all_reduce, comm.reduce_add_rms_norm)
     engine = Engine(model, comm, plan, device, dtype, use_graphs=options.use_graphs)
     return Runtime(gguf, config, plan, comm, engine, device, allreduce)
