@@ -1,0 +1,112 @@
+"""The kernel that joins tensor-split ranks at decode (all-reduce, residual add, RMSNorm), run
+as rank 0 of two in Triton's interpreter on host memory; rank 1's side of each call is written
+as rank 1's kernel would write it: its row in its buffer slot, its signal in the flags."""
+
+import os
+import threading
+import time
+
+import pytest
+import torch
+
+from llamatp import kernels
+
+pytestmark = pytest.mark.skipif(kernels.triton is None or os.environ.get("TRITON_INTERPRET") != "1",
+                                reason="needs triton's interpreter (tests/conftest.py turns it on)")
+
+WIDTH = 64
+
+
+class TwoRanks:
+    """Rank 0's buffers, flags and call counter, and rank 1's, at host addresses."""
+
+    def __init__(self) -> None:
+        self.buffers = [torch.full((2 * WIDTH,), float("nan")) for _ in range(2)]
+        self.flags = [torch.zeros(2, dtype=torch.int32) for _ in range(2)]
+        self.buffer_ptrs = torch.tensor([b.data_ptr() for b in self.buffers], dtype=torch.int64)
+        self.flag_ptrs = torch.tensor([f.data_ptr() for f in self.flags], dtype=torch.int64)
+        self.counter = torch.zeros(1, dtype=torch.int32)
+
+    def rank1_arrives(self, call: int, row: torch.Tensor) -> None:
+        """What rank 1's kernel does before its barrier: its row into its slot, one more on its flag everywhere."""
+        self.buffers[1][(call % 2) * WIDTH : (call % 2 + 1) * WIDTH] = row[0]
+        for flags in self.flags:
+            flags[1] += 1
+
+    def rank0_joins(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                    rounded: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        from llamatp.fused_reduce import _reduce_add_rms_norm_kernel
+
+        out, total = torch.empty_like(x), torch.empty_like(x)
+        words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
+        _reduce_add_rms_norm_kernel[(1,)](
+            x, residual, weight, out, total, words, meta, self.buffer_ptrs.data_ptr(), self.flag_ptrs.data_ptr(),
+            self.counter, WIDTH, 1e-6, 0, WORLD=2, ROUND=rounded is not None, BLOCK=WIDTH, EARLY=False)
+        return out, total
+
+
+def rows(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(1, WIDTH, generator=g), torch.randn(1, WIDTH, generator=g), torch.randn(1, WIDTH, generator=g),
+            torch.rand(WIDTH, generator=g) + 0.5)
+
+
+def test_each_call_normalizes_the_sum_over_ranks_plus_the_residual() -> None:
+    ranks = TwoRanks()
+    for call in range(3):
+        mine, theirs, residual, weight = rows(call)
+        ranks.rank1_arrives(call, theirs)
+        out, total = ranks.rank0_joins(mine, residual, weight)
+        ref_out, ref_total = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
+        torch.testing.assert_close(total, ref_total)
+        torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+
+
+def test_calls_alternate_between_two_slots_and_count_on_the_gpu() -> None:
+    ranks = TwoRanks()
+    written = []
+    for call in range(4):
+        mine, theirs, residual, weight = rows(10 + call)
+        ranks.rank1_arrives(call, theirs)
+        ranks.rank0_joins(mine, residual, weight)
+        written.append(mine)
+        assert int(ranks.counter) == call + 1
+        # rank 0 added one to its flag on both ranks, rank 1 to its own
+        assert ranks.flags[0].tolist() == [call + 1, call + 1] and ranks.flags[1].tolist() == [call + 1, call + 1]
+        slot = ranks.buffers[0].view(2, WIDTH)[call % 2]
+        torch.testing.assert_close(slot, mine[0])
+    torch.testing.assert_close(ranks.buffers[0].view(2, WIDTH)[0], written[2][0])  # call 2 came back to slot 0
+
+
+def test_rank_0_waits_at_the_barrier_until_its_peer_has_signalled() -> None:
+    ranks = TwoRanks()
+    mine, theirs, residual, weight = rows(20)
+    result: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    worker = threading.Thread(target=lambda: result.update(joined=ranks.rank0_joins(mine, residual, weight)),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=1.0)
+    assert worker.is_alive() and int(ranks.counter) == 0
+    ranks.buffers[1][:WIDTH] = theirs[0]
+    deadline = time.monotonic() + 60
+    while worker.is_alive() and time.monotonic() < deadline:
+        # rank 1's signal, set again should the interpreter's read-add-write of the flag overwrite it
+        ranks.flags[0][1] = 1
+        worker.join(timeout=0.05)
+    assert not worker.is_alive()
+    out, total = result["joined"]
+    ref_out, ref_total = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
+    torch.testing.assert_close(total, ref_total)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+
+
+def test_the_norm_is_rounded_for_the_next_gemv_as_the_separate_kernel_rounds_it() -> None:
+    from llamatp.quant.gemv import QuantizedRows, quantize_rows
+
+    ranks = TwoRanks()
+    mine, theirs, residual, weight = rows(30)
+    ranks.rank1_arrives(0, theirs)
+    rounded = QuantizedRows.empty(1, WIDTH, mine.device)
+    out, _ = ranks.rank0_joins(mine, residual, weight, rounded)
+    expected = quantize_rows(out)
+    assert torch.equal(rounded.words, expected.words) and torch.equal(rounded.meta, expected.meta)
