@@ -25,7 +25,9 @@ try:
     import triton
     import triton.language as tl
 
-    from llamatp.quant.gemv import QuantizedRows, early_launch_args, store_rounded_blocks, wait_for_inputs
+    from llamatp.quant.gemv import (
+        QuantizedRows, early_launch_args, round_q8_blocks, store_rounded_blocks, wait_for_inputs,
+    )
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
 
@@ -211,13 +213,9 @@ if triton is not None:
         """One head's values at one position: as they are, or as q8_0 codes and scales."""
         D: tl.constexpr = values.shape[0]
         if Q8:
-            blocks = tl.reshape(values.to(tl.float32), [D // 32, 32])
-            amax = tl.max(tl.abs(blocks), axis=1)
-            inverse = tl.where(amax > 0, 127.0 / tl.where(amax > 0, amax, 1.0), 0.0)
-            # Adding 1.5 * 2^23 rounds to the nearest integer, which lands in the low mantissa bits.
-            codes = (blocks * inverse[:, None] + 12582912.0).to(tl.int32, bitcast=True) - 0x4B400000
+            codes, scales = round_q8_blocks(tl.reshape(values.to(tl.float32), [D // 32, 32]))
             tl.store(data_ptr + at + tl.arange(0, D), tl.reshape(codes, [D]).to(tl.int8))
-            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), (amax / 127.0).to(scale_ptr.dtype.element_ty))
+            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales.to(scale_ptr.dtype.element_ty))
         else:
             tl.store(data_ptr + at + tl.arange(0, D), values.to(data_ptr.dtype.element_ty))
 

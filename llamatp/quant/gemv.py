@@ -344,6 +344,17 @@ def wait_for_inputs(EARLY: tl.constexpr):
 
 
 @triton.jit
+def round_q8_blocks(x):
+    """Blocks of 32 values, x [B, 32] float32, as q8_0 rounds them: codes (int32, -127..127)
+    and one scale d each, the largest magnitude of a block mapping to 127."""
+    amax = tl.max(tl.abs(x), axis=1)
+    inv = tl.where(amax > 0, 127.0 / tl.where(amax > 0, amax, 1.0), 0.0)
+    # Adding 1.5 * 2^23 rounds to the nearest integer, which lands in the low mantissa bits.
+    codes = (x * inv[:, None] + 12582912.0).to(tl.int32, bitcast=True) - 0x4B400000
+    return codes, amax / 127.0
+
+
+@triton.jit
 def store_rounded_blocks(words_ptr, meta_ptr, at, x, ok):
     """Round blocks of 32 values, x [B, 32] float32, to 8-bit codes with one scale each, and
     store them at block indices `at` [B] where `ok` [B]: the codes in the GEMV's order (see the
@@ -351,11 +362,7 @@ def store_rounded_blocks(words_ptr, meta_ptr, at, x, ok):
     of values 16-31, and of all 32. Kernels that produce a GEMV's input call this too."""
     BLOCKS: tl.constexpr = x.shape[0]
     e = tl.arange(0, 32)[None, :]
-    amax = tl.max(tl.abs(x), axis=1)
-    d = amax / 127.0
-    inv = tl.where(amax > 0, 127.0 / tl.where(amax > 0, amax, 1.0), 0.0)
-    # Adding 1.5 * 2^23 rounds to the nearest integer, which lands in the low mantissa bits.
-    codes = (x * inv[:, None] + 12582912.0).to(tl.int32, bitcast=True) - 0x4B400000
+    codes, d = round_q8_blocks(x)
     sum_lo = tl.sum(tl.where(e < 16, codes, 0), axis=1)
     sum_hi = tl.sum(tl.where(e < 16, 0, codes), axis=1)
     placed = (codes & 0xFF) << (8 * (e // 8))  # element 8k + 4p + w -> byte k of word 4p + w
