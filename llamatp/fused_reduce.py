@@ -22,7 +22,7 @@ import torch.distributed._symmetric_memory as symm_mem
 import triton
 import triton.language as tl
 
-from llamatp.kernels import _store_rounded
+from llamatp.kernels import store_rounded
 from llamatp.quant.gemv import QuantizedRows, early_launch_args, wait_for_inputs
 
 
@@ -86,7 +86,7 @@ def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words
     out = (s32 * rstd * tl.load(w_ptr + cols, mask=mask, other=0.0)).to(out_ptr.dtype.element_ty)
     tl.store(out_ptr + cols, out, mask=mask)
     if ROUND:
-        _store_rounded(words_ptr, meta_ptr, out, 0, 0, width // 32)
+        store_rounded(words_ptr, meta_ptr, out, 0, 0, width // 32)
     tl.store(counter_ptr, call + 1)
 
 

@@ -93,11 +93,11 @@ if triton is not None:
         out = (s32 * rstd * w).to(out_ptr.dtype.element_ty)
         tl.store(out_ptr + row * width + cols, out, mask=mask)
         if ROUND:
-            _store_rounded(words_ptr, meta_ptr, out, row * (width // 32), 0, width // 32)
+            store_rounded(words_ptr, meta_ptr, out, row * (width // 32), 0, width // 32)
 
 
     @triton.jit
-    def _store_rounded(words_ptr, meta_ptr, values, first_block, block_start, n_blocks):
+    def store_rounded(words_ptr, meta_ptr, values, first_block, block_start, n_blocks):
         """Round `values` (a run of whole blocks of 32, from block `block_start` of a row whose
         blocks start at `first_block`) for a GEMV, leaving out blocks past `n_blocks`."""
         BLOCKS: tl.constexpr = values.shape[0] // 32
@@ -285,7 +285,7 @@ if triton is not None:
         out = (act * u).to(out_ptr.dtype.element_ty)
         tl.store(out_ptr + row * width + cols, out, mask=mask)
         if ROUND:
-            _store_rounded(words_ptr, meta_ptr, out, row * (width // 32), tl.program_id(1) * (BLOCK // 32), width // 32)
+            store_rounded(words_ptr, meta_ptr, out, row * (width // 32), tl.program_id(1) * (BLOCK // 32), width // 32)
 
 
 # --- decode attention ------------------------------------------------------------------
@@ -449,4 +449,4 @@ if triton is not None:
         head = kv * group + g
         tl.store(out_ptr + head * HEAD_DIM + d, out)
         if ROUND:
-            _store_rounded(words_ptr, meta_ptr, out, 0, head * (HEAD_DIM // 32), (head + 1) * (HEAD_DIM // 32))
+            store_rounded(words_ptr, meta_ptr, out, 0, head * (HEAD_DIM // 32), (head + 1) * (HEAD_DIM // 32))
