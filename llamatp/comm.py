@@ -58,7 +58,7 @@ class Comm:
     def reduce_add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float,
                             rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(norm(sum of x over ranks + residual) * weight, sum + residual), as `kernels.add_rms_norm`."""
-        if self._fused is not None and self._fused.applies(x):
+        if self._fused is not None and self._fused.applies(x, residual):
             return self._fused(x, residual, weight, eps, rounded)
         return add_rms_norm(self.all_reduce(x), residual, weight, eps, rounded)
 
@@ -84,8 +84,10 @@ class Comm:
 
         if not self._everywhere(one_shot, "_symm"):
             return "nccl"
-        if os.environ.get("LLAMATP_FUSED_REDUCE") == "0" or not self._everywhere(
-                lambda: self._fused_works(width, dtype), "_fused"):
+        if os.environ.get("LLAMATP_FUSED_REDUCE") == "0":
+            return "symmetric memory"
+        made = self._everywhere(lambda: self._make_fused(width, dtype), "_fused")
+        if not (made and self._everywhere(self._fused_works, "_fused")):
             return "symmetric memory"
         return "symmetric memory + fused norm"
 
@@ -96,22 +98,24 @@ class Comm:
         except Exception:  # noqa: BLE001 - any failure here means: not this way
             ok = False
         everywhere = torch.tensor([1 if ok else 0], device=self.device)
-        kept = getattr(self, attribute)
-        setattr(self, attribute, None)  # the vote itself must not go through what is being tried
         dist.all_reduce(everywhere, op=dist.ReduceOp.MIN)  # every rank must choose the same
         if not int(everywhere):
+            setattr(self, attribute, None)
             return False
-        setattr(self, attribute, kept)
         return True
 
-    def _fused_works(self, width: int, dtype: torch.dtype) -> bool:
+    def _make_fused(self, width: int, dtype: torch.dtype) -> bool:
+        """Every rank votes on this before any runs the kernel: its barrier waits for all."""
         from llamatp.fused_reduce import ReduceAddNorm
 
-        fused = ReduceAddNorm(width, dtype, self.device, self._group_name)
-        x = torch.full((1, width), self.rank + 1, dtype=dtype, device=self.device)
-        residual = torch.ones_like(x)
-        _, total = fused(x, residual, torch.ones(width, device=self.device), 1e-6)
-        self._fused = fused
+        self._fused = ReduceAddNorm(width, dtype, self.device, self._group_name)
+        return True
+
+    def _fused_works(self) -> bool:
+        fused = self._fused
+        assert fused is not None
+        x = torch.full((1, fused.width), self.rank + 1, dtype=fused.dtype, device=self.device)
+        _, total = fused(x, torch.ones_like(x), torch.ones(fused.width, device=self.device), 1e-6)
         return bool((total == self.world * (self.world + 1) // 2 + 1).all())
 
     def gather_columns(self, local: torch.Tensor, widths: list[int]) -> torch.Tensor:

@@ -11,8 +11,10 @@ steps). The barrier is a symmetric array of flags, one per sender: a sender adds
 flag on every peer, all at once, and waits until each of its own flags has reached the
 count, so nothing needs resetting between calls or graph replays. Each call writes one of
 two buffer slots: a rank can only come back to a slot after passing the next call's barrier,
-that is after every peer has finished reading it. Rows beyond one (prompt passes) take the
-all-reduce and the norm kernel separately.
+that is after every peer has finished reading it. That holds because every kernel between
+two calls, launched early or not, waits for the kernel before it to finish before it touches
+memory (`gemv.wait_for_inputs`), and one stream runs the calls. Rows beyond one (prompt
+passes) take the all-reduce and the norm kernel separately.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ class ReduceAddNorm:
                 raise RuntimeError("a symmetric buffer does not start its allocation")
         self.counter = torch.zeros(1, dtype=torch.int32, device=device)
 
-    def applies(self, x: torch.Tensor) -> bool:
-        return x.is_cuda and x.dim() == 2 and x.shape[0] == 1 and x.shape[1] == self.width and x.dtype == self.dtype
+    def applies(self, x: torch.Tensor, residual: torch.Tensor) -> bool:
+        """One dense row of this width and type, and a residual like it."""
+        return (x.is_cuda and x.shape == (1, self.width) and x.dtype == self.dtype and x.is_contiguous()
+                and residual.shape == x.shape and residual.dtype == x.dtype and residual.is_contiguous())
 
     def __call__(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float,
                  rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +72,7 @@ def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words
     cols = tl.arange(0, BLOCK)
     mask = cols < width
     call = tl.load(counter_ptr)
-    slot = tl.multiple_of((call % 2) * width, 16)  # width is a multiple of 32
+    slot = tl.multiple_of((call & 1) * width, 16)  # width is a multiple of 32; call may wrap to negative
     buffers = buffers_ptr.to(tl.pointer_type(tl.uint64))
     mine = tl.multiple_of(tl.load(buffers + rank).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
     tl.store(mine + slot + cols, tl.load(x_ptr + cols, mask=mask), mask=mask)

@@ -333,6 +333,11 @@ DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs=128, num_warps=4
                   "q8_0": AttentionTiling(block_n=128, programs=512, num_warps=4, num_stages=1)}
 
 
+def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
+    quantized = k_cache.scale is not None or v_cache.scale is not None
+    return DECODE_TILINGS["q8_0" if quantized else "float"]
+
+
 def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                             window: int, scale: float, rounded: QuantizedRows | None = None,
                             tiling: AttentionTiling | None = None) -> torch.Tensor:
@@ -342,9 +347,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     cache is multiplied in its own type, a q8_0 one in q's."""
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
-    if tiling is None:
-        quantized = k_cache.scale is not None or v_cache.scale is not None
-        tiling = DECODE_TILINGS["q8_0" if quantized else "float"]
+    tiling = tiling or decode_tiling(k_cache, v_cache)
     block_n = tiling.block_n
     # Chunks of at least a key block each, over up to `programs` programs: a short context is
     # then still spread over many multiprocessors, which each wait on memory for a block or two.

@@ -37,11 +37,16 @@ def dequantize_q8_0(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class CacheTensor:
-    """K or V of one layer, [kv_heads, n_ctx, head_dim]: `data` in a float type, or q8_0
-    codes (int8) with `scale` [kv_heads, n_ctx, head_dim / 32] (f16)."""
+    """K or V of one layer, [kv_heads, n_ctx, head_dim] (or of every layer, with a leading
+    dimension): `data` in a float type, or q8_0 codes (int8) with `scale` (f16), one per 32
+    values of the last dimension. `store` and `read` work on one layer's."""
 
     data: torch.Tensor
     scale: torch.Tensor | None = None
+
+    def of_layer(self, i: int) -> CacheTensor:
+        """Layer i of a cache of every layer (views)."""
+        return CacheTensor(self.data[i], None if self.scale is None else self.scale[i])
 
     def store(self, pos: torch.Tensor, x: torch.Tensor) -> None:
         """Write x [T, kv_heads, head_dim] at positions pos [T]."""
@@ -73,21 +78,21 @@ class CacheSpec:
 
 
 class KVCache:
-    """Keys and values of n_ctx positions: [layers, kv_heads, n_ctx, head_dim] each."""
+    """Keys and values of n_ctx positions: `k` and `v` hold every layer
+    ([layers, kv_heads, n_ctx, head_dim], scales [..., head_dim / 32] for q8_0); `layer(i)`
+    hands out one layer's views."""
 
     def __init__(self, spec: CacheSpec, n_ctx: int) -> None:
         self.spec, self.n_ctx = spec, n_ctx
         self.k, self.v = self._allocate(spec.type_k), self._allocate(spec.type_v)
 
     def layer(self, i: int) -> tuple[CacheTensor, CacheTensor]:
-        (k, k_scale), (v, v_scale) = self.k, self.v
-        return (CacheTensor(k[i], None if k_scale is None else k_scale[i]),
-                CacheTensor(v[i], None if v_scale is None else v_scale[i]))
+        return self.k.of_layer(i), self.v.of_layer(i)
 
-    def _allocate(self, cache_type: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _allocate(self, cache_type: str) -> CacheTensor:
         spec = self.spec
         shape = (spec.n_layers, spec.n_kv_heads, self.n_ctx, spec.head_dim)
         if cache_type != "q8_0":
-            return torch.zeros(shape, dtype=FLOAT_TYPES[cache_type], device=spec.device), None
-        return (torch.zeros(shape, dtype=torch.int8, device=spec.device),
-                torch.zeros(*shape[:-1], spec.head_dim // Q8_BLOCK, dtype=torch.float16, device=spec.device))
+            return CacheTensor(torch.zeros(shape, dtype=FLOAT_TYPES[cache_type], device=spec.device))
+        return CacheTensor(torch.zeros(shape, dtype=torch.int8, device=spec.device),
+                           torch.zeros(*shape[:-1], spec.head_dim // Q8_BLOCK, dtype=torch.float16, device=spec.device))

@@ -64,13 +64,16 @@ def read_dense(gguf: GGUFFile, name: str, device: torch.device) -> torch.Tensor:
 
 
 def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, device: torch.device, dtype: torch.dtype,
-                all_reduce: AllReduce = no_reduce, reduce_add_norm: AddNorm = add_rms_norm) -> Transformer:
+                all_reduce: AllReduce = no_reduce, reduce_add_norm: AddNorm | None = None) -> Transformer:
     """`all_reduce` sums a tensor over ranks; `reduce_add_norm` sums one and adds it to the
-    residual stream with the norm (`model.AddNorm`), where post norms do not come in between."""
+    residual stream with the norm (`model.AddNorm`), where post norms do not come in between
+    (by default: `all_reduce`, then `add_rms_norm`)."""
     shard = plan.shards[rank]
     tensor_split = plan.mode == "tensor"
     reduce = all_reduce if tensor_split else no_reduce
-    add_norm = reduce_add_norm if tensor_split and not config.post_norms else add_rms_norm
+    add_norm: AddNorm = add_rms_norm
+    if tensor_split and not config.post_norms:
+        add_norm = reduce_add_norm or _reduce_then_add_norm(all_reduce)
 
     def piece(name: str) -> WeightSlice:
         where = tensor_slice(name, shard, plan.mode, config)
@@ -122,6 +125,14 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
                     plan.n_ctx)
     return Transformer(config, embed, blocks, norm_out, head, cache, {False: rope_global, True: rope_local}, add_norm)
 
+
+
+def _reduce_then_add_norm(all_reduce: AllReduce) -> AddNorm:
+    def add_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float,
+                 rounded: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return add_rms_norm(all_reduce(x), residual, weight, eps, rounded)
+
+    return add_norm
 
 
 def _runs_of_same_type(names: tuple[str, ...], qtype_of: Callable[[str], object]) -> list[list[str]]:

@@ -2,7 +2,8 @@
 
 One class serves llama, qwen2, qwen3 and gemma3: their differences are fields of
 ModelConfig. Under tensor split a rank holds some query heads (and the KV heads they
-read), some FFN columns and some vocabulary rows; `all_reduce` joins the partial sums.
+read), some FFN columns and some vocabulary rows; the norm that adds a block's output to the
+residual stream first sums it over ranks (`AddNorm`), or `all_reduce` does before a post norm.
 Under layer split a rank holds whole layers and the embedding or head if it is first or last.
 """
 

@@ -23,7 +23,7 @@ import torch
 
 from bench_gemv import copies_to_defeat_l2, copy_bandwidth, graph_us, relative_error
 from llamatp import kernels
-from llamatp.kernels import DECODE_TILINGS, AttentionTiling
+from llamatp.kernels import AttentionTiling, decode_tiling
 from llamatp.kv_cache import CacheTensor, quantize_q8_0
 
 HEAD_DIM = 128
@@ -57,8 +57,10 @@ def check(cache_type: str) -> None:
         q_ref = kernels.rope_store_kv_torch(q, k, v, angles.cos(), angles.sin(), neox, ref_k, ref_v, pos)
         stored = max(relative_error(f.read(n_ctx, torch.float32), r.read(n_ctx, torch.float32))
                      for f, r in ((fast_k, ref_k), (fast_v, ref_v)))
-        print(f"check {cache_type} rope_store_kv neox={neox}: q {relative_error(q_fast, q_ref.float()):.2e}, "
-              f"stored K/V {stored:.2e}")
+        q_error = relative_error(q_fast, q_ref.float())
+        print(f"check {cache_type} rope_store_kv neox={neox}: q {q_error:.2e}, stored K/V {stored:.2e}")
+        if q_error > 1e-2 or stored > 2e-2:
+            raise SystemExit(f"rope_store_kv ({cache_type}, neox={neox}) differs from its torch twin")
     filled_k, filled_v = (cache(torch.randn(n_kv, n_ctx, HEAD_DIM, device="cuda", generator=g), cache_type)
                           for _ in range(2))
     q1 = q[0].view(n_kv, group, HEAD_DIM)
@@ -66,7 +68,10 @@ def check(cache_type: str) -> None:
         at = torch.tensor([p], device="cuda")
         fast = kernels.decode_attention_triton(q1, filled_k, filled_v, at, 0, 0.088)
         ref = kernels.decode_attention_torch(q1, filled_k, filled_v, at, 0, 0.088)
-        print(f"check {cache_type} decode_attention pos {p}: {relative_error(fast, ref.float()):.2e}")
+        error = relative_error(fast, ref.float())
+        print(f"check {cache_type} decode_attention pos {p}: {error:.2e}")
+        if error > 2e-2:
+            raise SystemExit(f"decode_attention ({cache_type}, pos {p}) differs from its torch twin")
 
 
 def time_attention(cache_type: str, n_kv: int, group: int, depth: int,
@@ -102,7 +107,7 @@ def main() -> None:
         for cache_type in ("bf16", "q8_0"):
             us, gbps = time_attention(cache_type, n_kv, group, args.depth)
             print(f"{name:6} {cache_type:5} depth {args.depth}: {us:7.1f} us {gbps:6.0f} GB/s "
-                  f"({100 * gbps / copy_gbps:.0f}% of copy) {DECODE_TILINGS[_kind(cache_type)]}")
+                  f"({100 * gbps / copy_gbps:.0f}% of copy) {_tiling(cache_type)}")
     if not args.sweep:
         return
     for cache_type in ("bf16", "q8_0"):
@@ -117,13 +122,14 @@ def main() -> None:
             for us, gbps, tiling in sorted(timings, key=lambda t: t[0])[:3]:
                 print(f"sweep {name:6} {cache_type:5}: {us:7.1f} us {gbps:6.0f} GB/s {tiling}")
         best = min(totals, key=lambda t: totals[t])
-        current = DECODE_TILINGS[_kind(cache_type)]
+        current = _tiling(cache_type)
         print(f"sweep {cache_type}: least total time {totals[best]:.1f} us with {best!r} "
               f"(current {totals.get(current, float('nan')):.1f} us)")
 
 
-def _kind(cache_type: str) -> str:
-    return "q8_0" if cache_type == "q8_0" else "float"
+def _tiling(cache_type: str) -> AttentionTiling:
+    sample = cache(torch.zeros(1, 1, HEAD_DIM, device="cuda"), cache_type)
+    return decode_tiling(sample, sample)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,13 @@ class TwoRanks:
         """What rank 1's kernel does before its barrier: its row into its slot, one more on its flag everywhere."""
         self.buffers[1][(call % 2) * WIDTH : (call % 2 + 1) * WIDTH] = row[0]
         for flags in self.flags:
-            flags[1] += 1
+            flags[1] = int32(int(flags[1]) + 1)
+
+    def start_after(self, calls: int) -> None:
+        """As if both ranks had already made `calls` calls (counted in int32, as on the GPU)."""
+        self.counter.fill_(int32(calls))
+        for flags in self.flags:
+            flags.fill_(int32(calls))
 
     def rank0_joins(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                     rounded: object = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +49,10 @@ class TwoRanks:
             x, residual, weight, out, total, words, meta, self.buffer_ptrs.data_ptr(), self.flag_ptrs.data_ptr(),
             self.counter, WIDTH, 1e-6, 0, WORLD=2, ROUND=rounded is not None, BLOCK=WIDTH, EARLY=False)
         return out, total
+
+
+def int32(n: int) -> int:
+    return (n + 2**31) % 2**32 - 2**31
 
 
 def rows(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -76,6 +86,31 @@ def test_calls_alternate_between_two_slots_and_count_on_the_gpu() -> None:
         slot = ranks.buffers[0].view(2, WIDTH)[call % 2]
         torch.testing.assert_close(slot, mine[0])
     torch.testing.assert_close(ranks.buffers[0].view(2, WIDTH)[0], written[2][0])  # call 2 came back to slot 0
+
+
+def test_a_peer_already_a_call_ahead_is_read_from_the_right_slot() -> None:
+    ranks = TwoRanks()
+    calls = [rows(40 + call) for call in range(2)]
+    for call, (_, theirs, _, _) in enumerate(calls):
+        ranks.rank1_arrives(call, theirs)
+    for mine, theirs, residual, weight in calls:
+        out, _ = ranks.rank0_joins(mine, residual, weight)
+        ref_out, _ = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
+        torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+
+
+def test_the_call_count_wraps_around_without_missing_a_slot_or_a_signal() -> None:
+    ranks = TwoRanks()
+    first = 2**31 - 1
+    ranks.start_after(first)
+    for call in range(first, first + 3):  # odd, then even and odd past the wrap
+        mine, theirs, residual, weight = rows(50 + call - first)
+        ranks.rank1_arrives(call, theirs)
+        out, _ = ranks.rank0_joins(mine, residual, weight)
+        ref_out, _ = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
+        torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ranks.buffers[0].view(2, WIDTH)[call % 2], mine[0])
+    assert int(ranks.counter) == int32(first + 3)
 
 
 def test_rank_0_waits_at_the_barrier_until_its_peer_has_signalled() -> None:
