@@ -64,16 +64,14 @@ def read_dense(gguf: GGUFFile, name: str, device: torch.device) -> torch.Tensor:
 
 
 def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, device: torch.device, dtype: torch.dtype,
-                all_reduce: AllReduce = no_reduce, reduce_add_norm: AddNorm | None = None) -> Transformer:
+                all_reduce: AllReduce, reduce_add_norm: AddNorm) -> Transformer:
     """`all_reduce` sums a tensor over ranks; `reduce_add_norm` sums one and adds it to the
-    residual stream with the norm (`model.AddNorm`), where post norms do not come in between
-    (by default: `all_reduce`, then `add_rms_norm`)."""
+    residual stream with the norm (`model.AddNorm`). Both apply under tensor split only, and
+    the second only where no post norm comes in between."""
     shard = plan.shards[rank]
     tensor_split = plan.mode == "tensor"
     reduce = all_reduce if tensor_split else no_reduce
-    add_norm: AddNorm = add_rms_norm
-    if tensor_split and not config.post_norms:
-        add_norm = reduce_add_norm or _reduce_then_add_norm(all_reduce)
+    add_norm = reduce_add_norm if tensor_split and not config.post_norms else add_rms_norm
 
     def piece(name: str) -> WeightSlice:
         where = tensor_slice(name, shard, plan.mode, config)
@@ -124,15 +122,6 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
     cache = KVCache(CacheSpec(len(shard.layers), len(shard.kv_heads), config.head_dim, *plan.cache_types, device),
                     plan.n_ctx)
     return Transformer(config, embed, blocks, norm_out, head, cache, {False: rope_global, True: rope_local}, add_norm)
-
-
-
-def _reduce_then_add_norm(all_reduce: AllReduce) -> AddNorm:
-    def add_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float,
-                 rounded: object = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return add_rms_norm(all_reduce(x), residual, weight, eps, rounded)
-
-    return add_norm
 
 
 def _runs_of_same_type(names: tuple[str, ...], qtype_of: Callable[[str], object]) -> list[list[str]]:

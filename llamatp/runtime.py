@@ -78,10 +78,10 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world))
     check_shard_fits(plan.shards[info.rank], free_memory(info.device))
     comm = init_process_group(info.rank, info.world, device)
+    dtype = compute_dtype(info.device)
     allreduce = "none"
     if plan.mode == "tensor":
-        allreduce = comm.enable_symmetric_memory(config.n_embd, GEMV_MAX_ROWS, compute_dtype(info.device))
-    dtype = compute_dtype(info.device)
+        allreduce = comm.enable_symmetric_memory(config.n_embd, GEMV_MAX_ROWS, dtype)
     model = build_model(gguf, config, plan, info.rank, device, dtype, comm.all_reduce, comm.reduce_add_rms_norm)
     engine = Engine(model, comm, plan, device, dtype, use_graphs=options.use_graphs)
     return Runtime(gguf, config, plan, comm, engine, device, allreduce)
