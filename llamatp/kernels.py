@@ -26,7 +26,7 @@ try:
     import triton.language as tl
 
     from llamatp.quant.gemv import (
-        QuantizedRows, early_launch_args, round_q8_blocks, store_rounded_blocks, wait_for_inputs,
+        QuantizedRows, early_launch_args, round_q8_blocks, sm_count, store_rounded_blocks, wait_for_inputs,
     )
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
@@ -221,21 +221,31 @@ if triton is not None:
 
     @triton.jit
     def _load_cache_block(data_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid,
-                          Q8: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr):
-        """Values at positions n of one head, [positions, HEAD_DIM], as DTYPE. A q8_0 cache is
-        read as [positions, blocks, 32] codes times [positions, blocks, 1] scales."""
+                          Q8: tl.constexpr, HEAD_DIM: tl.constexpr):
+        """The cache at positions n of one head as stored: values [positions, HEAD_DIM] and a
+        unit scale, or q8_0 codes [positions, blocks, 32] and scales [positions, blocks, 1]."""
         if Q8:
-            BLOCKS: tl.constexpr = HEAD_DIM // 32
             rows = n[:, None, None]
-            blocks = tl.arange(0, BLOCKS)[None, :, None]
+            blocks = tl.arange(0, HEAD_DIM // 32)[None, :, None]
             ok = valid[:, None, None]
             codes = tl.load(data_ptr + head_at + rows * c_s1 + blocks * 32 + tl.arange(0, 32)[None, None, :],
                             mask=ok, other=0)
             scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=ok, other=0.0)
-            values = codes.to(tl.float32) * scales.to(tl.float32)
-            return tl.reshape(values, [n.shape[0], HEAD_DIM]).to(DTYPE)
-        x = tl.load(data_ptr + head_at + n[:, None] * c_s1 + tl.arange(0, HEAD_DIM)[None, :], mask=valid[:, None], other=0)
-        return x.to(DTYPE)
+        else:
+            codes = tl.load(data_ptr + head_at + n[:, None] * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
+                            mask=valid[:, None], other=0)
+            scales = 1.0
+        return codes, scales
+
+    @triton.jit
+    def _cache_values(data, scales, Q8: tl.constexpr, DTYPE: tl.constexpr):
+        """A block from `_load_cache_block` as [positions, HEAD_DIM] values of DTYPE."""
+        if Q8:
+            values = data.to(tl.float32) * scales.to(tl.float32)
+            values = tl.reshape(values, [data.shape[0], data.shape[1] * data.shape[2]])
+        else:
+            values = data
+        return values.to(DTYPE)
 
 
 # --- gated activation ------------------------------------------------------------------
@@ -317,20 +327,21 @@ def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor
 
 @dataclass(frozen=True)
 class AttentionTiling:
-    """Keys per step, programs to spread the keys over (at most), warps per program, and
-    key blocks in flight (Triton's software pipelining)."""
+    """Keys per step, programs per multiprocessor to spread the keys over (at most), warps
+    per program, and key blocks in flight (Triton's software pipelining)."""
 
     block_n: int
-    programs: int
+    programs_per_sm: int
     num_warps: int
     num_stages: int = 3
 
 
 # As `scripts/bench_attention.py --sweep` found them on an H100 at depth 8192 (least total time
 # over the 8B, 8B-over-2 and 70B-over-4 head counts). A q8_0 block is converted in registers
-# before it meets the tensor cores; Triton's pipelining of those loads made them slower.
-DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs=128, num_warps=4, num_stages=3),
-                  "q8_0": AttentionTiling(block_n=128, programs=512, num_warps=4, num_stages=1)}
+# before it meets the tensor cores; Triton's pipelining of those loads made them slower, so
+# two programs per multiprocessor hide the loads' latency instead.
+DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
+                  "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
@@ -341,35 +352,34 @@ def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling
 def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                             window: int, scale: float, rounded: QuantizedRows | None = None,
                             tiling: AttentionTiling | None = None) -> torch.Tensor:
-    """Flash-decoding: the keys are cut into chunks handled in parallel, each chunk's partial
-    softmax is kept, and a second kernel merges them. Only keys up to `pos` are read, so the
-    cost follows the context in use, not the cache's size, and no mask is built. A float
-    cache is multiplied in its own type, a q8_0 one in q's."""
+    """Flash-decoding: the keys in use are cut into as many chunks as the GPU runs programs
+    at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
+    is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
+    multiprocessor busy at any depth, within one CUDA graph. A float cache is multiplied in
+    its own type, a q8_0 one in q's."""
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
     tiling = tiling or decode_tiling(k_cache, v_cache)
-    block_n = tiling.block_n
-    # Chunks of at least a key block each, over up to `programs` programs: a short context is
-    # then still spread over many multiprocessors, which each wait on memory for a block or two.
-    n_chunks = max(1, min(triton.cdiv(n_ctx, block_n), tiling.programs // max(n_kv, 1)))
-    chunk = triton.cdiv(triton.cdiv(n_ctx, n_chunks), block_n) * block_n
+    programs = tiling.programs_per_sm * sm_count(q.device)
+    n_chunks = max(1, min(triton.cdiv(n_ctx, tiling.block_n), programs // max(n_kv, 1)))
     block_g = max(16, triton.next_power_of_2(group))
-    m = torch.empty(n_kv, n_chunks, block_g, dtype=torch.float32, device=q.device)
+    m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
-    acc = torch.empty(n_kv, n_chunks, block_g, head_dim, dtype=torch.float32, device=q.device)
+    acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
     _decode_attention_chunk[(n_kv, n_chunks)](
-        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, chunk, window,
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
         scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
         K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None,
         K_DTYPE=_dot_dtype(k_cache, q), V_DTYPE=_dot_dtype(v_cache, q),
-        BLOCK_G=block_g, BLOCK_N=block_n, HEAD_DIM=head_dim, num_warps=tiling.num_warps,
+        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, num_warps=tiling.num_warps,
         num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
-    _decode_attention_merge[(n_kv, group)](
-        m, s, acc, out, words, meta, group, n_chunks, BLOCK_G=block_g,
-        BLOCK_C=min(32, triton.next_power_of_2(n_chunks)), HEAD_DIM=head_dim, ROUND=rounded is not None,
+    width = min(32, head_dim)  # a merge program's values: one block of the rounded output
+    _decode_attention_merge[(n_kv * group, head_dim // width)](
+        m, s, acc, out, words, meta, group, n_chunks, BLOCK_C=min(128, triton.next_power_of_2(n_chunks)),
+        WIDTH=width, HEAD_DIM=head_dim, ROUND=rounded is not None,
         **early_launch_args(q.device),
     )
     return out
@@ -383,11 +393,12 @@ def _dot_dtype(cache: CacheTensor, q: torch.Tensor) -> object:
 if triton is not None:
 
     @triton.jit
-    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group, chunk,
+    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group,
                                 window, scale_log2, c_s0, c_s1, s_s0, s_s1,
                                 K_Q8: tl.constexpr, V_Q8: tl.constexpr, K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
                                 EARLY: tl.constexpr):
+        """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         c = tl.program_id(1)
@@ -396,8 +407,9 @@ if triton is not None:
         lo = 0
         if window > 0:
             lo = tl.maximum(pos - window + 1, 0)
-        start = tl.maximum(c * chunk, lo)
-        stop = tl.minimum((c + 1) * chunk, pos + 1)
+        per_chunk = tl.cdiv(pos + 1 - lo, n_chunks)
+        start = lo + c * per_chunk
+        stop = tl.minimum(start + per_chunk, pos + 1)
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
         q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
@@ -405,51 +417,61 @@ if triton is not None:
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+        at, scale_at = kv * c_s0, kv * s_s0  # this head's first key, and its first scales
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
-            valid = n < stop
-            k = _load_cache_block(k_ptr, ks_ptr, kv * c_s0, kv * s_s0, n, c_s1, s_s1, valid, K_Q8, K_DTYPE, HEAD_DIM)
-            scores = tl.dot(q, tl.trans(k)) * scale_log2
-            scores = tl.where(valid[None, :], scores, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(scores, axis=1))
-            alpha = tl.exp2(m_i - m_new)
-            p = tl.exp2(scores - m_new[:, None])
-            v = _load_cache_block(v_ptr, vs_ptr, kv * c_s0, kv * s_s0, n, c_s1, s_s1, valid, V_Q8, V_DTYPE, HEAD_DIM)
-            acc = acc * alpha[:, None] + tl.dot(p.to(V_DTYPE), v)
-            s_i = s_i * alpha + tl.sum(p, axis=1)
-            m_i = m_new
-        base = (kv * n_chunks + c) * BLOCK_G
-        tl.store(m_ptr + base + g, m_i)
-        tl.store(s_ptr + base + g, s_i)
-        tl.store(acc_ptr + (base + g)[:, None] * HEAD_DIM + d[None, :], acc)
+            k_data, k_scales = _load_cache_block(k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, n < stop, K_Q8, HEAD_DIM)
+            v_data, v_scales = _load_cache_block(v_ptr, vs_ptr, at, scale_at, n, c_s1, s_s1, n < stop, V_Q8, HEAD_DIM)
+            k = _cache_values(k_data, k_scales, K_Q8, K_DTYPE)
+            v = _cache_values(v_data, v_scales, V_Q8, V_DTYPE)
+            m_i, s_i, acc = _attend_block(q, k, v, n < stop, m_i, s_i, acc, scale_log2)
+        rows = (kv * n_chunks + c) * group + g
+        kept = g < group
+        tl.store(m_ptr + rows, m_i, mask=kept)
+        tl.store(s_ptr + rows, s_i, mask=kept)
+        tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
+
+    @triton.jit
+    def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):
+        """One block of keys into a running softmax (base 2): max m_i, sum s_i, weighted values acc."""
+        scores = tl.dot(q, tl.trans(k.to(q.dtype))) * scale_log2
+        scores = tl.where(valid[None, :], scores, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(scores, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(scores - m_new[:, None])
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        return m_new, s_i * alpha + tl.sum(p, axis=1), acc
 
     @triton.jit
     def _decode_attention_merge(m_ptr, s_ptr, acc_ptr, out_ptr, words_ptr, meta_ptr, group, n_chunks,
-                                BLOCK_G: tl.constexpr, BLOCK_C: tl.constexpr, HEAD_DIM: tl.constexpr,
+                                BLOCK_C: tl.constexpr, WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
                                 ROUND: tl.constexpr, EARLY: tl.constexpr):
-        """One query head: its chunks' partial softmaxes, BLOCK_C at a time (loads in parallel,
-        rather than a chain of dependent loads per chunk)."""
+        """WIDTH values of one query head from its chunks' partial softmaxes, BLOCK_C chunks at a
+        time under a running maximum: with up to BLOCK_C chunks, one round of loads."""
         wait_for_inputs(EARLY)
-        kv = tl.program_id(0)
-        g = tl.program_id(1)
+        head = tl.program_id(0)
+        part = tl.program_id(1)
+        kv = head // group
+        g = head % group
         c = tl.arange(0, BLOCK_C)
-        d = tl.arange(0, HEAD_DIM)
-        m_all = float("-inf")
-        for c0 in range(0, n_chunks, BLOCK_C):
-            at = (kv * n_chunks + c0 + c) * BLOCK_G + g
-            m_all = tl.maximum(m_all, tl.max(tl.load(m_ptr + at, mask=c0 + c < n_chunks, other=float("-inf")), axis=0))
+        d = part * WIDTH + tl.arange(0, WIDTH)
+        m_run = float("-inf")
         total = 0.0
-        acc = tl.zeros([HEAD_DIM], tl.float32)
+        acc = tl.zeros([WIDTH], tl.float32)
         for c0 in range(0, n_chunks, BLOCK_C):
             ok = c0 + c < n_chunks
-            at = (kv * n_chunks + c0 + c) * BLOCK_G + g
+            at = (kv * n_chunks + c0 + c) * group + g
             m_c = tl.load(m_ptr + at, mask=ok, other=float("-inf"))
-            weight = tl.where(m_c == float("-inf"), 0.0, tl.exp2(m_c - m_all))
-            total += tl.sum(tl.load(s_ptr + at, mask=ok, other=0.0) * weight, axis=0)
-            part = tl.load(acc_ptr + at[:, None] * HEAD_DIM + d[None, :], mask=ok[:, None], other=0.0)
-            acc += tl.sum(part * weight[:, None], axis=0)
+            s_c = tl.load(s_ptr + at, mask=ok, other=0.0)
+            acc_c = tl.load(acc_ptr + at[:, None] * HEAD_DIM + d[None, :], mask=ok[:, None], other=0.0)
+            # Chunk 0 always holds a key, so the maximum is finite from the first round on.
+            m_new = tl.maximum(m_run, tl.max(m_c, axis=0))
+            weight = tl.exp2(m_c - m_new)
+            rescale = tl.exp2(m_run - m_new)
+            total = total * rescale + tl.sum(s_c * weight, axis=0)
+            acc = acc * rescale + tl.sum(acc_c * weight[:, None], axis=0)
+            m_run = m_new
         out = (acc / total).to(out_ptr.dtype.element_ty)
-        head = kv * group + g
         tl.store(out_ptr + head * HEAD_DIM + d, out)
         if ROUND:
-            store_rounded(words_ptr, meta_ptr, out, 0, head * (HEAD_DIM // 32), (head + 1) * (HEAD_DIM // 32))
+            store_rounded(words_ptr, meta_ptr, out, head * (HEAD_DIM // 32), part, part + 1)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from llamatp import kernels
+from llamatp.kernels import AttentionTiling
 from llamatp.kv_cache import CacheTensor, quantize_q8_0
 
 pytestmark = pytest.mark.skipif(kernels.triton is None or os.environ.get("TRITON_INTERPRET") != "1",
@@ -102,31 +103,51 @@ def filled_cache(n_kv: int, n_ctx: int, hd: int, cache_type: str, g: torch.Gener
     return CacheTensor(*quantize_q8_0(values)) if cache_type == "q8_0" else CacheTensor(values)
 
 
-@pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (37, 0, 160), (130, 0, 160), (130, 20, 160),
-                                               (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
+# On the CPU a "multiprocessor" is the whole machine: 16 programs over 2 KV heads make 8 chunks.
+MANY_CHUNKS = AttentionTiling(block_n=16, programs_per_sm=16, num_warps=4)
+
+
+@pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (5, 0, 160), (37, 0, 160), (130, 0, 160),
+                                               (130, 20, 160), (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
 def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int) -> None:
-    """Contexts are cut into chunks of 64 keys (3 at 160, 25 at 1600), merged afterwards;
-    some hold no visible key."""
+    """The visible keys are cut into 8 chunks of blocks of 16, merged afterwards: with fewer
+    keys than chunks, some chunks hold none; slots past the query are never read."""
     g = torch.Generator().manual_seed(pos)
     n_kv, group, hd = 2, 4, 16
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
     p = torch.tensor([pos])
     ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, window, 0.25)
-    k_cache.data[:, pos + 1 :] = float("nan")  # slots past the query are never read
+    k_cache.data[:, pos + 1 :] = float("nan")
     v_cache.data[:, pos + 1 :] = float("nan")
-    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25)
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25, tiling=MANY_CHUNKS)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_decode_attention_merges_more_chunks_than_one_round_of_loads() -> None:
+    """The merge reads 128 chunks at a time under a running maximum; 200 chunks take two rounds,
+    and keys that grow along the context put the largest score in the second."""
+    g = torch.Generator().manual_seed(3)
+    n_kv, group, hd, n_ctx, pos = 1, 2, 32, 3300, 3250
+    q = torch.randn(n_kv, group, hd, generator=g)
+    k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
+    k_cache.data *= torch.linspace(0.1, 1.0, n_ctx)[None, :, None]
+    p = torch.tensor([pos])
+    tiling = AttentionTiling(block_n=16, programs_per_sm=200, num_warps=4)
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.5, tiling=tiling)
+    ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, 0, 0.5)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("type_k, type_v", [("q8_0", "q8_0"), ("q8_0", "f32"), ("f32", "q8_0")])
 def test_decode_attention_reads_a_q8_0_cache_as_torch_does(type_k: str, type_v: str) -> None:
+    """Codes times scales, per block of 32 values of a head (two blocks here)."""
     g = torch.Generator().manual_seed(7)
     n_kv, group, hd, n_ctx, pos = 2, 3, 64, 300, 250
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, type_k, g), filled_cache(n_kv, n_ctx, hd, type_v, g)
     p = torch.tensor([pos])
-    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.125)
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.125, tiling=MANY_CHUNKS)
     ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, 0, 0.125)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 

@@ -632,7 +632,7 @@ def _dequant_kernel(
 
 
 @functools.cache
-def _sm_count(device: torch.device) -> int:
+def sm_count(device: torch.device) -> int:
     if device.type != "cuda":
         return 1
     return torch.cuda.get_device_properties(device).multi_processor_count
@@ -675,7 +675,7 @@ def gemv(
     batch = x2.shape[0]
     if batch == 0:
         return x.new_empty(*x.shape[:-1], w.n_rows)
-    cfg = config or pick_config(w, batch, _sm_count(x.device))
+    cfg = config or pick_config(w, batch, sm_count(x.device))
     if cfg.block_n % ROW_TILE != 0:
         raise LlamatpError(f"GEMV programs must hold whole tiles of {ROW_TILE} rows, not {cfg.block_n}")
     chunks_per_split = triton.cdiv(triton.cdiv(w.n_chunks, cfg.split_k), cfg.block_c) * cfg.block_c
