@@ -25,8 +25,11 @@ from typing import Any
 
 from llamatp.errors import LlamatpError
 
-# NVLink multicast stays off in every process we start.
-SAFE_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+# Every process we start, unless the user set these: NVLink multicast off, and no warning (once
+# per rank) that layer split's sends and receives are serialized with the other collectives,
+# since its ranks run one after another anyway.
+WORKER_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1",
+              "TORCH_NCCL_SHOW_EAGER_INIT_P2P_SERIALIZATION_WARNING": "false"}
 POLL_S = 0.1
 
 
@@ -58,7 +61,7 @@ def launch(job: Job, devices: list[str], rank0_here: bool = False) -> Any:
     is a child process and rank 0's result comes back pickled. Raises LlamatpError naming
     the failed rank if any rank fails.
     """
-    for key, value in SAFE_ENV.items():
+    for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
     _arm_watchdog()
     if in_torchrun():
