@@ -353,60 +353,36 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
                             window: int, scale: float, rounded: QuantizedRows | None = None,
                             tiling: AttentionTiling | None = None) -> torch.Tensor:
     """Flash-decoding: the keys in use are cut into as many chunks as the GPU runs programs
-    at once, each chunk's partial softmax is kept, and they are merged. The cut is made on the
-    GPU from `pos`, so a step reads only the keys written so far and keeps every multiprocessor
-    busy at any depth, within one CUDA graph. Where a KV head's partial results are few
-    (FUSED_MERGE_VALUES), the last of its chunk programs to finish merges them; otherwise a
-    second kernel does. A float cache is multiplied in its own type, a q8_0 one in q's."""
+    at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
+    is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
+    multiprocessor busy at any depth, within one CUDA graph. A float cache is multiplied in
+    its own type, a q8_0 one in q's."""
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
     tiling = tiling or decode_tiling(k_cache, v_cache)
     programs = tiling.programs_per_sm * sm_count(q.device)
     n_chunks = max(1, min(triton.cdiv(n_ctx, tiling.block_n), programs // max(n_kv, 1)))
     block_g = max(16, triton.next_power_of_2(group))
-    block_c, group_p2 = triton.next_power_of_2(n_chunks), triton.next_power_of_2(group)
-    counts = _finished_counts(q.device, n_kv)
-    fused = counts is not None and block_c * group_p2 * head_dim <= FUSED_MERGE_VALUES
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
-    out = torch.empty_like(q)
-    words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
-    width = min(32, head_dim)  # values a merge step takes of each head: one block of the rounded output
     _decode_attention_chunk[(n_kv, n_chunks)](
-        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, counts if fused else m, out, words, meta,
-        group, window, scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
+        scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
         K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None,
         K_DTYPE=_dot_dtype(k_cache, q), V_DTYPE=_dot_dtype(v_cache, q),
-        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, FUSED_MERGE=fused, BLOCK_C=block_c,
-        GROUP_P2=group_p2, WIDTH=width, ROUND=rounded is not None, num_warps=tiling.num_warps,
+        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, num_warps=tiling.num_warps,
         num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
-    if not fused:
-        _decode_attention_merge[(n_kv * group, head_dim // width)](
-            m, s, acc, out, words, meta, group, n_chunks, BLOCK_C=min(128, block_c),
-            WIDTH=width, HEAD_DIM=head_dim, ROUND=rounded is not None,
-            **early_launch_args(q.device),
-        )
+    out = torch.empty_like(q)
+    words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
+    width = min(32, head_dim)  # a merge program's values: one block of the rounded output
+    _decode_attention_merge[(n_kv * group, head_dim // width)](
+        m, s, acc, out, words, meta, group, n_chunks, BLOCK_C=min(128, triton.next_power_of_2(n_chunks)),
+        WIDTH=width, HEAD_DIM=head_dim, ROUND=rounded is not None,
+        **early_launch_args(q.device),
+    )
     return out
-
-
-# Partial results (chunks x query heads per KV head x head_dim, in powers of two) that the last
-# chunk program of a KV head merges itself: one round of loads of 64 KB at most.
-FUSED_MERGE_VALUES = 16384
-_FINISHED_COUNTS: dict[torch.device, torch.Tensor] = {}
-
-
-def _finished_counts(device: torch.device, n_kv: int) -> torch.Tensor | None:
-    """Per KV head, how many of its chunk programs have finished; each call's last program
-    sets it back to 0. Made outside CUDA graph capture (the decode graph's warm-up runs first),
-    so that no replay has to clear it; None while capturing before it exists."""
-    counts = _FINISHED_COUNTS.get(device)
-    if counts is None or counts.numel() < n_kv:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            return None
-        counts = _FINISHED_COUNTS[device] = torch.zeros(max(n_kv, 256), dtype=torch.int32, device=device)
-    return counts
 
 
 def _dot_dtype(cache: CacheTensor, q: torch.Tensor) -> object:
@@ -417,14 +393,12 @@ def _dot_dtype(cache: CacheTensor, q: torch.Tensor) -> object:
 if triton is not None:
 
     @triton.jit
-    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, count_ptr,
-                                out_ptr, words_ptr, meta_ptr, group, window, scale_log2, c_s0, c_s1, s_s0, s_s1,
+    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group,
+                                window, scale_log2, c_s0, c_s1, s_s0, s_s1,
                                 K_Q8: tl.constexpr, V_Q8: tl.constexpr, K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                FUSED_MERGE: tl.constexpr, BLOCK_C: tl.constexpr, GROUP_P2: tl.constexpr,
-                                WIDTH: tl.constexpr, ROUND: tl.constexpr, EARLY: tl.constexpr):
-        """One chunk of one KV head's keys for the `group` query heads that share it; with
-        FUSED_MERGE, the KV head's last chunk program to finish merges all of them."""
+                                EARLY: tl.constexpr):
+        """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         c = tl.program_id(1)
@@ -456,43 +430,6 @@ if triton is not None:
         tl.store(m_ptr + rows, m_i, mask=kept)
         tl.store(s_ptr + rows, s_i, mask=kept)
         tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
-        if FUSED_MERGE:
-            # Release: this program's partial result (all its threads', hence the barrier) is
-            # visible to whichever program counts last; acquire: that one sees every other's.
-            tl.debug_barrier()
-            finished = tl.atomic_add(count_ptr + kv, 1, sem="acq_rel", scope="gpu")
-            if finished == n_chunks - 1:
-                tl.store(count_ptr + kv, 0)
-                _merge_chunks(m_ptr, s_ptr, acc_ptr, out_ptr, words_ptr, meta_ptr, kv, group, n_chunks,
-                              BLOCK_C, GROUP_P2, WIDTH, HEAD_DIM, ROUND)
-
-    @triton.jit
-    def _merge_chunks(m_ptr, s_ptr, acc_ptr, out_ptr, words_ptr, meta_ptr, kv, group, n_chunks,
-                      BLOCK_C: tl.constexpr, GROUP_P2: tl.constexpr, WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
-                      ROUND: tl.constexpr):
-        """Every chunk's partial result for one KV head's query heads, in one program: the
-        output [group, HEAD_DIM], WIDTH values of each head at a time (loads bypass L1, which
-        may hold these addresses from an earlier call)."""
-        c = tl.arange(0, BLOCK_C)[:, None]
-        g = tl.arange(0, GROUP_P2)[None, :]
-        ok = (c < n_chunks) & (g < group)
-        at = (kv * n_chunks + c) * group + g
-        m_c = tl.load(m_ptr + at, mask=ok, other=float("-inf"), cache_modifier=".cg")
-        s_c = tl.load(s_ptr + at, mask=ok, other=0.0, cache_modifier=".cg")
-        real = tl.arange(0, GROUP_P2) < group  # query heads, not the padding up to a power of two
-        m_all = tl.where(real, tl.max(m_c, axis=0), 0.0)
-        weight = tl.where(ok, tl.exp2(m_c - m_all[None, :]), 0.0)
-        total = tl.where(real, tl.sum(s_c * weight, axis=0), 1.0)
-        head = kv * group + tl.arange(0, GROUP_P2)
-        for part in tl.static_range(HEAD_DIM // WIDTH):
-            d = part * WIDTH + tl.arange(0, WIDTH)
-            acc_c = tl.load(acc_ptr + at[:, :, None] * HEAD_DIM + d[None, None, :], mask=ok[:, :, None], other=0.0,
-                            cache_modifier=".cg")
-            out = tl.sum(acc_c * weight[:, :, None], axis=0) / total[:, None]
-            out = out.to(out_ptr.dtype.element_ty)
-            tl.store(out_ptr + head[:, None] * HEAD_DIM + d[None, :], out, mask=real[:, None])
-            if ROUND:
-                store_rounded_blocks(words_ptr, meta_ptr, head * (HEAD_DIM // 32) + part, out.to(tl.float32), real)
 
     @triton.jit
     def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):

@@ -107,18 +107,9 @@ def filled_cache(n_kv: int, n_ctx: int, hd: int, cache_type: str, g: torch.Gener
 MANY_CHUNKS = AttentionTiling(block_n=16, programs_per_sm=16, num_warps=4)
 
 
-@pytest.fixture(params=["last chunk program", "merge kernel"])
-def merge(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Where the chunks' partial results are merged: a short cache's in the last chunk program
-    of each KV head to finish, a long one's in a kernel of its own."""
-    if request.param == "merge kernel":
-        monkeypatch.setattr(kernels, "FUSED_MERGE_VALUES", 0)
-    return request.param
-
-
 @pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (5, 0, 160), (37, 0, 160), (130, 0, 160),
                                                (130, 20, 160), (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
-def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, merge: str) -> None:
+def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int) -> None:
     """The visible keys are cut into 8 chunks of blocks of 16, merged afterwards: with fewer
     keys than chunks, some chunks hold none; slots past the query are never read."""
     g = torch.Generator().manual_seed(pos)
@@ -133,24 +124,11 @@ def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, merge
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
-def test_the_last_chunk_program_leaves_its_count_at_zero_for_the_next_call() -> None:
-    """The count of finished chunk programs lives across calls (and CUDA graph replays)."""
-    g = torch.Generator().manual_seed(11)
-    n_kv, group, hd, n_ctx = 2, 3, 32, 200
-    q = torch.randn(n_kv, group, hd, generator=g)
-    k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
-    outputs = [kernels.decode_attention_triton(q, k_cache, v_cache, torch.tensor([150]), 0, 0.2, tiling=MANY_CHUNKS)
-               for _ in range(3)]
-    assert torch.equal(outputs[0], outputs[2])
-    assert not kernels._FINISHED_COUNTS[q.device].any()
-
-
 def test_decode_attention_merges_more_chunks_than_one_round_of_loads() -> None:
-    """The merge kernel reads 128 chunks at a time under a running maximum; 200 chunks take two
-    rounds, and keys that grow along the context put the largest score in the second. (200
-    chunks of 2 heads of 64 values are too many partial results for the last chunk program.)"""
+    """The merge reads 128 chunks at a time under a running maximum; 200 chunks take two rounds,
+    and keys that grow along the context put the largest score in the second."""
     g = torch.Generator().manual_seed(3)
-    n_kv, group, hd, n_ctx, pos = 1, 2, 64, 3300, 3250
+    n_kv, group, hd, n_ctx, pos = 1, 2, 32, 3300, 3250
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
     k_cache.data *= torch.linspace(0.1, 1.0, n_ctx)[None, :, None]
@@ -174,7 +152,7 @@ def test_decode_attention_reads_a_q8_0_cache_as_torch_does(type_k: str, type_v: 
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
-def test_decode_attention_rounds_its_output_for_a_gemv(merge: str) -> None:
+def test_decode_attention_rounds_its_output_for_a_gemv() -> None:
     from llamatp.quant.gemv import QuantizedRows
 
     g = torch.Generator().manual_seed(5)
@@ -182,5 +160,5 @@ def test_decode_attention_rounds_its_output_for_a_gemv(merge: str) -> None:
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
     rounded = QuantizedRows.empty(1, n_kv * group * hd, q.device)
-    out = kernels.decode_attention_triton(q, k_cache, v_cache, torch.tensor([280]), 0, 0.125, rounded, MANY_CHUNKS)
+    out = kernels.decode_attention_triton(q, k_cache, v_cache, torch.tensor([280]), 0, 0.125, rounded)
     assert_rounded_for_gemv(rounded, out.reshape(1, -1))
