@@ -108,7 +108,7 @@ class Comm:
         """Every rank votes on this before any runs the kernel: its barrier waits for all."""
         from llamatp.fused_reduce import ReduceAddNorm
 
-        self._fused = ReduceAddNorm(width, dtype, self.device, self._group_name)
+        self._fused = ReduceAddNorm(width, dtype, self.device, self._group_name, self.world)
         return True
 
     def _fused_works(self) -> bool:

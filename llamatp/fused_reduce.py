@@ -1,20 +1,21 @@
 """Where a tensor-split decode step joins its ranks: the all-reduce of a block's partial
 output, the residual add and the RMSNorm after it, as one kernel over symmetric memory.
 
-Each rank writes its partial row into its own symmetric buffer, meets its peers at a
-barrier, then reads every rank's row over NVLink, in rank order so that every rank computes
-the same sum, and finishes as `kernels.add_rms_norm` does. This replaces an all-reduce
-kernel with two barriers and a norm kernel.
+Each rank writes its partial row into its own slot of every rank's symmetric buffer (over
+NVLink: writes do not wait for an answer, reads would), meets its peers at a barrier, then
+reads every rank's row from its own buffer, in rank order so that every rank computes the same
+sum, and finishes as `kernels.add_rms_norm` does. This replaces an all-reduce kernel with two
+barriers and a norm kernel.
 
 Every rank counts its calls on its GPU (the same count on every rank: they run the same
 steps). The barrier is a symmetric array of flags, one per sender: a sender adds one to its
 flag on every peer, all at once, and waits until each of its own flags has reached the
-count, so nothing needs resetting between calls or graph replays. Each call writes one of
-two buffer slots: a rank can only come back to a slot after passing the next call's barrier,
-that is after every peer has finished reading it. That holds because every kernel between
-two calls, launched early or not, waits for the kernel before it to finish before it touches
-memory (`gemv.wait_for_inputs`), and one stream runs the calls. Rows beyond one (prompt
-passes) take the all-reduce and the norm kernel separately.
+count, so nothing needs resetting between calls or graph replays. Calls alternate between two
+halves of the buffers: a rank can only write into a half again after passing the next call's
+barrier, that is after every peer has finished reading it. That holds because every kernel
+between two calls, launched early or not, waits for the kernel before it to finish before it
+touches memory (`gemv.wait_for_inputs`), and one stream runs the calls. Rows beyond one
+(prompt passes) take the all-reduce and the norm kernel separately.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from llamatp.quant.gemv import QuantizedRows, early_launch_args, wait_for_inputs
 class ReduceAddNorm:
     """norm(sum over ranks of x + residual) * weight, and x summed plus residual, for one row of `width`."""
 
-    def __init__(self, width: int, dtype: torch.dtype, device: torch.device, group_name: str) -> None:
+    def __init__(self, width: int, dtype: torch.dtype, device: torch.device, group_name: str, world: int) -> None:
         if width % 32:
             raise ValueError(f"rows of {width} values: the kernel takes whole blocks of 32")
         self.width, self.dtype = width, dtype
-        self.buffer = symm_mem.empty(2 * width, dtype=dtype, device=device)
+        self.buffer = symm_mem.empty(2 * world * width, dtype=dtype, device=device)  # [call & 1, rank, width]
         self.handle = symm_mem.rendezvous(self.buffer, group_name)
+        if self.handle.world_size != world:
+            raise RuntimeError(f"the group has {self.handle.world_size} ranks, not {world}")
         self.flags = symm_mem.empty(self.handle.world_size, dtype=torch.int32, device=device).zero_()
         torch.cuda.synchronize(device)  # zeroed before the rendezvous, which every rank must reach first
         self.flag_handle = symm_mem.rendezvous(self.flags, group_name)
@@ -72,16 +75,18 @@ def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words
     cols = tl.arange(0, BLOCK)
     mask = cols < width
     call = tl.load(counter_ptr)
-    slot = tl.multiple_of((call & 1) * width, 16)  # width is a multiple of 32; call may wrap to negative
+    half = tl.multiple_of((call & 1) * WORLD * width, 16)  # width is a multiple of 32; call may wrap to negative
     buffers = buffers_ptr.to(tl.pointer_type(tl.uint64))
-    mine = tl.multiple_of(tl.load(buffers + rank).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
-    tl.store(mine + slot + cols, tl.load(x_ptr + cols, mask=mask), mask=mask)
+    x = tl.load(x_ptr + cols, mask=mask)
+    for r in tl.static_range(WORLD):
+        theirs = tl.multiple_of(tl.load(buffers + r).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
+        tl.store(theirs + half + rank * width + cols, x, mask=mask)
     _barrier(flags_ptr, rank, call + 1, WORLD)
+    mine = tl.multiple_of(tl.load(buffers + rank).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
     s = tl.zeros([BLOCK], tl.float32)
     for r in tl.static_range(WORLD):
-        peer = tl.multiple_of(tl.load(buffers + r).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
-        # volatile: a peer's row at this address changed since an earlier call may have cached it
-        s += tl.load(peer + slot + cols, mask=mask, other=0.0, volatile=True).to(tl.float32)
+        # volatile: rank r's row at this address changed since an earlier call may have cached it
+        s += tl.load(mine + half + r * width + cols, mask=mask, other=0.0, volatile=True).to(tl.float32)
     # Rounded to the activation type as a separate all-reduce's output is, then added.
     s = s.to(x_ptr.dtype.element_ty) + tl.load(res_ptr + cols, mask=mask, other=0.0)
     tl.store(total_ptr + cols, s, mask=mask)

@@ -1,6 +1,7 @@
 """The kernel that joins tensor-split ranks at decode (all-reduce, residual add, RMSNorm), run
 as rank 0 of two in Triton's interpreter on host memory; rank 1's side of each call is written
-as rank 1's kernel would write it: its row in its buffer slot, its signal in the flags."""
+as rank 1's kernel would write it: its row in its slot of both ranks' buffers, its signal in
+the flags. A buffer holds [call & 1, rank, WIDTH] values."""
 
 import os
 import threading
@@ -21,15 +22,21 @@ class TwoRanks:
     """Rank 0's buffers, flags and call counter, and rank 1's, at host addresses."""
 
     def __init__(self) -> None:
-        self.buffers = [torch.full((2 * WIDTH,), float("nan")) for _ in range(2)]
+        self.buffers = [torch.full((2 * 2 * WIDTH,), float("nan")) for _ in range(2)]
         self.flags = [torch.zeros(2, dtype=torch.int32) for _ in range(2)]
         self.buffer_ptrs = torch.tensor([b.data_ptr() for b in self.buffers], dtype=torch.int64)
         self.flag_ptrs = torch.tensor([f.data_ptr() for f in self.flags], dtype=torch.int64)
         self.counter = torch.zeros(1, dtype=torch.int32)
 
+    def slot(self, buffer_of: int, call: int, row_of: int) -> torch.Tensor:
+        """Where rank `row_of` writes its row of `call` in rank `buffer_of`'s buffer."""
+        return self.buffers[buffer_of].view(2, 2, WIDTH)[call % 2, row_of]
+
     def rank1_arrives(self, call: int, row: torch.Tensor) -> None:
-        """What rank 1's kernel does before its barrier: its row into its slot, one more on its flag everywhere."""
-        self.buffers[1][(call % 2) * WIDTH : (call % 2 + 1) * WIDTH] = row[0]
+        """What rank 1's kernel does before its barrier: its row into its slot of every buffer,
+        one more on its flag everywhere."""
+        for buffer_of in range(2):
+            self.slot(buffer_of, call, 1).copy_(row[0])
         for flags in self.flags:
             flags[1] = int32(int(flags[1]) + 1)
 
@@ -72,7 +79,7 @@ def test_each_call_normalizes_the_sum_over_ranks_plus_the_residual() -> None:
         torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
 
 
-def test_calls_alternate_between_two_slots_and_count_on_the_gpu() -> None:
+def test_each_rank_writes_its_row_into_every_buffer_alternating_halves_and_counts_on_the_gpu() -> None:
     ranks = TwoRanks()
     written = []
     for call in range(4):
@@ -83,9 +90,9 @@ def test_calls_alternate_between_two_slots_and_count_on_the_gpu() -> None:
         assert int(ranks.counter) == call + 1
         # rank 0 added one to its flag on both ranks, rank 1 to its own
         assert ranks.flags[0].tolist() == [call + 1, call + 1] and ranks.flags[1].tolist() == [call + 1, call + 1]
-        slot = ranks.buffers[0].view(2, WIDTH)[call % 2]
-        torch.testing.assert_close(slot, mine[0])
-    torch.testing.assert_close(ranks.buffers[0].view(2, WIDTH)[0], written[2][0])  # call 2 came back to slot 0
+        for buffer_of in range(2):
+            torch.testing.assert_close(ranks.slot(buffer_of, call, 0), mine[0])
+    torch.testing.assert_close(ranks.slot(1, 0, 0), written[2][0])  # call 2 came back to the first half
 
 
 def test_a_peer_already_a_call_ahead_is_read_from_the_right_slot() -> None:
@@ -109,7 +116,7 @@ def test_the_call_count_wraps_around_without_missing_a_slot_or_a_signal() -> Non
         out, _ = ranks.rank0_joins(mine, residual, weight)
         ref_out, _ = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
         torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ranks.buffers[0].view(2, WIDTH)[call % 2], mine[0])
+        torch.testing.assert_close(ranks.slot(1, call, 0), mine[0])
     assert int(ranks.counter) == int32(first + 3)
 
 
@@ -122,7 +129,7 @@ def test_rank_0_waits_at_the_barrier_until_its_peer_has_signalled() -> None:
     worker.start()
     worker.join(timeout=1.0)
     assert worker.is_alive() and int(ranks.counter) == 0
-    ranks.buffers[1][:WIDTH] = theirs[0]
+    ranks.slot(0, 0, 1).copy_(theirs[0])
     deadline = time.monotonic() + 60
     while worker.is_alive() and time.monotonic() < deadline:
         # rank 1's signal, set again should the interpreter's read-add-write of the flag overwrite it
