@@ -52,7 +52,7 @@ class Plan:
     n_ubatch: int
     shards: tuple[Shard, ...]
     notes: tuple[str, ...]
-    cache_types: tuple[str, str] = ("f16", "f16")  # of K and of V (llama.cpp's -ctk, -ctv)
+    cache_types: tuple[str, str]  # of K and of V (llama.cpp's -ctk, -ctv)
 
     @property
     def world_size(self) -> int:
