@@ -55,9 +55,10 @@ class Comm:
         dist.all_reduce(x)
         return x
 
-    def reduce_add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float,
+    def reduce_add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
                             rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(norm(sum of x over ranks + residual) * weight, sum + residual), as `kernels.add_rms_norm`."""
+        """(norm(sum of x over ranks + residual) * weight, sum + residual), as `kernels.add_rms_norm`;
+        without a residual, of the sum alone."""
         if self._fused is not None and self._fused.applies(x, residual):
             return self._fused(x, residual, weight, eps, rounded)
         return add_rms_norm(self.all_reduce(x), residual, weight, eps, rounded)
@@ -122,6 +123,11 @@ class Comm:
         """Concatenate each rank's columns (uneven widths allowed); every rank gets the whole."""
         if self.world == 1:
             return local
+        if len(set(widths)) == 1:  # one collective straight into the result: no padding, no copies
+            rows = local.shape[0]
+            parts = torch.empty(self.world * rows, widths[0], dtype=local.dtype, device=local.device)
+            _all_gather_single(parts, local.contiguous())
+            return parts.view(self.world, rows, -1).transpose(0, 1).reshape(rows, -1)  # a view for one row
         width = max(widths)
         padded = torch.zeros(local.shape[0], width, dtype=local.dtype, device=local.device)
         padded[:, : local.shape[1]] = local
@@ -163,6 +169,12 @@ class Comm:
                 dist.barrier(device_ids=[self.device.index])
             else:
                 dist.barrier()
+
+
+def _all_gather_single(output: torch.Tensor, input: torch.Tensor) -> None:
+    """The ranks' inputs concatenated along the first dimension (newer torch names the call all_gather_single)."""
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(output, input)
 
 
 def init_process_group(rank: int, world: int, device: torch.device) -> Comm:

@@ -48,20 +48,21 @@ class ReduceAddNorm:
                 raise RuntimeError("a symmetric buffer does not start its allocation")
         self.counter = torch.zeros(1, dtype=torch.int32, device=device)
 
-    def applies(self, x: torch.Tensor, residual: torch.Tensor) -> bool:
-        """One dense row of this width and type, and a residual like it."""
+    def applies(self, x: torch.Tensor, residual: torch.Tensor | None) -> bool:
+        """One dense row of this width and type, and a residual like it (or none)."""
         return (x.is_cuda and x.shape == (1, self.width) and x.dtype == self.dtype and x.is_contiguous()
-                and residual.shape == x.shape and residual.dtype == x.dtype and residual.is_contiguous())
+                and (residual is None or (residual.shape == x.shape and residual.dtype == x.dtype
+                                          and residual.is_contiguous())))
 
-    def __call__(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float,
+    def __call__(self, x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
                  rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         out, total = torch.empty_like(x), torch.empty_like(x)
         words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
         block = triton.next_power_of_2(self.width)
         _reduce_add_rms_norm_kernel[(1,)](
-            x, residual, weight, out, total, words, meta, self.handle.buffer_ptrs_dev,
+            x, x if residual is None else residual, weight, out, total, words, meta, self.handle.buffer_ptrs_dev,
             self.flag_handle.buffer_ptrs_dev, self.counter, self.width, eps, self.handle.rank,
-            WORLD=self.handle.world_size, ROUND=rounded is not None, BLOCK=block,
+            WORLD=self.handle.world_size, HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, BLOCK=block,
             num_warps=min(16, max(4, block // 256)), **early_launch_args(x.device),
         )
         return out, total
@@ -69,8 +70,8 @@ class ReduceAddNorm:
 
 @triton.jit
 def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, buffers_ptr, flags_ptr,
-                                counter_ptr, width, eps, rank, WORLD: tl.constexpr, ROUND: tl.constexpr,
-                                BLOCK: tl.constexpr, EARLY: tl.constexpr):
+                                counter_ptr, width, eps, rank, WORLD: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+                                ROUND: tl.constexpr, BLOCK: tl.constexpr, EARLY: tl.constexpr):
     wait_for_inputs(EARLY)
     cols = tl.arange(0, BLOCK)
     mask = cols < width
@@ -88,7 +89,9 @@ def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words
         # volatile: rank r's row at this address changed since an earlier call may have cached it
         s += tl.load(mine + half + r * width + cols, mask=mask, other=0.0, volatile=True).to(tl.float32)
     # Rounded to the activation type as a separate all-reduce's output is, then added.
-    s = s.to(x_ptr.dtype.element_ty) + tl.load(res_ptr + cols, mask=mask, other=0.0)
+    s = s.to(x_ptr.dtype.element_ty)
+    if HAS_RESIDUAL:
+        s += tl.load(res_ptr + cols, mask=mask, other=0.0)
     tl.store(total_ptr + cols, s, mask=mask)
     s32 = s.to(tl.float32)
     rstd = tl.rsqrt(tl.sum(s32 * s32, axis=0) / width + eps)

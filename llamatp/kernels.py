@@ -4,8 +4,8 @@ A decode step at batch 1 is a chain of tiny operations; in a CUDA graph each ker
 still costs a couple of microseconds, so a layer of ~45 unfused kernels spends more time
 launching than computing. These fuse the chains into one kernel each:
 - `add_rms_norm`: residual add + RMSNorm (the norm alone when there is no residual),
-- `rope_store_kv`: RoPE on q and k, and the write of k and v into the cache (rounded to
-  q8_0 where the cache holds that type),
+- `rope_store_kv`: RoPE on q and k (the angles computed in the kernel from the positions),
+  and the write of k and v into the cache (rounded to q8_0 where the cache holds that type),
 - `gated_act`: SiLU or GELU(tanh) of the gate times the up projection.
 The torch versions run on CPU and define what the kernels must compute. The norm, the
 activation and the attention merge feed GEMVs: given a `QuantizedRows` (`rounded`), they
@@ -109,6 +109,12 @@ if triton is not None:
 # --- RoPE + KV cache write -------------------------------------------------------------
 
 
+def rope_angles(pos: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of each position's angles, [T, head_dim / 2], float32."""
+    angles = pos.float()[:, None] * inv_freq[None, :]
+    return angles.cos(), angles.sin()
+
+
 def rope_torch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, neox: bool) -> torch.Tensor:
     """x: [T, heads, head_dim]; cos, sin: [T, head_dim / 2]."""
     x32, cos, sin = x.float(), cos[:, None, :], sin[:, None, :]
@@ -121,31 +127,34 @@ def rope_torch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, neox: bool
     return out.to(x.dtype)
 
 
-def rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                  neox: bool, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor) -> torch.Tensor:
-    """Rotate q and k; store k and v at `pos` in the caches (rounded to q8_0 where they hold it).
+def rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_freq: torch.Tensor, neox: bool,
+                  k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rotate q and k by the angles pos * inv_freq; store k and v at `pos` in the caches
+    (rounded to q8_0 where they hold it).
 
-    q: [T, q_heads, head_dim]; k, v: [T, kv_heads, head_dim]. Returns the rotated q.
+    q: [T, q_heads, head_dim]; k, v: [T, kv_heads, head_dim]; inv_freq: [head_dim / 2] float32.
+    Returns the rotated q.
     """
     fn = rope_store_kv_triton if use_triton(q) else rope_store_kv_torch
-    return fn(q, k, v, cos, sin, neox, k_cache, v_cache, pos)
+    return fn(q, k, v, inv_freq, neox, k_cache, v_cache, pos)
 
 
-def rope_store_kv_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                        neox: bool, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor) -> torch.Tensor:
+def rope_store_kv_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_freq: torch.Tensor, neox: bool,
+                        k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor) -> torch.Tensor:
+    cos, sin = rope_angles(pos, inv_freq)
     q, k = rope_torch(q, cos, sin, neox), rope_torch(k, cos, sin, neox)
     k_cache.store(pos, k)
     v_cache.store(pos, v)
     return q
 
 
-def rope_store_kv_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                         neox: bool, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor) -> torch.Tensor:
+def rope_store_kv_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_freq: torch.Tensor, neox: bool,
+                         k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor) -> torch.Tensor:
     T, n_q, hd = q.shape
     n_kv = k.shape[1]
     q_out = torch.empty_like(q)
     _rope_store_kernel[(T, n_q + n_kv)](
-        q, k, v, cos, sin, q_out, *_cache_args(k_cache), *_cache_args(v_cache), pos,
+        q, k, v, inv_freq, q_out, *_cache_args(k_cache), *_cache_args(v_cache), pos,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         *_cache_strides(k_cache, v_cache), n_q, HALF=hd // 2, NEOX=neox,
         K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None, **early_launch_args(q.device),
@@ -167,17 +176,17 @@ def _cache_strides(k_cache: CacheTensor, v_cache: CacheTensor) -> tuple[int, int
 if triton is not None:
 
     @triton.jit
-    def _rope_store_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, q_out_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, pos_ptr,
+    def _rope_store_kernel(q_ptr, k_ptr, v_ptr, inv_freq_ptr, q_out_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, pos_ptr,
                            q_s0, q_s1, k_s0, k_s1, v_s0, v_s1, c_s0, c_s1, s_s0, s_s1, n_q,
                            HALF: tl.constexpr, NEOX: tl.constexpr, K_Q8: tl.constexpr, V_Q8: tl.constexpr,
                            EARLY: tl.constexpr):
         wait_for_inputs(EARLY)
         t = tl.program_id(0)
         head = tl.program_id(1)
+        p = tl.load(pos_ptr + t)
         if head < n_q:
             i = tl.arange(0, HALF)
-            cos = tl.load(cos_ptr + t * HALF + i)
-            sin = tl.load(sin_ptr + t * HALF + i)
+            cos, sin = _rope_angles(p, inv_freq_ptr, i)
             if NEOX:
                 first, second = i, i + HALF
             else:
@@ -190,7 +199,6 @@ if triton is not None:
             tl.store(out + second, (x2 * cos + x1 * sin).to(q_out_ptr.dtype.element_ty))
         else:
             kv = head - n_q
-            p = tl.load(pos_ptr + t)
             # The rotated key in its own order: each value pairs with a partner (the next
             # value, or the one half a head away) and turns by the angle of its pair.
             j = tl.arange(0, 2 * HALF)
@@ -201,12 +209,17 @@ if triton is not None:
             base = k_ptr + t * k_s0 + kv * k_s1
             x = tl.load(base + j).to(tl.float32)
             x_partner = tl.load(base + partner).to(tl.float32)
-            angle_cos = tl.load(cos_ptr + t * HALF + pair)
-            angle_sin = tl.load(sin_ptr + t * HALF + pair)
+            angle_cos, angle_sin = _rope_angles(p, inv_freq_ptr, pair)
             key = x * angle_cos + sign * x_partner * angle_sin
             _store_cache_row(kc_ptr, ks_ptr, kv * c_s0 + p * c_s1, kv * s_s0 + p * s_s1, key, K_Q8)
             value = tl.load(v_ptr + t * v_s0 + kv * v_s1 + j)
             _store_cache_row(vc_ptr, vs_ptr, kv * c_s0 + p * c_s1, kv * s_s0 + p * s_s1, value, V_Q8)
+
+    @triton.jit
+    def _rope_angles(p, inv_freq_ptr, pair):
+        """cos and sin of position p's angles for these pairs, as `rope_angles` computes them."""
+        angle = p.to(tl.float32) * tl.load(inv_freq_ptr + pair)
+        return tl.cos(angle), tl.sin(angle)
 
     @triton.jit
     def _store_cache_row(data_ptr, scale_ptr, at, scale_at, values, Q8: tl.constexpr):

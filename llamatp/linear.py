@@ -50,7 +50,7 @@ class Linear(torch.nn.Module):
         self.packed = None
         self.weight: torch.Tensor | None = None  # [out, in], on GPUs
         self.weight_t: torch.Tensor | None = None  # [in, out], on the CPU
-        if weight.rows > 0 and _gemv_supported(weight.raw, weight.qtype):
+        if weight.rows > 0 and kernel_reads(weight.raw, weight.qtype):
             from llamatp.quant.gemv import repack
 
             self.packed = repack(weight.raw, weight.qtype, weight.rows, weight.cols)
@@ -81,8 +81,8 @@ class Linear(torch.nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-def _gemv_supported(raw: torch.Tensor, qtype: GGMLQuantizationType) -> bool:
-    """Whether the GEMV kernel can read these weights where they are."""
+def kernel_reads(raw: torch.Tensor, qtype: GGMLQuantizationType) -> bool:
+    """Whether the GEMV kernels can read these weights where they are (and so keep them in GGUF blocks)."""
     if not use_triton(raw):
         return False
     from llamatp.quant.gemv import gemv_supported

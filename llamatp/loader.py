@@ -71,7 +71,10 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
     shard = plan.shards[rank]
     tensor_split = plan.mode == "tensor"
     reduce = all_reduce if tensor_split else no_reduce
-    add_norm = reduce_add_norm if tensor_split and not config.post_norms else add_rms_norm
+    # Partial outputs are summed by the norm that adds them to the residual stream, unless a
+    # post norm needs the sum first; the embedding's vocabulary slices are summed the same way.
+    norm_sums = tensor_split and not config.post_norms
+    add_norm = reduce_add_norm if norm_sums else add_rms_norm
 
     def piece(name: str) -> WeightSlice:
         where = tensor_slice(name, shard, plan.mode, config)
@@ -114,14 +117,15 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
     embed = None
     if shard.has_embedding:
         table = piece("token_embd.weight")
-        embed = VocabEmbedding(table.raw, table.qtype, _vocab_start(plan, shard), config.embed_scale, dtype, reduce)
+        embed = VocabEmbedding(table, _vocab_start(plan, shard), config.embed_scale, dtype,
+                               None if norm_sums else reduce)
     head = norm_out = None
     if shard.has_output:
         norm_out = norm("output_norm.weight")
         head = linear("token_embd" if config.tied_embeddings else "output")
     cache = KVCache(CacheSpec(len(shard.layers), len(shard.kv_heads), config.head_dim, *plan.cache_types, device),
                     plan.n_ctx)
-    return Transformer(config, embed, blocks, norm_out, head, cache, {False: rope_global, True: rope_local}, add_norm)
+    return Transformer(config, embed, blocks, norm_out, head, cache, add_norm)
 
 
 def _runs_of_same_type(names: tuple[str, ...], qtype_of: Callable[[str], object]) -> list[list[str]]:

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
-from gguf import GGMLQuantizationType
 
 from llamatp.config import ModelConfig
 from llamatp.kernels import add_rms_norm, decode_attention, gated_act, rope_store_kv
 from llamatp.kv_cache import CacheTensor, KVCache
-from llamatp.linear import Linear, StackedLinear
+from llamatp.linear import Linear, StackedLinear, WeightSlice, kernel_reads
 from llamatp.quant.dequant import dequantize_to
 
 if TYPE_CHECKING:
@@ -28,8 +27,8 @@ if TYPE_CHECKING:
 
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
 # (x, residual, weight, eps, rounded) -> (norm(x + residual) * weight, x + residual), x first
-# summed over ranks where it is a partial output (`Comm.reduce_add_rms_norm`).
-AddNorm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, "QuantizedRows | None"],
+# summed over ranks where it is a partial output (`Comm.reduce_add_rms_norm`); residual may be None.
+AddNorm = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor, float, "QuantizedRows | None"],
                    tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -51,20 +50,43 @@ class RMSNorm(torch.nn.Module):
 
 
 class VocabEmbedding(torch.nn.Module):
-    """Rows [first, first + rows) of the token embedding, kept in GGUF blocks; looked up per token."""
+    """Rows [first, first + rows) of the token embedding, kept in GGUF blocks and looked up
+    per token: on GPUs by one kernel (`gather_rows`) where the GEMV kernels read the type.
 
-    def __init__(self, raw: torch.Tensor, qtype: GGMLQuantizationType, first: int, scale: float,
-                 dtype: torch.dtype, all_reduce: AllReduce) -> None:
+    `all_reduce` sums the rows over ranks under tensor split, where each rank holds a slice of
+    the vocabulary. Without it a rank returns its own rows only, zeros for the tokens it
+    lacks (`partial`), and the first block's norm sums them, as it sums a block's output.
+    """
+
+    def __init__(self, table: WeightSlice, first: int, scale: float, dtype: torch.dtype,
+                 all_reduce: AllReduce | None) -> None:
         super().__init__()
-        self.raw, self.qtype, self.first, self.scale = raw, qtype, first, scale
-        self.dtype, self.all_reduce = dtype, all_reduce
+        self.first, self.scale, self.dtype, self.all_reduce = first, scale, dtype, all_reduce
+        self.qtype, self.n_rows = table.qtype, table.rows
+        self.raw: torch.Tensor | None = table.raw
+        self.packed = None
+        if kernel_reads(table.raw, table.qtype):
+            from llamatp.quant.gemv import repack
+
+            self.packed = repack(table.raw, table.qtype, table.rows, table.cols)
+            self.raw = None
+
+    @property
+    def partial(self) -> bool:
+        return self.all_reduce is None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        local = tokens - self.first
-        mine = (local >= 0) & (local < self.raw.shape[0])
-        rows = dequantize_to(self.raw[local.clamp(0, max(self.raw.shape[0] - 1, 0))], self.qtype, self.dtype)
-        x = torch.where(mine[:, None], rows, torch.zeros((), dtype=self.dtype, device=rows.device))
-        return self.all_reduce(x) * self.scale
+        if self.packed is not None:
+            from llamatp.quant.gemv import gather_rows
+
+            x = gather_rows(self.packed, tokens, self.first, self.scale, self.dtype)
+        else:
+            assert self.raw is not None
+            local = tokens - self.first
+            held = (local >= 0) & (local < self.n_rows)
+            rows = dequantize_to(self.raw[local.clamp(0, max(self.n_rows - 1, 0))], self.qtype, torch.float32)
+            x = torch.where(held[:, None], rows * self.scale, 0.0).to(self.dtype)
+        return x if self.all_reduce is None else self.all_reduce(x)
 
 
 class Rope(torch.nn.Module):
@@ -76,13 +98,8 @@ class Rope(torch.nn.Module):
         inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
         if freq_factors is not None:
             inv_freq = inv_freq / freq_factors.float().to(device)
-        self.inv_freq = inv_freq / scale
+        self.inv_freq = inv_freq / scale  # position p turns pair i by p * inv_freq[i]
         self.neox = neox
-
-    def tables(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for these positions, [T, head_dim / 2]; computed once per forward."""
-        angles = pos.float()[:, None] * self.inv_freq[None, :]
-        return angles.cos(), angles.sin()
 
 
 class Attention(torch.nn.Module):
@@ -103,8 +120,8 @@ class Attention(torch.nn.Module):
         self.group = per_kv if kv_of_q == [i // max(per_kv, 1) for i in range(self.n_q)] else 0
         self.register_buffer("kv_of_q", torch.tensor(kv_of_q, dtype=torch.long), persistent=False)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                k_cache: CacheTensor, v_cache: CacheTensor, mask: torch.Tensor | None,
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor,
+                mask: torch.Tensor | None,
                 rounded: QuantizedRows | None = None) -> torch.Tensor:
         """`mask` [T, kv_len] selects the keys each query sees; None for one query token,
         which then reads the cache up to its own position. `rounded`: x rounded for wqkv."""
@@ -113,7 +130,7 @@ class Attention(torch.nn.Module):
         q, k, v = q.reshape(T, self.n_q, hd), k.reshape(T, self.n_kv, hd), v.reshape(T, self.n_kv, hd)
         if self.q_norm is not None:
             q, k = self.q_norm(q)[0], self.k_norm(k)[0]
-        q = rope_store_kv(q, k, v, *rope, self.rope.neox, k_cache, v_cache, pos)
+        q = rope_store_kv(q, k, v, self.rope.inv_freq, self.rope.neox, k_cache, v_cache, pos)
         rounded_out = None
         if self.n_q == 0:
             out = q.new_zeros(T, 0, hd)
@@ -186,14 +203,15 @@ class Block(torch.nn.Module):
         self.swa = swa
         self.all_reduce, self.add_norm = all_reduce, add_norm
 
-    def forward(self, x: torch.Tensor, pending: torch.Tensor | None, pos: torch.Tensor,
-                ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]], k_cache: CacheTensor, v_cache: CacheTensor,
-                masks: dict[bool, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor | None, pending: torch.Tensor | None, pos: torch.Tensor, k_cache: CacheTensor,
+                v_cache: CacheTensor, masks: dict[bool, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Residual stream x plus the previous block's output `pending` (added here, fused with
-        the norm); returns the new stream and this block's own output, still to be added."""
-        rounded = self.attn.wqkv.rounded_input(x.shape[0], x.device)
+        the norm; x is None where the stream starts as `pending`, a partial embedding); returns
+        the new stream and this block's own output, still to be added."""
+        rows = pending if x is None else x
+        rounded = self.attn.wqkv.rounded_input(rows.shape[0], rows.device)
         normed, x = normed_sum(self.add_norm, self.attn_norm, pending, x, rounded)
-        h = self.attn(normed, pos, ropes[self.swa], k_cache, v_cache, masks[self.swa], rounded)
+        h = self.attn(normed, pos, k_cache, v_cache, masks[self.swa], rounded)
         if self.post_attn_norm is not None:
             h = self.post_attn_norm(self.all_reduce(h))[0]
         rounded = self.ffn.gate_up.rounded_input(h.shape[0], h.device)
@@ -204,11 +222,13 @@ class Block(torch.nn.Module):
         return x, h
 
 
-def normed_sum(add_norm: AddNorm, norm: RMSNorm, output: torch.Tensor | None, residual: torch.Tensor,
+def normed_sum(add_norm: AddNorm, norm: RMSNorm, output: torch.Tensor | None, residual: torch.Tensor | None,
                rounded: QuantizedRows | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(norm(output + residual), output + residual) through `add_norm`; the norm of the
-    residual alone before the first block's output."""
+    residual alone before the first block's output, or of the output alone (summed over
+    ranks) where there is no residual yet."""
     if output is None:
+        assert residual is not None
         return norm(residual, None, rounded)
     return add_norm(output, residual, norm.weight, norm.eps, rounded)
 
@@ -217,12 +237,9 @@ class Transformer(torch.nn.Module):
     """One rank's part of the model: optional embedding, some blocks, optional head."""
 
     def __init__(self, config: ModelConfig, embed: VocabEmbedding | None, blocks: list[Block],
-                 norm: RMSNorm | None, head: StackedLinear | None, cache: KVCache, ropes: dict[bool, Rope],
-                 add_norm: AddNorm) -> None:
+                 norm: RMSNorm | None, head: StackedLinear | None, cache: KVCache, add_norm: AddNorm) -> None:
         super().__init__()
         self.config = config
-        self.ropes = ropes  # keyed by 'is a sliding-window layer'
-
         self.embed, self.norm, self.head, self.add_norm = embed, norm, head, add_norm
         self.blocks = torch.nn.ModuleList(blocks)
         self.cache = cache
@@ -235,13 +252,14 @@ class Transformer(torch.nn.Module):
     def forward(self, inputs: torch.Tensor, pos: torch.Tensor, kv_len: int, last_only: bool = True) -> torch.Tensor:
         """Token ids (first stage) or hidden states, at positions `pos`, attending to the first
         `kv_len` cache slots. Returns this rank's logits slice if it holds the head, else hidden states."""
-        x = self.embed(inputs) if self.embed is not None else inputs
+        x: torch.Tensor | None = self.embed(inputs) if self.embed is not None else inputs
         single_token = pos.shape[0] == 1 and self.maskless_decode
         masks = {False: None, True: None} if single_token else self._masks(pos, kv_len)
-        ropes = {swa: rope.tables(pos) for swa, rope in self.ropes.items()}
         pending = None
+        if self.embed is not None and self.embed.partial:  # summed over ranks by the first norm
+            pending, x = x, None
         for i, block in enumerate(self.blocks):
-            x, pending = block(x, pending, pos, ropes, *self.cache.layer(i), masks)
+            x, pending = block(x, pending, pos, *self.cache.layer(i), masks)
         if self.head is None:
             return x if pending is None else x + pending
         if last_only:

@@ -48,14 +48,16 @@ def check(cache_type: str) -> None:
     n_kv, group, n_ctx, T = 8, 4, 1024, 5
     q = torch.randn(T, n_kv * group, HEAD_DIM, device="cuda", generator=g, dtype=torch.bfloat16)
     k, v = (torch.randn(T, n_kv, HEAD_DIM, device="cuda", generator=g, dtype=torch.bfloat16) for _ in range(2))
-    pos = torch.arange(700, 700 + T, device="cuda")
-    angles = pos.float()[:, None] * torch.rand(HEAD_DIM // 2, device="cuda", generator=g)[None, :]
-    empty = torch.zeros(n_kv, n_ctx, HEAD_DIM, device="cuda")
+    # Positions near 2^17: the kernel's cos and sin must reduce large angles as torch does.
+    rope_ctx = 1 << 17
+    pos = torch.arange(rope_ctx - T, rope_ctx, device="cuda")
+    inv_freq = 500000.0 ** (-torch.arange(0, HEAD_DIM, 2, device="cuda") / HEAD_DIM)
+    empty = torch.zeros(n_kv, rope_ctx, HEAD_DIM, device="cuda")
     for neox in (False, True):
         fast_k, fast_v, ref_k, ref_v = (cache(empty, cache_type) for _ in range(4))
-        q_fast = kernels.rope_store_kv_triton(q, k, v, angles.cos(), angles.sin(), neox, fast_k, fast_v, pos)
-        q_ref = kernels.rope_store_kv_torch(q, k, v, angles.cos(), angles.sin(), neox, ref_k, ref_v, pos)
-        stored = max(relative_error(f.read(n_ctx, torch.float32), r.read(n_ctx, torch.float32))
+        q_fast = kernels.rope_store_kv_triton(q, k, v, inv_freq, neox, fast_k, fast_v, pos)
+        q_ref = kernels.rope_store_kv_torch(q, k, v, inv_freq, neox, ref_k, ref_v, pos)
+        stored = max(relative_error(f.read(rope_ctx, torch.float32), r.read(rope_ctx, torch.float32))
                      for f, r in ((fast_k, ref_k), (fast_v, ref_v)))
         q_error = relative_error(q_fast, q_ref.float())
         print(f"check {cache_type} rope_store_kv neox={neox}: q {q_error:.2e}, stored K/V {stored:.2e}")

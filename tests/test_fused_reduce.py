@@ -46,15 +46,16 @@ class TwoRanks:
         for flags in self.flags:
             flags.fill_(int32(calls))
 
-    def rank0_joins(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+    def rank0_joins(self, x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
                     rounded: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         from llamatp.fused_reduce import _reduce_add_rms_norm_kernel
 
         out, total = torch.empty_like(x), torch.empty_like(x)
         words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
         _reduce_add_rms_norm_kernel[(1,)](
-            x, residual, weight, out, total, words, meta, self.buffer_ptrs.data_ptr(), self.flag_ptrs.data_ptr(),
-            self.counter, WIDTH, 1e-6, 0, WORLD=2, ROUND=rounded is not None, BLOCK=WIDTH, EARLY=False)
+            x, x if residual is None else residual, weight, out, total, words, meta, self.buffer_ptrs.data_ptr(),
+            self.flag_ptrs.data_ptr(), self.counter, WIDTH, 1e-6, 0, WORLD=2, HAS_RESIDUAL=residual is not None,
+            ROUND=rounded is not None, BLOCK=WIDTH, EARLY=False)
         return out, total
 
 
@@ -77,6 +78,17 @@ def test_each_call_normalizes_the_sum_over_ranks_plus_the_residual() -> None:
         ref_out, ref_total = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
         torch.testing.assert_close(total, ref_total)
         torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+
+
+def test_without_a_residual_a_call_normalizes_the_sum_over_ranks_alone() -> None:
+    """As the first norm does with the ranks' slices of an embedding."""
+    ranks = TwoRanks()
+    mine, theirs, _, weight = rows(7)
+    ranks.rank1_arrives(0, theirs)
+    out, total = ranks.rank0_joins(mine, None, weight)
+    ref_out, ref_total = kernels.add_rms_norm_torch(mine + theirs, None, weight, 1e-6)
+    torch.testing.assert_close(total, ref_total)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
 
 
 def test_each_rank_writes_its_row_into_every_buffer_alternating_halves_and_counts_on_the_gpu() -> None:

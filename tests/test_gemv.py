@@ -46,8 +46,8 @@ with _interpreter():
 
     from llamatp.dense_gemv import DenseTiling, dense_gemv
     from llamatp.quant.gemv import (
-        DequantTiling, GemvConfig, Tiling, dequantize_packed, early_launch, early_launch_args, gemv, gemv_supported, pick_config,
-        quantize_rows, repack,
+        DequantTiling, GemvConfig, Tiling, dequantize_packed, early_launch, early_launch_args, gather_rows, gemv,
+        gemv_supported, pick_config, quantize_rows, repack,
     )  # fmt: skip
 
 INTERPRETED = type(tl.sum).__name__ == "InterpretedFunction"  # False if Triton was imported before
@@ -200,6 +200,18 @@ def test_dequantize_packed_reproduces_gguf_values(qtype: GGMLQuantizationType) -
     dense = dequantize_packed(repack(torch.from_numpy(raw), qtype, N_ROWS, N_COLS), torch.float32)
     expected = torch.from_numpy(quants.dequantize(raw, qtype))
     torch.testing.assert_close(dense, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_gather_rows_returns_scaled_rows_and_zeros_for_rows_the_slice_lacks(qtype: GGMLQuantizationType) -> None:
+    """As a tensor-parallel rank looks up tokens in its slice [first, first + N_ROWS) of an embedding."""
+    raw = random_blocks(qtype, N_ROWS, N_COLS, seed=17)
+    first = 100
+    ids = torch.tensor([first + 3, first - 1, first + N_ROWS - 1, first + N_ROWS, first])
+    out = gather_rows(repack(torch.from_numpy(raw), qtype, N_ROWS, N_COLS), ids, first, 2.5, torch.float32)
+    dense = torch.from_numpy(quants.dequantize(raw, qtype))
+    expected = torch.stack([dense[3], torch.zeros(N_COLS), dense[N_ROWS - 1], torch.zeros(N_COLS), dense[0]]) * 2.5
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0, Q.Q6_K], ids=lambda t: t.name)

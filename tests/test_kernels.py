@@ -62,11 +62,10 @@ def test_rope_store_kv_matches_torch(neox: bool, cache_type: str) -> None:
     q, k, v = qkv.split([n_q * hd, n_kv * hd, n_kv * hd], dim=-1)
     q, k, v = q.view(T, n_q, hd), k.view(T, n_kv, hd), v.view(T, n_kv, hd)
     pos = torch.tensor([4, 5, 6])
-    angles = pos.float()[:, None] * torch.rand(hd // 2, generator=g)[None, :]
-    cos, sin = angles.cos(), angles.sin()
+    inv_freq = torch.rand(hd // 2, generator=g)
     fast_k, fast_v, ref_k, ref_v = (empty_cache(n_kv, n_ctx, hd, cache_type) for _ in range(4))
-    q_fast = kernels.rope_store_kv_triton(q, k, v, cos, sin, neox, fast_k, fast_v, pos)
-    q_ref = kernels.rope_store_kv_torch(q, k, v, cos, sin, neox, ref_k, ref_v, pos)
+    q_fast = kernels.rope_store_kv_triton(q, k, v, inv_freq, neox, fast_k, fast_v, pos)
+    q_ref = kernels.rope_store_kv_torch(q, k, v, inv_freq, neox, ref_k, ref_v, pos)
     torch.testing.assert_close(q_fast, q_ref, rtol=1e-5, atol=1e-6)
     for fast, ref in ((fast_k, ref_k), (fast_v, ref_v)):
         if cache_type == "q8_0":

@@ -2,7 +2,8 @@
 
 `repack` rearranges a weight's GGUF blocks once, at load, into planes that the Triton
 kernels read with wide coalesced loads; `gemv` then computes x @ W.T for a handful of rows
-of x (decode), and `dequantize_packed` rebuilds W for the prompt's large matmuls.
+of x (decode), `dequantize_packed` rebuilds W for the prompt's large matmuls, and
+`gather_rows` rebuilds some rows of it (an embedding's, looked up per token).
 
 The unit of work is a *chunk*: 16 bytes of codes, four int32 words, which one thread loads
 at once: 32 elements of a 4-bit type (one Q4_0/Q4_1/Q5_0 block, or a sub-block of a K-quant
@@ -559,21 +560,53 @@ def _dequant_kernel(
 
     The tile is [row, unit, element e of the unit]: neighbouring threads hold neighbouring
     elements of a row, eight each, so every store writes 16 contiguous bytes and the stores
-    of a warp one run of the row. A thread loads the four words of its chunk at once (the
-    threads of a chunk load the same 16 bytes, which the cache serves once), and takes its
-    elements' fields from them: field e // 4 of word e % 4 (Q8_0: byte e // 8 of word e % 4
-    of the block's chunk (e // 4) % 2).
+    of a warp one run of the row.
     """
-    ZERO: tl.constexpr = (
-        8 if QTYPE == Q4_0 else 16 if QTYPE == Q5_0 else 128 if QTYPE == Q8_0 else 32 if QTYPE == Q6_K else 0
-    )
-    K_QUANT: tl.constexpr = QTYPE == Q4_K or QTYPE == Q5_K or QTYPE == Q6_K
     tile = tl.program_id(0).to(tl.int64)
     r = tl.arange(0, TILE)[:, None, None]
     unit = tl.program_id(1) * BLOCK_U + tl.arange(0, BLOCK_U)[None, :, None]
     e = tl.arange(0, 32)[None, None, :]
     row = tile * TILE + r
     ok = (unit < n_units) & (row < n_rows)
+    out = _dequant_values(quants_ptr, high_ptr, scales_ptr, sub_ptr, row, unit, e, ok, n_units, magic, QTYPE)
+    at_out = row * (n_units * 32) + unit * 32 + e
+    tl.store(out_ptr + at_out, out.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def _gather_rows_kernel(
+    out_ptr, ids_ptr, quants_ptr, high_ptr, scales_ptr, sub_ptr, first, n_rows, n_units, scale, magic,
+    QTYPE: tl.constexpr, BLOCK_U: tl.constexpr, EARLY: tl.constexpr,
+):  # fmt: skip
+    """out[t] = W[ids[t] - first] * scale for BLOCK_U units of 32 columns; zeros where that row
+    is not one of W's rows."""
+    wait_for_inputs(EARLY)
+    t = tl.program_id(0)
+    unit = tl.program_id(1) * BLOCK_U + tl.arange(0, BLOCK_U)[:, None]
+    e = tl.arange(0, 32)[None, :]
+    row = tl.load(ids_ptr + t + 0 * unit).to(tl.int64) - first  # the same id for every unit
+    held = (row >= 0) & (row < n_rows)
+    in_row = unit < n_units
+    # Masked loads give a zero scale, hence zeros, for a row W does not hold.
+    out = _dequant_values(quants_ptr, high_ptr, scales_ptr, sub_ptr, tl.where(held, row, 0), unit, e,
+                          in_row & held, n_units, magic, QTYPE)
+    tl.store(out_ptr + t * (n_units * 32) + unit * 32 + e, (out * scale).to(out_ptr.dtype.element_ty), mask=in_row)
+
+
+@triton.jit
+def _dequant_values(quants_ptr, high_ptr, scales_ptr, sub_ptr, row, unit, e, ok, n_units, magic,
+                    QTYPE: tl.constexpr):
+    """W's element e of unit `unit` (32 columns) of row `row`, float32, where `ok` (0 elsewhere);
+    the indices broadcast to one shape whose last axis is e.
+
+    A thread loads the four words of its chunk at once (the threads of a chunk load the same
+    16 bytes, which the cache serves once), and takes its elements' fields from them: field
+    e // 4 of word e % 4 (Q8_0: byte e // 8 of word e % 4 of the block's chunk (e // 4) % 2).
+    """
+    ZERO: tl.constexpr = (
+        8 if QTYPE == Q4_0 else 16 if QTYPE == Q5_0 else 128 if QTYPE == Q8_0 else 32 if QTYPE == Q6_K else 0
+    )
+    K_QUANT: tl.constexpr = QTYPE == Q4_K or QTYPE == Q5_K or QTYPE == Q6_K
     if QTYPE == Q8_0:
         chunk = 2 * unit + (e // 4) % 2
         shift = 8 * (e // 8)
@@ -622,9 +655,7 @@ def _dequant_kernel(
         offset = -dmin * tl.load(sub_ptr + at * 2 + 1, mask=ok, other=0).to(tl.float32)
     else:  # Q4_0, Q5_0, Q8_0
         scale = tl.load(scales_ptr + block, mask=ok, other=0).to(tl.float32)
-    out = value * scale + offset
-    at_out = row * (n_units * 32) + unit * 32 + e
-    tl.store(out_ptr + at_out, out.to(out_ptr.dtype.element_ty), mask=ok)
+    return value * scale + offset
 
 
 # ---------------------------------------------------------------------------------------------
@@ -744,6 +775,20 @@ def dequantize_packed(
     _dequant_kernel[(w.quants.shape[0], triton.cdiv(n_units, tiling.block_u))](
         out, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), w.n_rows, n_units, MAGIC,
         QTYPE=int(w.qtype), BLOCK_U=tiling.block_u, num_warps=tiling.num_warps, enable_fp_fusion=True,
+    )  # fmt: skip
+    return out
+
+
+def gather_rows(w: PackedWeight, ids: torch.Tensor, first: int, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """[len(ids), n_cols] of `dtype`: row ids[t] - first of W times `scale`, or zeros where W
+    lacks that row (a tensor-parallel rank's slice of an embedding)."""
+    out = torch.empty(ids.shape[0], w.n_cols, dtype=dtype, device=w.quants.device)
+    n_units = w.n_cols // 32
+    block_u = 8
+    _gather_rows_kernel[(ids.shape[0], triton.cdiv(n_units, block_u))](
+        out, ids, w.quants, _plane(w.high_bits, w), w.scales, _plane(w.sub_scales, w), first, w.n_rows, n_units,
+        scale, MAGIC, QTYPE=int(w.qtype), BLOCK_U=block_u, num_warps=2, enable_fp_fusion=True,
+        **early_launch_args(w.quants.device),
     )  # fmt: skip
     return out
 
