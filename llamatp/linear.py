@@ -61,7 +61,9 @@ class Linear(torch.nn.Module):
             # at ~18-24 GB/s from [in, out] (measured on a 2-core machine): decode is bound by it.
             self.weight_t = weight.dense(dtype).t().contiguous()
 
-    def forward(self, x: torch.Tensor, rounded: QuantizedRows | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rounded: QuantizedRows | None = None,
+                out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """x @ W.T (+ bias); the GEMV kernel writes it in `out_dtype` if given, other paths in x's dtype."""
         if self.weight_t is not None:
             y = x @ self.weight_t
             return y if self.bias is None else y + self.bias
@@ -75,7 +77,7 @@ class Linear(torch.nn.Module):
         from llamatp.quant.gemv import dequantize_packed, gemv
 
         if x.shape[0] <= GEMV_MAX_ROWS:
-            y = gemv(x, self.packed, rounded=rounded)
+            y = gemv(x, self.packed, rounded=rounded, out_dtype=out_dtype)
         else:
             y = x @ dequantize_packed(self.packed, x.dtype).t()
         return y if self.bias is None else y + self.bias
@@ -114,13 +116,14 @@ class StackedLinear(torch.nn.Module):
 
         return QuantizedRows.empty(x_rows, gemv_parts[0].in_features, device)
 
-    def forward(self, x: torch.Tensor, rounded: QuantizedRows | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rounded: QuantizedRows | None = None,
+                out_dtype: torch.dtype | None = None) -> torch.Tensor:
         """x [rows, in]; `rounded`, if given, holds x already rounded (`rounded_input`). Parts of
-        different GGUF types share one rounding of x."""
+        different GGUF types share one rounding of x. `out_dtype`: as `Linear.forward`."""
         if len(self.parts) == 1:
-            return self.parts[0](x, rounded)
+            return self.parts[0](x, rounded, out_dtype)
         if rounded is None and len(self._gemv_parts(x.shape[0])) > 1:
             from llamatp.quant.gemv import quantize_rows
 
             rounded = quantize_rows(x.reshape(-1, x.shape[-1]).contiguous())
-        return torch.cat([part(x, rounded) for part in self.parts], dim=-1)
+        return torch.cat([part(x, rounded, out_dtype) for part in self.parts], dim=-1)

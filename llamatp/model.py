@@ -265,7 +265,9 @@ class Transformer(torch.nn.Module):
         if last_only:
             x, pending = x[-1:], None if pending is None else pending[-1:]
         rounded = self.head.rounded_input(x.shape[0], x.device)
-        return self.head(normed_sum(self.add_norm, self.norm, pending, x, rounded)[0], rounded).float()
+        # Logits in float32: the GEMV writes them so; other paths convert.
+        normed = normed_sum(self.add_norm, self.norm, pending, x, rounded)[0]
+        return self.head(normed, rounded, out_dtype=torch.float32).float()
 
     def _masks(self, pos: torch.Tensor, kv_len: int) -> dict[bool, torch.Tensor]:
         """Attention masks keyed by 'is a sliding-window layer'."""

@@ -131,6 +131,16 @@ def test_gemv_keeps_bfloat16_inputs_and_outputs(qtype: GGMLQuantizationType) -> 
     check_gemv(out, x, raw, qtype)
 
 
+def test_gemv_writes_float32_when_asked_from_bfloat16_inputs() -> None:
+    """As the output head does, for float32 logits without a conversion kernel."""
+    raw = random_blocks(Q.Q6_K, N_ROWS, N_COLS, seed=2)
+    x = torch.randn(2, N_COLS, generator=torch.Generator().manual_seed(3)).bfloat16()
+    w = repack(torch.from_numpy(raw), Q.Q6_K, N_ROWS, N_COLS)
+    out = gemv(x, w, out_dtype=torch.float32)
+    assert out.dtype == torch.float32
+    check_gemv(out, x, raw, Q.Q6_K)  # to float32 precision, not bfloat16's
+
+
 @pytest.mark.parametrize("qtype", [Q.Q8_0, Q.Q6_K], ids=lambda t: t.name)
 def test_split_k_adds_up_uneven_shares_and_resets_for_the_next_call(qtype: GGMLQuantizationType) -> None:
     n_cols = 768  # Q8_0: 48 chunks, 3 shares of 16; Q6_K: 24 chunks, shares of 16 and 8

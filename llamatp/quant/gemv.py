@@ -689,9 +689,11 @@ def pick_config(w: PackedWeight, batch: int, sm_count: int, tiling: Tiling | Non
 
 
 def gemv(
-    x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None, rounded: QuantizedRows | None = None
+    x: torch.Tensor, w: PackedWeight, config: GemvConfig | None = None, rounded: QuantizedRows | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """x [..., n_cols] (float32, float16 or bfloat16; a few rows) @ W.T -> [..., n_rows] in x's dtype.
+    """x [..., n_cols] (float32, float16 or bfloat16; a few rows) @ W.T -> [..., n_rows] in
+    `out_dtype` (default: x's dtype).
 
     x is rounded to 8 bits per 32 values (see the module docstring), products are summed
     in integers, and the rest in float32. `rounded` is x already rounded, if the kernel that
@@ -715,7 +717,7 @@ def gemv(
         rounded = quantize_rows(x2)
     elif tuple(rounded.words.shape[:2]) != (batch, w.n_cols // 32):
         raise LlamatpError(f"rounded x holds {tuple(rounded.words.shape[:2])} blocks, not {(batch, w.n_cols // 32)}")
-    out = torch.empty(batch, w.n_rows, dtype=x.dtype, device=x.device)
+    out = torch.empty(batch, w.n_rows, dtype=out_dtype or x.dtype, device=x.device)
     partials = torch.empty(split_k, batch, w.n_rows, dtype=torch.float32, device=x.device) if split_k > 1 else out
     grid = (triton.cdiv(w.n_rows, cfg.block_n), split_k)
     # Fused multiply-adds are asked for explicitly: Triton's default is changing to off.
