@@ -50,9 +50,11 @@ def main() -> None:
     parser.add_argument("--n-decode", type=int, default=8)
     parser.add_argument("--ctx", type=int, default=1024, help="context size (the decode kernels size their work to it)")
     parser.add_argument("--repeated", action="store_true", help="the prompt pass as a repeated one (a CUDA graph)")
+    parser.add_argument("--cache-type", help="K and V cache type (-ctk/-ctv); default: the compute type")
     args = parser.parse_args()
     devices = args.devices.split(",")
-    options = ModelOptions(model=args.model, devices=tuple(devices), split_mode=args.mode, n_ctx=args.ctx)
+    options = ModelOptions(model=args.model, devices=tuple(devices), split_mode=args.mode, n_ctx=args.ctx,
+                           cache_type_k=args.cache_type, cache_type_v=args.cache_type)
     print(launch(functools.partial(profile_job, options, args.n_prompt, args.n_decode, args.repeated), devices))
 
 
