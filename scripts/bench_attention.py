@@ -11,7 +11,7 @@ For the query heads one GPU holds of Llama 3 8B (whole, and over 2 GPUs) and of 
 `--sweep` times a grid of tilings (`kernels.AttentionTiling`) and prints the best three for
 each cache type and shape, and the tiling of least total time (`kernels.DECODE_TILINGS`).
 
-    python scripts/bench_attention.py [--sweep] [--depth 8192]
+    python scripts/bench_attention.py [--sweep] [--depth 8192] [--types bf16,q8_0]
 """
 
 from __future__ import annotations
@@ -100,19 +100,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=8192, help="keys in the cache before the query")
     parser.add_argument("--sweep", action="store_true", help="time the grid of tilings SWEEP")
+    parser.add_argument("--types", default="bf16,q8_0", help="cache types to time (bf16, q8_0)")
     args = parser.parse_args()
     copy_gbps = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
-    for cache_type in ("bf16", "q8_0"):
+    types = args.types.split(",")
+    for cache_type in types:
         check(cache_type)
     for name, n_kv, group in SHAPES:
-        for cache_type in ("bf16", "q8_0"):
+        for cache_type in types:
             us, gbps = time_attention(cache_type, n_kv, group, args.depth)
             print(f"{name:6} {cache_type:5} depth {args.depth}: {us:7.1f} us {gbps:6.0f} GB/s "
                   f"({100 * gbps / copy_gbps:.0f}% of copy) {_tiling(cache_type)}")
     if not args.sweep:
         return
-    for cache_type in ("bf16", "q8_0"):
+    for cache_type in types:
         totals: dict[AttentionTiling, float] = {}
         for name, n_kv, group in SHAPES:
             timings = []
