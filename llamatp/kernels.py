@@ -360,13 +360,11 @@ class AttentionTiling:
     num_stages: int = 3
 
 
-# From `scripts/bench_attention.py` timings on an H100 over the 8B, 8B-over-2 and 70B-over-4
-# head counts. q8_0: the least total time at depth 8192; its blocks are converted in registers
-# before they meet the tensor cores, Triton's pipelining of those loads made them slower, and
-# two programs per multiprocessor hide the loads' latency instead. Float: 128 keys a step were
-# 2% faster at depth 8192 but 12% slower at depth 64, where most steps run.
+# From `scripts/bench_attention.py` timings over the 8B, 8B-over-2 and 70B-over-4 head counts.
+# Float (H100): 128 keys a step were 2% faster at depth 8192 but 12% slower at depth 64, where
+# most steps run. q8_0 (`--sweep`, H200): the least total time at depth 8192.
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
-                  "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)}
+                  "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=2)}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
