@@ -360,11 +360,13 @@ class AttentionTiling:
     num_stages: int = 3
 
 
-# From `scripts/bench_attention.py` timings over the 8B, 8B-over-2 and 70B-over-4 head counts.
-# Float (H100): 128 keys a step were 2% faster at depth 8192 but 12% slower at depth 64, where
-# most steps run. q8_0 (`--sweep`, H200): the least total time at depth 8192.
+# From `scripts/bench_attention.py` timings on an H100 over the 8B, 8B-over-2 and 70B-over-4
+# head counts. Float: 128 keys a step were 2% faster at depth 8192 but 12% slower at depth 64,
+# where most steps run. q8_0: the least total time at depth 8192, two programs per
+# multiprocessor hiding the loads' latency; two key blocks in flight (an H200 sweep's best)
+# made 8B decode at depth 8192 2-3% slower on H100s.
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
-                  "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=2)}
+                  "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
