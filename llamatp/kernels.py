@@ -320,8 +320,6 @@ def decode_attention_torch(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cache
     pos: [1], the query's position. Attends to keys 0..pos (the last `window` of them if window > 0)."""
     n = int(pos.max()) + 1  # read only the keys written so far (this path runs on the CPU)
     keys, values = k_cache.read(n, torch.float32), v_cache.read(n, torch.float32)
-    if k_cache.scale is not None:  # q meets q8_0 keys rounded to 8 bits per block, as in llama.cpp
-        q = round_q8_values(q)
     key_pos = torch.arange(n, device=q.device)
     visible = key_pos <= pos
     if window > 0:
@@ -329,15 +327,6 @@ def decode_attention_torch(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cache
     scores = (q.float() @ keys.transpose(1, 2)) * scale
     probs = scores.masked_fill(~visible, float("-inf")).softmax(-1)
     return (probs @ values).to(q.dtype)
-
-
-def round_q8_values(x: torch.Tensor) -> torch.Tensor:
-    """x rounded as q8_0 rounds blocks of 32 values of the last dimension (scales kept in float32):
-    what the decode kernel multiplies with q8_0 keys."""
-    blocks = x.float().unflatten(-1, (-1, 32))
-    amax = blocks.abs().amax(-1, keepdim=True)
-    inverse = torch.where(amax > 0, 127.0 / torch.where(amax > 0, amax, 1.0), 0.0)
-    return (torch.round(blocks * inverse) * (amax / 127.0)).flatten(-2)
 
 
 def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
@@ -361,10 +350,10 @@ class AttentionTiling:
 
 
 # From `scripts/bench_attention.py` timings on an H100 over the 8B, 8B-over-2 and 70B-over-4
-# head counts. Float: 128 keys a step were 2% faster at depth 8192 but 12% slower at depth 64,
-# where most steps run. q8_0: the least total time at depth 8192, two programs per
-# multiprocessor hiding the loads' latency; two key blocks in flight (an H200 sweep's best)
-# made 8B decode at depth 8192 2-3% slower on H100s.
+# head counts. q8_0: the least total time at depth 8192; its blocks are converted in registers
+# before they meet the tensor cores, Triton's pipelining of those loads made them slower, and
+# two programs per multiprocessor hide the loads' latency instead. Float: 128 keys a step were
+# 2% faster at depth 8192 but 12% slower at depth 64, where most steps run.
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
                   "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)}
 
@@ -381,8 +370,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
     is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
     multiprocessor busy at any depth, within one CUDA graph. A float cache is multiplied in
-    its own type. q8_0 keys meet q rounded the same way, per block of 32 values, in 8-bit integer
-    products on the tensor cores; q8_0 values are converted to q's type."""
+    its own type, a q8_0 one in q's."""
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
     tiling = tiling or decode_tiling(k_cache, v_cache)
@@ -396,7 +384,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
         scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
         K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None,
-        K_DTYPE=_dot_dtype(k_cache, q), V_DTYPE=_dot_dtype(v_cache, q), BLOCK_Q8=32,
+        K_DTYPE=_dot_dtype(k_cache, q), V_DTYPE=_dot_dtype(v_cache, q),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, num_warps=tiling.num_warps,
         num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
@@ -423,7 +411,7 @@ if triton is not None:
                                 window, scale_log2, c_s0, c_s1, s_s0, s_s1,
                                 K_Q8: tl.constexpr, V_Q8: tl.constexpr, K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                BLOCK_Q8: tl.constexpr, EARLY: tl.constexpr):
+                                EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
@@ -438,28 +426,19 @@ if triton is not None:
         stop = tl.minimum(start + per_chunk, pos + 1)
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
-        q_rows = q_ptr + (kv * group + g)[:, None] * HEAD_DIM
-        if not K_Q8:
-            q = tl.load(q_rows + d[None, :], mask=(g < group)[:, None], other=0.0).to(K_DTYPE)
+        q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
+        q = q.to(K_DTYPE)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
         at, scale_at = kv * c_s0, kv * s_s0  # this head's first key, and its first scales
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
-            if K_Q8:
-                v_data, v_scales = _load_cache_block(v_ptr, vs_ptr, at, scale_at, n, c_s1, s_s1, n < stop, V_Q8,
-                                                     HEAD_DIM)
-                scores = _q8_key_scores(q_rows, g < group, k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, n < stop,
-                                        BLOCK_Q8, HEAD_DIM)
-            else:
-                k_data, k_scales = _load_cache_block(k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, n < stop, False,
-                                                     HEAD_DIM)
-                v_data, v_scales = _load_cache_block(v_ptr, vs_ptr, at, scale_at, n, c_s1, s_s1, n < stop, V_Q8,
-                                                     HEAD_DIM)
-                scores = tl.dot(q, tl.trans(_cache_values(k_data, k_scales, False, K_DTYPE)))
+            k_data, k_scales = _load_cache_block(k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, n < stop, K_Q8, HEAD_DIM)
+            v_data, v_scales = _load_cache_block(v_ptr, vs_ptr, at, scale_at, n, c_s1, s_s1, n < stop, V_Q8, HEAD_DIM)
+            k = _cache_values(k_data, k_scales, K_Q8, K_DTYPE)
             v = _cache_values(v_data, v_scales, V_Q8, V_DTYPE)
-            m_i, s_i, acc = _attend_block(scores * scale_log2, v, n < stop, m_i, s_i, acc)
+            m_i, s_i, acc = _attend_block(q, k, v, n < stop, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
         kept = g < group
         tl.store(m_ptr + rows, m_i, mask=kept)
@@ -467,25 +446,9 @@ if triton is not None:
         tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
 
     @triton.jit
-    def _q8_key_scores(q_rows, q_ok, k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, valid,
-                       BLOCK_Q8: tl.constexpr, HEAD_DIM: tl.constexpr):
-        """q . k for q8_0 keys at positions n, [query heads, positions] float32: per block of 32
-        values, q rounded as q8_0 rounds (`round_q8_values`) times the codes in an 8-bit integer
-        dot, then both blocks' scales. The codes go to the tensor cores as they are stored."""
-        e = tl.arange(0, BLOCK_Q8)
-        scores = tl.zeros([q_rows.shape[0], n.shape[0]], tl.float32)
-        for b in tl.static_range(HEAD_DIM // BLOCK_Q8):
-            q_block = tl.load(q_rows + b * BLOCK_Q8 + e[None, :], mask=q_ok[:, None], other=0.0).to(tl.float32)
-            q_codes, q_scales = round_q8_blocks(q_block)
-            codes = tl.load(k_ptr + at + n[:, None] * c_s1 + b * BLOCK_Q8 + e[None, :], mask=valid[:, None], other=0)
-            k_scales = tl.load(ks_ptr + scale_at + n * s_s1 + b, mask=valid, other=0.0).to(tl.float32)
-            dots = tl.dot(q_codes.to(tl.int8), tl.trans(codes), out_dtype=tl.int32)
-            scores += dots.to(tl.float32) * q_scales[:, None] * k_scales[None, :]
-        return scores
-
-    @triton.jit
-    def _attend_block(scores, v, valid, m_i, s_i, acc):
-        """One block of keys' scores (base 2) into a running softmax: max m_i, sum s_i, weighted values acc."""
+    def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):
+        """One block of keys into a running softmax (base 2): max m_i, sum s_i, weighted values acc."""
+        scores = tl.dot(q, tl.trans(k.to(q.dtype))) * scale_log2
         scores = tl.where(valid[None, :], scores, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(scores, axis=1))
         alpha = tl.exp2(m_i - m_new)
