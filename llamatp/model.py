@@ -65,7 +65,7 @@ class VocabEmbedding(torch.nn.Module):
         self.qtype, self.n_rows = table.qtype, table.rows
         self.raw: torch.Tensor | None = table.raw
         self.packed = None
-        if kernel_reads(table.raw, table.qtype):
+        if table.rows > 0 and kernel_reads(table.raw, table.qtype):
             from llamatp.quant.gemv import repack
 
             self.packed = repack(table.raw, table.qtype, table.rows, table.cols)
@@ -121,8 +121,7 @@ class Attention(torch.nn.Module):
         self.register_buffer("kv_of_q", torch.tensor(kv_of_q, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor,
-                mask: torch.Tensor | None,
-                rounded: QuantizedRows | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None, rounded: QuantizedRows | None = None) -> torch.Tensor:
         """`mask` [T, kv_len] selects the keys each query sees; None for one query token,
         which then reads the cache up to its own position. `rounded`: x rounded for wqkv."""
         T, hd = x.shape[0], self.head_dim
