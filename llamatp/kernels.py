@@ -385,8 +385,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
         K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None,
         K_DTYPE=_dot_dtype(k_cache, q), V_DTYPE=_dot_dtype(v_cache, q),
-        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, K_LINES=_cache_lines(k_cache),
-        V_LINES=_cache_lines(v_cache), num_warps=tiling.num_warps,
+        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, num_warps=tiling.num_warps,
         num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -398,11 +397,6 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         **early_launch_args(q.device),
     )
     return out
-
-
-def _cache_lines(cache: CacheTensor) -> int:
-    """128-byte lines of one position of one head (at least one)."""
-    return max(1, cache.data.shape[-1] * cache.data.element_size() // 128)
 
 
 def _dot_dtype(cache: CacheTensor, q: torch.Tensor) -> object:
@@ -417,12 +411,9 @@ if triton is not None:
                                 window, scale_log2, c_s0, c_s1, s_s0, s_s1,
                                 K_Q8: tl.constexpr, V_Q8: tl.constexpr, K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                K_LINES: tl.constexpr, V_LINES: tl.constexpr, EARLY: tl.constexpr):
-        """One chunk of one KV head's keys for the `group` query heads that share it.
-
-        Launched early, it asks L2 for its chunk's keys and values while the kernel before it
-        (which stores this step's key and value) still runs: the position comes from before
-        that kernel, and L2 stays coherent with its stores, so only the loads wait."""
+                                EARLY: tl.constexpr):
+        """One chunk of one KV head's keys for the `group` query heads that share it."""
+        wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         c = tl.program_id(1)
         n_chunks = tl.num_programs(1)
@@ -433,11 +424,6 @@ if triton is not None:
         per_chunk = tl.cdiv(pos + 1 - lo, n_chunks)
         start = lo + c * per_chunk
         stop = tl.minimum(start + per_chunk, pos + 1)
-        at, scale_at = kv * c_s0, kv * s_s0  # this head's first key, and its first scales
-        if EARLY:
-            _prefetch_rows(k_ptr + at, start, stop, c_s1, BLOCK_N, K_LINES, HEAD_DIM)
-            _prefetch_rows(v_ptr + at, start, stop, c_s1, BLOCK_N, V_LINES, HEAD_DIM)
-        wait_for_inputs(EARLY)
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
         q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
@@ -445,6 +431,7 @@ if triton is not None:
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+        at, scale_at = kv * c_s0, kv * s_s0  # this head's first key, and its first scales
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             k_data, k_scales = _load_cache_block(k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, n < stop, K_Q8, HEAD_DIM)
@@ -457,18 +444,6 @@ if triton is not None:
         tl.store(m_ptr + rows, m_i, mask=kept)
         tl.store(s_ptr + rows, s_i, mask=kept)
         tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
-
-    @triton.jit
-    def _prefetch_rows(head_ptr, start, stop, row_stride, BLOCK_N: tl.constexpr, LINES: tl.constexpr,
-                       ROW: tl.constexpr):
-        """Ask L2 for rows start..stop of one head of a cache (ROW values each, LINES lines of
-        128 bytes), without waiting for them."""
-        line = tl.arange(0, LINES)[None, :] * (ROW // LINES)
-        for n0 in range(start, stop, BLOCK_N):
-            n = tl.minimum(n0 + tl.arange(0, BLOCK_N), stop - 1)
-            tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l",
-                                      [head_ptr + n[:, None] * row_stride + line], dtype=tl.int32,
-                                      is_pure=False, pack=1)
 
     @triton.jit
     def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):
