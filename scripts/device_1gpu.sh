@@ -3,7 +3,7 @@
 # timings, CUDA-vs-CPU logits on an 8B-shaped slice, the 8B Q4_0 benchmark and a decode
 # profile. Run from the repository root on the GPU machine; $OUT collects the logs and the
 # tuned gemv.py. With an earlier build in .carry/baseline (see bench_baseline in
-# device_env.sh), the benchmark runs it too, in the same session, as the baseline.
+# device_env.sh), the benchmark runs it too, on the same machine, as the baseline.
 set -uo pipefail
 source scripts/device_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

@@ -2,7 +2,7 @@
 # Four GPUs: the bf16 GEMV tiling swept (and written into dense_gemv.py) against cuBLAS, CUDA-vs-CPU
 # logits of an 8B-shaped F16 slice and layer-split logits on 4 GPUs, then the F16 8B rows (1 and 2
 # GPUs) and the layer-split Q4_0 rows (8B on 2 and 4 GPUs, 70B on 4), `-r 5`; the F16 tensor row
-# and the 70B layer row also with the earlier build in .carry/baseline, the same session's baseline.
+# and the 70B layer row also with the earlier build in .carry/baseline, the same run's baseline.
 set -uo pipefail
 source scripts/device_env.sh
 export LLAMATP_WATCHDOG=400 R=5

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU: 8B Q4_0 decode at depth 0 and 8192, this tree and (if present) the package in
-# .carry/baseline, in the same session.
+# .carry/baseline, in the same run.
 set -uo pipefail
 source scripts/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader

@@ -18,7 +18,7 @@ bench_md() {
   pkill -9 -f "llamatp bench" 2>/dev/null
 }
 # bench_md with the earlier build in .carry/baseline (`git archive REV llamatp | tar -x -C
-# .carry/baseline`), if there is one: the same session's baseline. $1 names the step.
+# .carry/baseline`), if there is one: the same run's baseline. $1 names the step.
 bench_baseline() {
   [ -d .carry/baseline/llamatp ] || return 0
   step "$1, baseline package"; shift

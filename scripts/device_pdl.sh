@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU: CUDA-vs-CPU logits on an 8B-shaped slice, then the 8B Q4_0 benchmark at depth 0 and
 # 8192 with programmatic dependent launch on (the default) and off (LLAMATP_PDL=0), the
-# earlier build in .carry/baseline as the same-session baseline (with WITH_BASELINE=1), and a
+# earlier build in .carry/baseline as the same run's baseline (with WITH_BASELINE=1), and a
 # decode profile.
 set -uo pipefail
 source scripts/device_env.sh
