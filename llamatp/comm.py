@@ -120,20 +120,20 @@ class Comm:
         return bool((total == self.world * (self.world + 1) // 2 + 1).all())
 
     def gather_columns(self, local: torch.Tensor, widths: list[int]) -> torch.Tensor:
-        """Concatenate each rank's columns (uneven widths allowed); every rank gets the whole."""
+        """Concatenate each rank's columns (uneven widths allowed); every rank gets the whole.
+        One collective gathers the slices, padded to the widest: with equal widths the result
+        is a view of what it wrote (for one row), with uneven ones the padding is cut away."""
         if self.world == 1:
             return local
-        if len(set(widths)) == 1:  # one collective straight into the result: no padding, no copies
-            rows = local.shape[0]
-            parts = torch.empty(self.world * rows, widths[0], dtype=local.dtype, device=local.device)
-            _all_gather_single(parts, local.contiguous())
-            return parts.view(self.world, rows, -1).transpose(0, 1).reshape(rows, -1)  # a view for one row
-        width = max(widths)
-        padded = torch.zeros(local.shape[0], width, dtype=local.dtype, device=local.device)
-        padded[:, : local.shape[1]] = local
-        parts = [torch.empty_like(padded) for _ in range(self.world)]
-        dist.all_gather(parts, padded)
-        return torch.cat([p[:, :w] for p, w in zip(parts, widths)], dim=1)
+        rows, width = local.shape[0], max(widths)
+        if local.shape[1] < width:
+            local = torch.cat([local, local.new_zeros(rows, width - local.shape[1])], dim=1)
+        parts = torch.empty(self.world * rows, width, dtype=local.dtype, device=local.device)
+        _all_gather_single(parts, local.contiguous())
+        parts = parts.view(self.world, rows, width)
+        if len(set(widths)) == 1:
+            return parts.transpose(0, 1).reshape(rows, -1)
+        return torch.cat([parts[r, :, :w] for r, w in enumerate(widths)], dim=1)
 
     def send(self, x: torch.Tensor, dst: int) -> dist.Work:
         return dist.isend(x.contiguous(), dst)
