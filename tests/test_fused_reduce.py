@@ -69,15 +69,20 @@ def rows(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Ten
             torch.rand(WIDTH, generator=g) + 0.5)
 
 
+def assert_joined(out: torch.Tensor, total: torch.Tensor, mine: torch.Tensor, theirs: torch.Tensor,
+                  residual: torch.Tensor | None, weight: torch.Tensor) -> None:
+    """Rank 0's results: the residual stream (both ranks' rows plus the residual) and its norm."""
+    ref_out, ref_total = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
+    torch.testing.assert_close(total, ref_total)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+
+
 def test_each_call_normalizes_the_sum_over_ranks_plus_the_residual() -> None:
     ranks = TwoRanks()
     for call in range(3):
         mine, theirs, residual, weight = rows(call)
         ranks.rank1_arrives(call, theirs)
-        out, total = ranks.rank0_joins(mine, residual, weight)
-        ref_out, ref_total = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
-        torch.testing.assert_close(total, ref_total)
-        torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+        assert_joined(*ranks.rank0_joins(mine, residual, weight), mine, theirs, residual, weight)
 
 
 def test_without_a_residual_a_call_normalizes_the_sum_over_ranks_alone() -> None:
@@ -85,10 +90,7 @@ def test_without_a_residual_a_call_normalizes_the_sum_over_ranks_alone() -> None
     ranks = TwoRanks()
     mine, theirs, _, weight = rows(7)
     ranks.rank1_arrives(0, theirs)
-    out, total = ranks.rank0_joins(mine, None, weight)
-    ref_out, ref_total = kernels.add_rms_norm_torch(mine + theirs, None, weight, 1e-6)
-    torch.testing.assert_close(total, ref_total)
-    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    assert_joined(*ranks.rank0_joins(mine, None, weight), mine, theirs, None, weight)
 
 
 def test_each_rank_writes_its_row_into_every_buffer_alternating_halves_and_counts_on_the_gpu() -> None:
@@ -113,9 +115,7 @@ def test_a_peer_already_a_call_ahead_is_read_from_the_right_slot() -> None:
     for call, (_, theirs, _, _) in enumerate(calls):
         ranks.rank1_arrives(call, theirs)
     for mine, theirs, residual, weight in calls:
-        out, _ = ranks.rank0_joins(mine, residual, weight)
-        ref_out, _ = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
-        torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+        assert_joined(*ranks.rank0_joins(mine, residual, weight), mine, theirs, residual, weight)
 
 
 def test_the_call_count_wraps_around_without_missing_a_slot_or_a_signal() -> None:
@@ -125,9 +125,7 @@ def test_the_call_count_wraps_around_without_missing_a_slot_or_a_signal() -> Non
     for call in range(first, first + 3):  # odd, then even and odd past the wrap
         mine, theirs, residual, weight = rows(50 + call - first)
         ranks.rank1_arrives(call, theirs)
-        out, _ = ranks.rank0_joins(mine, residual, weight)
-        ref_out, _ = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
-        torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+        assert_joined(*ranks.rank0_joins(mine, residual, weight), mine, theirs, residual, weight)
         torch.testing.assert_close(ranks.slot(1, call, 0), mine[0])
     assert int(ranks.counter) == int32(first + 3)
 
@@ -148,10 +146,7 @@ def test_rank_0_waits_at_the_barrier_until_its_peer_has_signalled() -> None:
         ranks.flags[0][1] = 1
         worker.join(timeout=0.05)
     assert not worker.is_alive()
-    out, total = result["joined"]
-    ref_out, ref_total = kernels.add_rms_norm_torch(mine + theirs, residual, weight, 1e-6)
-    torch.testing.assert_close(total, ref_total)
-    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    assert_joined(*result["joined"], mine, theirs, residual, weight)
 
 
 def test_the_norm_is_rounded_for_the_next_gemv_as_the_separate_kernel_rounds_it() -> None:
