@@ -26,7 +26,8 @@ try:
     import triton.language as tl
 
     from llamatp.quant.gemv import (
-        QuantizedRows, early_launch_args, round_q8_blocks, sm_count, store_rounded_blocks, wait_for_inputs,
+        QuantizedRows, early_launch_args, interpreted, round_q8_blocks, sm_count, store_rounded_blocks,
+        wait_for_inputs,
     )
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
@@ -234,31 +235,59 @@ if triton is not None:
 
     @triton.jit
     def _load_cache_block(data_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid,
-                          Q8: tl.constexpr, HEAD_DIM: tl.constexpr):
-        """The cache at positions n of one head as stored: values [positions, HEAD_DIM] and a
-        unit scale, or q8_0 codes [positions, blocks, 32] and scales [positions, blocks, 1]."""
+                          Q8: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr, EMULATE: tl.constexpr):
+        """The cache of one head at positions n as [positions, HEAD_DIM] values of DTYPE. q8_0
+        codes are read as int32 words of four (Triton then moves them to the tensor cores'
+        layout as 16-bit values, not byte by byte) and come out as f16."""
+        rows = n[:, None]
         if Q8:
-            rows = n[:, None, None]
-            blocks = tl.arange(0, HEAD_DIM // 32)[None, :, None]
-            ok = valid[:, None, None]
-            codes = tl.load(data_ptr + head_at + rows * c_s1 + blocks * 32 + tl.arange(0, 32)[None, None, :],
-                            mask=ok, other=0)
-            scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=ok, other=0.0)
-        else:
-            codes = tl.load(data_ptr + head_at + n[:, None] * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
+            W: tl.constexpr = HEAD_DIM // 4
+            words_ptr = data_ptr.to(tl.pointer_type(tl.int32))
+            words = tl.load(words_ptr + (head_at + rows * c_s1) // 4 + tl.arange(0, W)[None, :],
                             mask=valid[:, None], other=0)
-            scales = 1.0
-        return codes, scales
+            blocks = tl.arange(0, HEAD_DIM // 32)[None, :]
+            scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=valid[:, None], other=0.0)
+            per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [n.shape[0], HEAD_DIM // 32, 8]),
+                                  [n.shape[0], W])
+            return _q8_words_f16(words, per_word, EMULATE)
+        else:
+            values = tl.load(data_ptr + head_at + rows * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
+                             mask=valid[:, None], other=0)
+            return values.to(DTYPE)
 
     @triton.jit
-    def _cache_values(data, scales, Q8: tl.constexpr, DTYPE: tl.constexpr):
-        """A block from `_load_cache_block` as [positions, HEAD_DIM] values of DTYPE."""
-        if Q8:
-            values = data.to(tl.float32) * scales.to(tl.float32)
-            values = tl.reshape(values, [data.shape[0], data.shape[1] * data.shape[2]])
+    def _q8_words_f16(words, scales, EMULATE: tl.constexpr):
+        """int32 words [rows, cols] of four q8_0 codes times their f16 scales [rows, cols], as f16
+        [rows, 4 * cols], each product rounded once. On the GPU without a conversion instruction:
+        each byte, its sign bit flipped, becomes the low byte of the f16 1024 + (code + 128), from
+        which an exact subtraction leaves the code; converting through f32 costs three
+        instructions a code."""
+        if EMULATE:  # Triton's interpreter runs no PTX
+            f = scales.to(tl.float32)
+            b0 = (((words << 24) >> 24).to(tl.float32) * f).to(tl.float16)
+            b1 = (((words << 16) >> 24).to(tl.float32) * f).to(tl.float16)
+            b2 = (((words << 8) >> 24).to(tl.float32) * f).to(tl.float16)
+            b3 = ((words >> 24).to(tl.float32) * f).to(tl.float16)
         else:
-            values = data
-        return values.to(DTYPE)
+            b0, b1, b2, b3 = tl.inline_asm_elementwise(
+                """{
+                .reg .b32 biased, low, high, magic, s2;
+                xor.b32 biased, $4, 0x80808080;
+                prmt.b32 low, biased, 0x64646464, 0x5150;
+                prmt.b32 high, biased, 0x64646464, 0x5352;
+                mov.b32 magic, 0x64806480;
+                sub.rn.f16x2 low, low, magic;
+                sub.rn.f16x2 high, high, magic;
+                mov.b32 s2, {$5, $5};
+                mul.rn.f16x2 low, low, s2;
+                mul.rn.f16x2 high, high, s2;
+                mov.b32 {$0, $1}, low;
+                mov.b32 {$2, $3}, high;
+                }""",
+                "=h,=h,=h,=h,r,h", [words, scales.to(tl.float16)],
+                dtype=(tl.float16, tl.float16, tl.float16, tl.float16), is_pure=True, pack=1)
+        # join(join(b0, b2), join(b1, b3))[r, c, i, j] is b(2i + j): the codes in memory order
+        return tl.reshape(tl.join(tl.join(b0, b2), tl.join(b1, b3)), [words.shape[0], 4 * words.shape[1]])
 
 
 # --- gated activation ------------------------------------------------------------------
@@ -350,10 +379,10 @@ class AttentionTiling:
 
 
 # From `scripts/bench_attention.py` timings on an H100 over the 8B, 8B-over-2 and 70B-over-4
-# head counts. q8_0: the least total time at depth 8192; its blocks are converted in registers
-# before they meet the tensor cores, Triton's pipelining of those loads made them slower, and
-# two programs per multiprocessor hide the loads' latency instead. Float: 128 keys a step were
-# 2% faster at depth 8192 but 12% slower at depth 64, where most steps run.
+# head counts. q8_0: within 0.5% of the least total time at depths 8192 and 128 (`--sweep`);
+# Triton's pipelining of its loads made them no faster, and two programs per multiprocessor
+# hide the loads' latency instead. Float: 128 keys a step were 2% faster at depth 8192 but 12%
+# slower at depth 64, where most steps run.
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
                   "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)}
 
@@ -370,7 +399,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
     is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
     multiprocessor busy at any depth, within one CUDA graph. A float cache is multiplied in
-    its own type, a q8_0 one in q's."""
+    its own type, a q8_0 one in f16."""
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
     tiling = tiling or decode_tiling(k_cache, v_cache)
@@ -384,9 +413,9 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
         scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
         K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None,
-        K_DTYPE=_dot_dtype(k_cache, q), V_DTYPE=_dot_dtype(v_cache, q),
-        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, num_warps=tiling.num_warps,
-        num_stages=tiling.num_stages, **early_launch_args(q.device),
+        K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
+        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
+        num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
@@ -399,8 +428,8 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     return out
 
 
-def _dot_dtype(cache: CacheTensor, q: torch.Tensor) -> object:
-    dtype = q.dtype if cache.scale is not None else cache.data.dtype
+def _dot_dtype(cache: CacheTensor) -> object:
+    dtype = torch.float16 if cache.scale is not None else cache.data.dtype
     return {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype]
 
 
@@ -411,7 +440,7 @@ if triton is not None:
                                 window, scale_log2, c_s0, c_s1, s_s0, s_s1,
                                 K_Q8: tl.constexpr, V_Q8: tl.constexpr, K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                EARLY: tl.constexpr):
+                                EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
@@ -427,6 +456,9 @@ if triton is not None:
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
         q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
+        if K_Q8:  # scaled before it is rounded to f16, so that large queries stay in its range
+            q = q.to(tl.float32) * scale_log2
+            scale_log2 = 1.0
         q = q.to(K_DTYPE)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
@@ -434,11 +466,10 @@ if triton is not None:
         at, scale_at = kv * c_s0, kv * s_s0  # this head's first key, and its first scales
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
-            k_data, k_scales = _load_cache_block(k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, n < stop, K_Q8, HEAD_DIM)
-            v_data, v_scales = _load_cache_block(v_ptr, vs_ptr, at, scale_at, n, c_s1, s_s1, n < stop, V_Q8, HEAD_DIM)
-            k = _cache_values(k_data, k_scales, K_Q8, K_DTYPE)
-            v = _cache_values(v_data, v_scales, V_Q8, V_DTYPE)
-            m_i, s_i, acc = _attend_block(q, k, v, n < stop, m_i, s_i, acc, scale_log2)
+            valid = n < stop
+            k = _load_cache_block(k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, valid, K_Q8, K_DTYPE, HEAD_DIM, EMULATE)
+            v = _load_cache_block(v_ptr, vs_ptr, at, scale_at, n, c_s1, s_s1, valid, V_Q8, V_DTYPE, HEAD_DIM, EMULATE)
+            m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
         kept = g < group
         tl.store(m_ptr + rows, m_i, mask=kept)

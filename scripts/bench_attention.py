@@ -3,15 +3,17 @@
 For the query heads one GPU holds of Llama 3 8B (whole, and over 2 GPUs) and of 70B over
 4 GPUs, at a context depth of 8192:
 - checks `rope_store_kv` and `decode_attention` against their torch twins on the GPU, for
-  bf16 and q8_0 caches;
+  bf16 and q8_0 caches, and the kernel's conversion of q8_0 codes against its emulation, bit
+  for bit;
 - times `decode_attention` inside a CUDA graph, cycling through enough copies of the cache
   to defeat the L2, and reports GB/s as bytes of K and V read (codes and scales for q8_0)
   per second, next to the device-to-device copy bandwidth (bytes read + written).
 
-`--sweep` times a grid of tilings (`kernels.AttentionTiling`) and prints the best three for
-each cache type and shape, and the tiling of least total time (`kernels.DECODE_TILINGS`).
+`--sweep` times a grid of tilings (`kernels.AttentionTiling`) at `--depth` and at `--short`
+(where most steps of a short chat run) and prints, for each cache type, the five of least
+total time over the shapes and both depths, and the current one (`kernels.DECODE_TILINGS`).
 
-    python scripts/bench_attention.py [--sweep] [--depth 8192] [--types bf16,q8_0]
+    python scripts/bench_attention.py [--sweep] [--depth 8192] [--short 128] [--types bf16,q8_0]
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import argparse
 import itertools
 
 import torch
+import triton
+import triton.language as tl
 
 from bench_gemv import copies_to_defeat_l2, copy_bandwidth, graph_us, relative_error
 from llamatp import kernels
@@ -29,11 +33,17 @@ from llamatp.kv_cache import CacheTensor, quantize_q8_0
 HEAD_DIM = 128
 # (name, KV heads on the GPU, query heads per KV head)
 SHAPES = [("8B", 8, 4), ("8B/2", 4, 4), ("70B/4", 2, 8)]
-SWEEP = {"block_n": [32, 64, 128], "programs_per_sm": [1, 2, 4], "num_warps": [4, 8], "num_stages": [2, 3, 4]}
+SWEEP = {"block_n": [32, 64, 128], "programs_per_sm": [2, 4, 8, 16], "num_warps": [1, 2, 4], "num_stages": [1, 2, 3]}
 
 
 def cache(values: torch.Tensor, cache_type: str) -> CacheTensor:
     return CacheTensor(*quantize_q8_0(values)) if cache_type == "q8_0" else CacheTensor(values.to(torch.bfloat16))
+
+
+def kv_types(cache_type: str) -> tuple[str, str]:
+    """The types of K and V: "q8_0/bf16" names both, "q8_0" one for both."""
+    k_type, _, v_type = cache_type.partition("/")
+    return k_type, v_type or k_type
 
 
 def cache_bytes(c: CacheTensor, n: int) -> int:
@@ -54,7 +64,8 @@ def check(cache_type: str) -> None:
     inv_freq = 500000.0 ** (-torch.arange(0, HEAD_DIM, 2, device="cuda") / HEAD_DIM)
     empty = torch.zeros(n_kv, rope_ctx, HEAD_DIM, device="cuda")
     for neox in (False, True):
-        fast_k, fast_v, ref_k, ref_v = (cache(empty, cache_type) for _ in range(4))
+        k_type, v_type = kv_types(cache_type)
+        fast_k, fast_v, ref_k, ref_v = (cache(empty, t) for t in (k_type, v_type, k_type, v_type))
         q_fast = kernels.rope_store_kv_triton(q, k, v, inv_freq, neox, fast_k, fast_v, pos)
         q_ref = kernels.rope_store_kv_torch(q, k, v, inv_freq, neox, ref_k, ref_v, pos)
         stored = max(relative_error(f.read(rope_ctx, torch.float32), r.read(rope_ctx, torch.float32))
@@ -63,8 +74,8 @@ def check(cache_type: str) -> None:
         print(f"check {cache_type} rope_store_kv neox={neox}: q {q_error:.2e}, stored K/V {stored:.2e}")
         if q_error > 1e-2 or stored > 2e-2:
             raise SystemExit(f"rope_store_kv ({cache_type}, neox={neox}) differs from its torch twin")
-    filled_k, filled_v = (cache(torch.randn(n_kv, n_ctx, HEAD_DIM, device="cuda", generator=g), cache_type)
-                          for _ in range(2))
+    filled_k, filled_v = (cache(torch.randn(n_kv, n_ctx, HEAD_DIM, device="cuda", generator=g), t)
+                          for t in kv_types(cache_type))
     q1 = q[0].view(n_kv, group, HEAD_DIM)
     for p in (0, 63, 900):
         at = torch.tensor([p], device="cuda")
@@ -76,13 +87,45 @@ def check(cache_type: str) -> None:
             raise SystemExit(f"decode_attention ({cache_type}, pos {p}) differs from its torch twin")
 
 
+@triton.jit
+def _q8_conversion_kernel(codes_ptr, scales_ptr, out_ptr, emulated_ptr, BLOCKS: tl.constexpr):
+    """BLOCKS q8_0 blocks, 32 codes each read as 8 int32 words, through the GPU conversion and
+    its emulation."""
+    blocks = tl.program_id(0) * BLOCKS + tl.arange(0, BLOCKS)
+    words = tl.load(codes_ptr.to(tl.pointer_type(tl.int32)) + blocks[:, None] * 8 + tl.arange(0, 8)[None, :])
+    scales = tl.broadcast_to(tl.load(scales_ptr + blocks)[:, None], [BLOCKS, 8])
+    at = blocks[:, None] * 32 + tl.arange(0, 32)[None, :]
+    tl.store(out_ptr + at, kernels._q8_words_f16(words, scales, False))
+    tl.store(emulated_ptr + at, kernels._q8_words_f16(words, scales, True))
+
+
+def check_q8_conversion() -> None:
+    """Every code times f16 scales of every exponent: the PTX conversion and its emulation
+    (f32 product rounded to f16) must give the same bits, in the same order."""
+    g = torch.Generator(device="cuda").manual_seed(2)
+    n_blocks = 1 << 14
+    codes = torch.arange(n_blocks * 32, device="cuda").remainder(256).sub(128).to(torch.int8)
+    codes = codes[torch.randperm(codes.numel(), device="cuda", generator=g)].view(n_blocks, 32)
+    exponents = torch.randint(-24, 9, (n_blocks,), device="cuda", generator=g)
+    scales = (torch.rand(n_blocks, device="cuda", generator=g) + 1) * torch.exp2(exponents.float())
+    scales = scales.to(torch.float16)
+    out, emulated = (torch.empty(n_blocks, 32, dtype=torch.float16, device="cuda") for _ in range(2))
+    _q8_conversion_kernel[(n_blocks // 64,)](codes, scales, out, emulated, BLOCKS=64)
+    differ = int((out.view(torch.int16) != emulated.view(torch.int16)).sum())
+    expected = (codes.float() * scales.float()[:, None]).to(torch.float16)
+    misplaced = int((emulated.view(torch.int16) != expected.view(torch.int16)).sum())
+    print(f"check q8_0 conversion: {differ} of {out.numel()} values differ from the emulation, "
+          f"{misplaced} of the emulation from torch")
+    if differ or misplaced:
+        raise SystemExit("the q8_0 conversion differs from its emulation or from torch")
+
+
 def time_attention(cache_type: str, n_kv: int, group: int, depth: int,
                    tiling: AttentionTiling | None = None) -> tuple[float, float]:
     """Microseconds per call and GB/s of K and V read, at the last position of a `depth` cache."""
     g = torch.Generator(device="cuda").manual_seed(1)
     n_ctx = depth + 128  # as `bench -d depth -n 128` sizes it
-    k = cache(torch.randn(n_kv, n_ctx, HEAD_DIM, device="cuda", generator=g), cache_type)
-    v = cache(torch.randn(n_kv, n_ctx, HEAD_DIM, device="cuda", generator=g), cache_type)
+    k, v = (cache(torch.randn(n_kv, n_ctx, HEAD_DIM, device="cuda", generator=g), t) for t in kv_types(cache_type))
     q = torch.randn(n_kv, group, HEAD_DIM, device="cuda", generator=g, dtype=torch.bfloat16)
     pos = torch.tensor([depth - 1], device="cuda")
     nbytes = cache_bytes(k, depth) + cache_bytes(v, depth)
@@ -99,41 +142,47 @@ def time_attention(cache_type: str, n_kv: int, group: int, depth: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=8192, help="keys in the cache before the query")
+    parser.add_argument("--short", type=int, default=128, help="the short depth of --sweep's best tilings")
     parser.add_argument("--sweep", action="store_true", help="time the grid of tilings SWEEP")
-    parser.add_argument("--types", default="bf16,q8_0", help="cache types to time (bf16, q8_0)")
+    parser.add_argument("--types", default="bf16,q8_0",
+                        help="cache types to time (bf16, q8_0; K/V for two, as q8_0/bf16)")
     args = parser.parse_args()
     copy_gbps = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
     types = args.types.split(",")
     for cache_type in types:
         check(cache_type)
+    if any("q8_0" in t for t in types):
+        check_q8_conversion()
     for name, n_kv, group in SHAPES:
         for cache_type in types:
-            us, gbps = time_attention(cache_type, n_kv, group, args.depth)
-            print(f"{name:6} {cache_type:5} depth {args.depth}: {us:7.1f} us {gbps:6.0f} GB/s "
-                  f"({100 * gbps / copy_gbps:.0f}% of copy) {_tiling(cache_type)}")
+            for depth in (args.short, args.depth):
+                us, gbps = time_attention(cache_type, n_kv, group, depth)
+                print(f"{name:6} {cache_type:9} depth {depth}: {us:7.1f} us {gbps:6.0f} GB/s "
+                      f"({100 * gbps / copy_gbps:.0f}% of copy) {_tiling(cache_type)}")
     if not args.sweep:
         return
     for cache_type in types:
-        totals: dict[AttentionTiling, float] = {}
+        # (deep us, short us) per tiling, one pair per shape
+        times: dict[AttentionTiling, list[tuple[float, float]]] = {}
         for name, n_kv, group in SHAPES:
-            timings = []
             for values in itertools.product(*SWEEP.values()):
                 tiling = AttentionTiling(*values)
-                us, gbps = time_attention(cache_type, n_kv, group, args.depth, tiling)
-                totals[tiling] = totals.get(tiling, 0.0) + us
-                timings.append((us, gbps, tiling))
-            for us, gbps, tiling in sorted(timings, key=lambda t: t[0])[:3]:
-                print(f"sweep {name:6} {cache_type:5}: {us:7.1f} us {gbps:6.0f} GB/s {tiling}")
-        best = min(totals, key=lambda t: totals[t])
+                deep, _ = time_attention(cache_type, n_kv, group, args.depth, tiling)
+                short, _ = time_attention(cache_type, n_kv, group, args.short, tiling)
+                times.setdefault(tiling, []).append((deep, short))
+        ranked = sorted(times, key=lambda t: sum(map(sum, times[t])))
         current = _tiling(cache_type)
-        print(f"sweep {cache_type}: least total time {totals[best]:.1f} us with {best!r} "
-              f"(current {totals.get(current, float('nan')):.1f} us)")
+        for tiling in ranked[:5] + ([current] if current in times and current not in ranked[:5] else []):
+            shapes = "  ".join(f"{name} {deep:5.1f}/{short:4.1f}" for (name, _, _), (deep, short)
+                               in zip(SHAPES, times[tiling]))
+            print(f"sweep {cache_type:9} total {sum(map(sum, times[tiling])):6.1f} us "
+                  f"(depth {args.depth}/{args.short}: {shapes}){' current' if tiling == current else ''} {tiling}")
 
 
 def _tiling(cache_type: str) -> AttentionTiling:
-    sample = cache(torch.zeros(1, 1, HEAD_DIM, device="cuda"), cache_type)
-    return decode_tiling(sample, sample)
+    k, v = (cache(torch.zeros(1, 1, HEAD_DIM, device="cuda"), t) for t in kv_types(cache_type))
+    return decode_tiling(k, v)
 
 
 if __name__ == "__main__":

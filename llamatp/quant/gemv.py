@@ -725,7 +725,7 @@ def gemv(
         rounded.words, rounded.meta, out, partials, w.split_counters, w.quants, _plane(w.high_bits, w), w.scales,
         _plane(w.sub_scales, w), batch, w.n_rows, w.n_chunks, chunks_per_split, split_k,
         QTYPE=int(w.qtype), BLOCK_M=triton.next_power_of_2(batch), BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c,
-        SPLIT=split_k > 1, EMULATE=_interpreted(), num_warps=cfg.num_warps, enable_fp_fusion=True,
+        SPLIT=split_k > 1, EMULATE=interpreted(), num_warps=cfg.num_warps, enable_fp_fusion=True,
         **early_launch_args(x.device),
     )  # fmt: skip
     return out.reshape(*x.shape[:-1], w.n_rows)
@@ -749,7 +749,7 @@ def quantize_rows(x: torch.Tensor) -> QuantizedRows:
 def early_launch(device: torch.device) -> bool:
     """Whether kernels may start before the one before them ends (programmatic dependent
     launch: Hopper and later, not in Triton's interpreter; LLAMATP_PDL=0 turns it off)."""
-    if _interpreted() or device.type != "cuda" or os.environ.get("LLAMATP_PDL", "1") == "0":
+    if interpreted() or device.type != "cuda" or os.environ.get("LLAMATP_PDL", "1") == "0":
         return False
     return torch.cuda.get_device_capability(device)[0] >= 9
 
@@ -762,7 +762,7 @@ def early_launch_args(device: torch.device) -> dict[str, bool]:
     return {"EARLY": True, "launch_pdl": True} if early_launch(device) else {"EARLY": False}
 
 
-def _interpreted() -> bool:
+def interpreted() -> bool:
     """Whether Triton runs kernels in its interpreter, which emulates no PTX."""
     return os.environ.get("TRITON_INTERPRET") == "1"
 
