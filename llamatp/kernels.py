@@ -16,7 +16,6 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -410,22 +409,14 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
-    if k_cache.scale is not None and v_cache.scale is not None and head_dim == 128 and os.environ.get("LLAMATP_Q8_FOLD") == "1":
-        _decode_attention_chunk_q8[(n_kv, n_chunks)](
-            q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
-            scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
-            BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
-            num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
-        )
-    else:
-        _decode_attention_chunk[(n_kv, n_chunks)](
-            q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
-            scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
-            K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None,
-            K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
-            BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
-            num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
-        )
+    _decode_attention_chunk[(n_kv, n_chunks)](
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
+        scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
+        K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None,
+        K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
+        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
+        num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
+    )
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     width = min(32, head_dim)  # a merge program's values: one block of the rounded output
@@ -484,120 +475,6 @@ if triton is not None:
         tl.store(m_ptr + rows, m_i, mask=kept)
         tl.store(s_ptr + rows, s_i, mask=kept)
         tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
-
-    @triton.jit
-    def _q8_words_biased_f16(words, EMULATE: tl.constexpr):
-        """int32 words [rows, cols] of four q8_0 codes as f16 [rows, 4 * cols] of code + 1152 (exact)."""
-        if EMULATE:
-            b0 = (((words << 24) >> 24) + 1152).to(tl.float16)
-            b1 = (((words << 16) >> 24) + 1152).to(tl.float16)
-            b2 = (((words << 8) >> 24) + 1152).to(tl.float16)
-            b3 = ((words >> 24) + 1152).to(tl.float16)
-        else:
-            b0, b1, b2, b3 = tl.inline_asm_elementwise(
-                """{
-                .reg .b32 biased, low, high;
-                xor.b32 biased, $4, 0x80808080;
-                prmt.b32 low, biased, 0x64646464, 0x5150;
-                prmt.b32 high, biased, 0x64646464, 0x5352;
-                mov.b32 {$0, $1}, low;
-                mov.b32 {$2, $3}, high;
-                }""",
-                "=h,=h,=h,=h,r", [words], dtype=(tl.float16, tl.float16, tl.float16, tl.float16),
-                is_pure=True, pack=1)
-        return tl.reshape(tl.join(tl.join(b0, b2), tl.join(b1, b3)), [words.shape[0], 4 * words.shape[1]])
-
-    @triton.jit
-    def _q8_block_scores(q_b, bias_b, words_b, scales_b, EMULATE: tl.constexpr):
-        raw = tl.dot(q_b, tl.trans(_q8_words_biased_f16(words_b, EMULATE)))
-        return (raw - bias_b[:, None]) * scales_b[None, :]
-
-    @triton.jit
-    def _q8_block_values(p, words_b, scales_b, EMULATE: tl.constexpr):
-        p_b = (p * scales_b[None, :]).to(tl.float16)
-        raw = tl.dot(p_b, _q8_words_biased_f16(words_b, EMULATE))
-        return raw - 1152.0 * tl.sum(p_b.to(tl.float32), axis=1)[:, None]
-
-    @triton.jit
-    def _load_q8_quarter(words_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid, b: tl.constexpr):
-        rows = n[:, None]
-        words = tl.load(words_ptr + (head_at + rows * c_s1) // 4 + b * 8 + tl.arange(0, 8)[None, :],
-                        mask=valid[:, None], other=0)
-        scales = tl.load(scale_ptr + head_scale_at + n * s_s1 + b, mask=valid, other=0.0).to(tl.float32)
-        return words, scales
-
-    @triton.jit
-    def _decode_attention_chunk_q8(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group,
-                                   window, scale_log2, c_s0, c_s1, s_s0, s_s1,
-                                   BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                   EMULATE: tl.constexpr, EARLY: tl.constexpr):
-        """EXPERIMENT: q8_0 K and V, head_dim 128, scales applied per block of 32 outside the dots."""
-        wait_for_inputs(EARLY)
-        kv = tl.program_id(0)
-        c = tl.program_id(1)
-        n_chunks = tl.num_programs(1)
-        pos = tl.load(pos_ptr).to(tl.int32)
-        lo = 0
-        if window > 0:
-            lo = tl.maximum(pos - window + 1, 0)
-        per_chunk = tl.cdiv(pos + 1 - lo, n_chunks)
-        start = lo + c * per_chunk
-        stop = tl.minimum(start + per_chunk, pos + 1)
-        g = tl.arange(0, BLOCK_G)
-        e = tl.arange(0, 32)
-        q_rows = q_ptr + (kv * group + g)[:, None] * HEAD_DIM + e[None, :]
-        kept = (g < group)[:, None]
-        q0 = (tl.load(q_rows, mask=kept, other=0.0).to(tl.float32) * scale_log2).to(tl.float16)
-        q1 = (tl.load(q_rows + 32, mask=kept, other=0.0).to(tl.float32) * scale_log2).to(tl.float16)
-        q2 = (tl.load(q_rows + 64, mask=kept, other=0.0).to(tl.float32) * scale_log2).to(tl.float16)
-        q3 = (tl.load(q_rows + 96, mask=kept, other=0.0).to(tl.float32) * scale_log2).to(tl.float16)
-        bias0 = 1152.0 * tl.sum(q0.to(tl.float32), axis=1)
-        bias1 = 1152.0 * tl.sum(q1.to(tl.float32), axis=1)
-        bias2 = 1152.0 * tl.sum(q2.to(tl.float32), axis=1)
-        bias3 = 1152.0 * tl.sum(q3.to(tl.float32), axis=1)
-        m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
-        s_i = tl.zeros([BLOCK_G], tl.float32)
-        acc0 = tl.zeros([BLOCK_G, 32], tl.float32)
-        acc1 = tl.zeros([BLOCK_G, 32], tl.float32)
-        acc2 = tl.zeros([BLOCK_G, 32], tl.float32)
-        acc3 = tl.zeros([BLOCK_G, 32], tl.float32)
-        kw = k_ptr.to(tl.pointer_type(tl.int32))
-        vw = v_ptr.to(tl.pointer_type(tl.int32))
-        at, scale_at = kv * c_s0, kv * s_s0
-        for n0 in range(start, stop, BLOCK_N):
-            n = n0 + tl.arange(0, BLOCK_N)
-            valid = n < stop
-            k0, ks0 = _load_q8_quarter(kw, ks_ptr, at, scale_at, n, c_s1, s_s1, valid, 0)
-            k1, ks1 = _load_q8_quarter(kw, ks_ptr, at, scale_at, n, c_s1, s_s1, valid, 1)
-            k2, ks2 = _load_q8_quarter(kw, ks_ptr, at, scale_at, n, c_s1, s_s1, valid, 2)
-            k3, ks3 = _load_q8_quarter(kw, ks_ptr, at, scale_at, n, c_s1, s_s1, valid, 3)
-            v0, vs0 = _load_q8_quarter(vw, vs_ptr, at, scale_at, n, c_s1, s_s1, valid, 0)
-            v1, vs1 = _load_q8_quarter(vw, vs_ptr, at, scale_at, n, c_s1, s_s1, valid, 1)
-            v2, vs2 = _load_q8_quarter(vw, vs_ptr, at, scale_at, n, c_s1, s_s1, valid, 2)
-            v3, vs3 = _load_q8_quarter(vw, vs_ptr, at, scale_at, n, c_s1, s_s1, valid, 3)
-            scores = _q8_block_scores(q0, bias0, k0, ks0, EMULATE)
-            scores += _q8_block_scores(q1, bias1, k1, ks1, EMULATE)
-            scores += _q8_block_scores(q2, bias2, k2, ks2, EMULATE)
-            scores += _q8_block_scores(q3, bias3, k3, ks3, EMULATE)
-            scores = tl.where(valid[None, :], scores, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(scores, axis=1))
-            alpha = tl.exp2(m_i - m_new)
-            p = tl.exp2(scores - m_new[:, None])
-            acc0 = acc0 * alpha[:, None] + _q8_block_values(p, v0, vs0, EMULATE)
-            acc1 = acc1 * alpha[:, None] + _q8_block_values(p, v1, vs1, EMULATE)
-            acc2 = acc2 * alpha[:, None] + _q8_block_values(p, v2, vs2, EMULATE)
-            acc3 = acc3 * alpha[:, None] + _q8_block_values(p, v3, vs3, EMULATE)
-            s_i = s_i * alpha + tl.sum(p, axis=1)
-            m_i = m_new
-        rows = (kv * n_chunks + c) * group + g
-        ok = g < group
-        tl.store(m_ptr + rows, m_i, mask=ok)
-        tl.store(s_ptr + rows, s_i, mask=ok)
-        out = acc_ptr + rows[:, None] * HEAD_DIM + e[None, :]
-        tl.store(out, acc0, mask=ok[:, None])
-        tl.store(out + 32, acc1, mask=ok[:, None])
-        tl.store(out + 64, acc2, mask=ok[:, None])
-        tl.store(out + 96, acc3, mask=ok[:, None])
 
     @triton.jit
     def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):
