@@ -429,8 +429,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
 
 
 def _dot_dtype(cache: CacheTensor) -> object:
-    dtype = torch.float16 if cache.scale is not None else cache.data.dtype
-    return {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype]
+    return {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[cache.values_dtype]
 
 
 if triton is not None:

@@ -64,6 +64,20 @@ class CacheTensor:
             return self.data[:, :n].to(dtype)
         return dequantize_q8_0(self.data[:, :n], self.scale[:, :n]).to(dtype)
 
+    @property
+    def values_dtype(self) -> torch.dtype:
+        """The type the decode kernel multiplies these values in: their own, f16 for q8_0."""
+        return torch.float16 if self.scale is not None else self.data.dtype
+
+
+def attention_dtype(activations: torch.dtype, k: CacheTensor, v: CacheTensor) -> torch.dtype:
+    """The type a prompt pass reads the cache in. With float32 activations (the CPU), float32;
+    otherwise the type the decode kernel multiplies K and V in where they agree, so that an f16
+    cache is not read through bf16; float32 where they differ."""
+    if activations == torch.float32 or k.values_dtype != v.values_dtype:
+        return torch.float32
+    return k.values_dtype
+
 
 @dataclass(frozen=True)
 class CacheSpec:

@@ -18,7 +18,7 @@ from torch.nn.attention.bias import causal_lower_right
 
 from llamatp.config import ModelConfig
 from llamatp.kernels import add_rms_norm, decode_attention, gated_act, rope_store_kv
-from llamatp.kv_cache import CacheTensor, KVCache
+from llamatp.kv_cache import CacheTensor, KVCache, attention_dtype
 from llamatp.linear import Linear, StackedLinear, WeightSlice, kernel_reads
 from llamatp.quant.dequant import dequantize_to
 
@@ -141,7 +141,8 @@ class Attention(torch.nn.Module):
             out = out.view(1, self.n_q, hd)
         else:
             kv_len = mask.shape[-1]
-            out = self._attend(q, k_cache.read(kv_len, q.dtype), v_cache.read(kv_len, q.dtype), mask)
+            dtype = attention_dtype(q.dtype, k_cache, v_cache)
+            out = self._attend(q, k_cache.read(kv_len, dtype), v_cache.read(kv_len, dtype), mask)
         return self.wo(out.reshape(T, self.n_q * hd), rounded_out)
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

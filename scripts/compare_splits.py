@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--n-decode", type=int, default=16)
     parser.add_argument("--skip-none", action="store_true", help="only run the split modes (model too big for one device)")
     parser.add_argument("--base-device", help="run the -sm none baseline here (e.g. cpu) instead of the first device")
+    parser.add_argument("-ctk", "--cache-type-k", help="KV cache type of K in every run (as llamatp run's)")
+    parser.add_argument("-ctv", "--cache-type-v", help="KV cache type of V in every run")
     args = parser.parse_args()
     devices = args.devices.split(",")
     prompt = torch.randint(0, 1000, (args.n_prompt,), generator=torch.Generator().manual_seed(0)).tolist()
@@ -56,7 +58,8 @@ def main() -> None:
              for mode in args.modes.split(",") if mode]
     results = {}
     for label, mode, devs in runs:
-        options = ModelOptions(model=args.model, devices=tuple(devs), split_mode=mode, n_ctx=args.n_ctx)
+        options = ModelOptions(model=args.model, devices=tuple(devs), split_mode=mode, n_ctx=args.n_ctx,
+                               cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v)
         results[label] = launch(functools.partial(logits_job, options, prompt, args.n_decode), devs)
         print(f"{label} ({','.join(devs)}): load {results[label][2]:.1f} s, greedy {results[label][1][:8]}", flush=True)
     base = results.get("base")

@@ -12,7 +12,7 @@ from gguf import GGMLQuantizationType, quants
 
 from llamatp.cache_types import check_cache_type, check_head_size
 from llamatp.errors import LlamatpError
-from llamatp.kv_cache import dequantize_q8_0, quantize_q8_0
+from llamatp.kv_cache import CacheTensor, attention_dtype, dequantize_q8_0, quantize_q8_0
 from llamatp.launch import WorkerInfo
 from llamatp.runtime import ModelOptions, open_runtime
 from llamatp.tokenizer import Tokenizer
@@ -27,6 +27,28 @@ def values(n_rows: int, n_cols: int, seed: int = 0) -> torch.Tensor:
     x[0, :32] = 0.0  # an all-zero block
     return x
 
+
+
+def cache_of(cache_type: str) -> CacheTensor:
+    x = torch.zeros(1, 4, 32)
+    if cache_type == "q8_0":
+        return CacheTensor(*quantize_q8_0(x))
+    return CacheTensor(x.to({"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32}[cache_type]))
+
+
+@pytest.mark.parametrize("activations, type_k, type_v, expected", [
+    (torch.bfloat16, "bf16", "bf16", torch.bfloat16),
+    (torch.bfloat16, "f16", "f16", torch.float16),  # not read through bf16
+    (torch.bfloat16, "q8_0", "q8_0", torch.float16),  # as the decode kernel multiplies q8_0
+    (torch.bfloat16, "q8_0", "f16", torch.float16),
+    (torch.bfloat16, "bf16", "f16", torch.float32),  # one type for both: the exact one
+    (torch.bfloat16, "q8_0", "bf16", torch.float32),
+    (torch.float32, "f16", "f16", torch.float32),  # the CPU keeps float32
+    (torch.float32, "q8_0", "q8_0", torch.float32),
+])
+def test_a_prompt_pass_reads_the_cache_in_the_type_decode_multiplies_it_in(
+        activations: torch.dtype, type_k: str, type_v: str, expected: torch.dtype) -> None:
+    assert attention_dtype(activations, cache_of(type_k), cache_of(type_v)) == expected
 
 def test_q8_0_rounding_is_gguf_py_s() -> None:
     x = values(64, 128)
