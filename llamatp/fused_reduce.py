@@ -2,24 +2,20 @@
 output, the residual add and the RMSNorm after it, as one kernel over symmetric memory.
 
 Each rank writes its partial row into its own slot of every rank's symmetric buffer (over
-NVLink: writes do not wait for an answer, reads would), then reads every rank's row from its
-own buffer, in rank order so that every rank computes the same sum, and finishes as
-`kernels.add_rms_norm` does. This replaces an all-reduce kernel with two barriers and a norm
-kernel.
-
-There is no barrier: every 8-byte word of a slot holds two 16-bit values beside the number of
-the call that wrote them (the flags of NCCL's LL protocol), written in one store, and a reader
-waits on each word until its number is the call's. So a call costs one NVLink crossing, not a
-crossing, a fence that waits for the writes to land and a signal after them.
+NVLink: writes do not wait for an answer, reads would), meets its peers at a barrier, then
+reads every rank's row from its own buffer, in rank order so that every rank computes the same
+sum, and finishes as `kernels.add_rms_norm` does. This replaces an all-reduce kernel with two
+barriers and a norm kernel.
 
 Every rank counts its calls on its GPU (the same count on every rank: they run the same
-steps); the words carry count + 1, so a buffer needs no resetting between calls or graph
-replays. Calls alternate between two halves of the buffers: a rank writes a half again two
-calls later, after it has read every peer's row of the call between, which each peer wrote
-only after it had read the half. That holds because every kernel between two calls, launched
-early or not, waits for the kernel before it to finish before it touches memory
-(`gemv.wait_for_inputs`), and one stream runs the calls. Rows beyond one (prompt passes) take
-the all-reduce and the norm kernel separately.
+steps). The barrier is a symmetric array of flags, one per sender: a sender adds one to its
+flag on every peer, all at once, and waits until each of its own flags has reached the
+count, so nothing needs resetting between calls or graph replays. Calls alternate between two
+halves of the buffers: a rank can only write into a half again after passing the next call's
+barrier, that is after every peer has finished reading it. That holds because every kernel
+between two calls, launched early or not, waits for the kernel before it to finish before it
+touches memory (`gemv.wait_for_inputs`), and one stream runs the calls. Rows beyond one
+(prompt passes) take the all-reduce and the norm kernel separately.
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ import triton
 import triton.language as tl
 
 from llamatp.kernels import store_rounded
-from llamatp.quant.gemv import QuantizedRows, early_launch_args, interpreted, wait_for_inputs
+from llamatp.quant.gemv import QuantizedRows, early_launch_args, wait_for_inputs
 
 
 class ReduceAddNorm:
@@ -39,17 +35,17 @@ class ReduceAddNorm:
     def __init__(self, width: int, dtype: torch.dtype, device: torch.device, group_name: str, world: int) -> None:
         if width % 32:
             raise ValueError(f"rows of {width} values: the kernel takes whole blocks of 32")
-        if dtype.itemsize != 2:
-            raise ValueError(f"rows of {dtype}: the kernel packs two 16-bit values beside each flag")
         self.width, self.dtype = width, dtype
-        # [call & 1, rank, width / 2] words: two values, then the number of the call that wrote them
-        self.buffer = symm_mem.empty(2 * world * width // 2, dtype=torch.int64, device=device).zero_()
-        torch.cuda.synchronize(device)  # zeroed before the rendezvous, which every rank must reach first
+        self.buffer = symm_mem.empty(2 * world * width, dtype=dtype, device=device)  # [call & 1, rank, width]
         self.handle = symm_mem.rendezvous(self.buffer, group_name)
         if self.handle.world_size != world:
             raise RuntimeError(f"the group has {self.handle.world_size} ranks, not {world}")
-        if self.handle.buffer_ptrs[self.handle.rank] != self.buffer.data_ptr():
-            raise RuntimeError("a symmetric buffer does not start its allocation")
+        self.flags = symm_mem.empty(self.handle.world_size, dtype=torch.int32, device=device).zero_()
+        torch.cuda.synchronize(device)  # zeroed before the rendezvous, which every rank must reach first
+        self.flag_handle = symm_mem.rendezvous(self.flags, group_name)
+        for symmetric, handle in ((self.buffer, self.handle), (self.flags, self.flag_handle)):
+            if handle.buffer_ptrs[handle.rank] != symmetric.data_ptr():
+                raise RuntimeError("a symmetric buffer does not start its allocation")
         self.counter = torch.zeros(1, dtype=torch.int32, device=device)
 
     def applies(self, x: torch.Tensor, residual: torch.Tensor | None) -> bool:
@@ -65,50 +61,39 @@ class ReduceAddNorm:
         block = triton.next_power_of_2(self.width)
         _reduce_add_rms_norm_kernel[(1,)](
             x, x if residual is None else residual, weight, out, total, words, meta, self.handle.buffer_ptrs_dev,
-            self.counter, self.width, eps, self.handle.rank, WORLD=self.handle.world_size,
-            HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, BLOCK=block, EMULATE=interpreted(),
+            self.flag_handle.buffer_ptrs_dev, self.counter, self.width, eps, self.handle.rank,
+            WORLD=self.handle.world_size, HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, BLOCK=block,
             num_warps=min(16, max(4, block // 256)), **early_launch_args(x.device),
         )
         return out, total
 
 
 @triton.jit
-def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, buffers_ptr,
+def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, buffers_ptr, flags_ptr,
                                 counter_ptr, width, eps, rank, WORLD: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-                                ROUND: tl.constexpr, BLOCK: tl.constexpr, EMULATE: tl.constexpr,
-                                EARLY: tl.constexpr):
+                                ROUND: tl.constexpr, BLOCK: tl.constexpr, EARLY: tl.constexpr):
     wait_for_inputs(EARLY)
-    HALF: tl.constexpr = BLOCK // 2
-    pairs = tl.arange(0, HALF)
-    n_pairs = width // 2
-    valid = pairs < n_pairs
-    call = tl.load(counter_ptr)
-    number = call + 1  # what this call's words carry (int32: wraps as the counter does)
-    half = tl.multiple_of((call & 1) * WORLD * n_pairs, 16)  # n_pairs is a multiple of 16
-    buffers = buffers_ptr.to(tl.pointer_type(tl.uint64))
-    mine = tl.load(x_ptr.to(tl.pointer_type(tl.int32)) + pairs, mask=valid, other=0)
-    word = (number.to(tl.int64) << 32) | (mine.to(tl.int64) & 0xFFFFFFFF)
-    for r in tl.static_range(WORLD):
-        theirs = tl.multiple_of(tl.load(buffers + r).to(tl.pointer_type(tl.int64)), 16)
-        tl.store(theirs + half + rank * n_pairs + pairs, word, mask=valid)
-    own = tl.multiple_of(tl.load(buffers + rank).to(tl.pointer_type(tl.int64)), 16)
-    low = tl.zeros([HALF], tl.float32)
-    high = tl.zeros([HALF], tl.float32)
-    for r in tl.static_range(WORLD):
-        if r == rank:
-            values = mine
-        else:
-            values = _wait_for_words(own + half + r * n_pairs, pairs, valid, number, EMULATE)
-        low += _low_half(values, x_ptr.dtype.element_ty)
-        high += _low_half(values >> 16, x_ptr.dtype.element_ty)
-    # Rounded to the activation type as a separate all-reduce's output is, then added.
-    s32 = tl.reshape(tl.join(low, high), [BLOCK]).to(x_ptr.dtype.element_ty).to(tl.float32)
     cols = tl.arange(0, BLOCK)
     mask = cols < width
+    call = tl.load(counter_ptr)
+    half = tl.multiple_of((call & 1) * WORLD * width, 16)  # width is a multiple of 32; call may wrap to negative
+    buffers = buffers_ptr.to(tl.pointer_type(tl.uint64))
+    x = tl.load(x_ptr + cols, mask=mask)
+    for r in tl.static_range(WORLD):
+        theirs = tl.multiple_of(tl.load(buffers + r).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
+        tl.store(theirs + half + rank * width + cols, x, mask=mask)
+    _barrier(flags_ptr, rank, call + 1, WORLD)
+    mine = tl.multiple_of(tl.load(buffers + rank).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
+    s = tl.zeros([BLOCK], tl.float32)
+    for r in tl.static_range(WORLD):
+        # volatile: rank r's row at this address changed since an earlier call may have cached it
+        s += tl.load(mine + half + r * width + cols, mask=mask, other=0.0, volatile=True).to(tl.float32)
+    # Rounded to the activation type as a separate all-reduce's output is, then added.
+    s = s.to(x_ptr.dtype.element_ty)
     if HAS_RESIDUAL:
-        s32 = (s32 + tl.load(res_ptr + cols, mask=mask, other=0.0).to(tl.float32)).to(x_ptr.dtype.element_ty)
-        s32 = s32.to(tl.float32)
-    tl.store(total_ptr + cols, s32.to(x_ptr.dtype.element_ty), mask=mask)
+        s += tl.load(res_ptr + cols, mask=mask, other=0.0)
+    tl.store(total_ptr + cols, s, mask=mask)
+    s32 = s.to(tl.float32)
     rstd = tl.rsqrt(tl.sum(s32 * s32, axis=0) / width + eps)
     out = (s32 * rstd * tl.load(w_ptr + cols, mask=mask, other=0.0)).to(out_ptr.dtype.element_ty)
     tl.store(out_ptr + cols, out, mask=mask)
@@ -118,29 +103,25 @@ def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words
 
 
 @triton.jit
-def _low_half(values, DTYPE: tl.constexpr):
-    """The 16-bit value of DTYPE in the low half of each int32, as float32."""
-    return (values & 0xFFFF).to(tl.int16).to(DTYPE, bitcast=True).to(tl.float32)
+def _barrier(flags_ptr, rank, count, WORLD: tl.constexpr):
+    """Every rank's writes before the barrier are visible to every rank after it: each rank
+    adds one to its flag on every peer (release) and waits until each of its own flags has
+    reached `count` (acquire), one thread per peer."""
+    tl.debug_barrier()
+    peers = tl.arange(0, triton.next_power_of_2(WORLD))
+    is_peer = peers < WORLD
+    flags = flags_ptr.to(tl.pointer_type(tl.uint64))
+    theirs = tl.load(flags + peers, mask=is_peer, other=0).to(tl.pointer_type(tl.int32))
+    tl.atomic_add(theirs + rank, 1, mask=is_peer, sem="release", scope="sys")
+    own = tl.load(flags + rank).to(tl.pointer_type(tl.int32)) + peers
+    while _least_ahead(own, is_peer, count) < 0:
+        pass
+    tl.debug_barrier()
 
 
 @triton.jit
-def _wait_for_words(slot, pairs, valid, number, EMULATE: tl.constexpr):
-    """The two values of each word `pairs` of a slot (as an int32), once the word carries `number`."""
-    if EMULATE:  # Triton's interpreter runs no PTX: the whole row, until all of it has come
-        words = tl.load(slot + pairs, mask=valid, other=0, volatile=True)
-        while tl.min(tl.where(valid, (words >> 32).to(tl.int32) == number, True).to(tl.int32), axis=0) == 0:
-            words = tl.load(slot + pairs, mask=valid, other=0, volatile=True)
-        return words.to(tl.int32)
-    else:  # each thread waits for its own words (past the row: for the first, which will come too);
-        # one 8-byte load reads a word's values and number at once
-        return tl.inline_asm_elementwise(
-            """{
-            .reg .pred waiting;
-            .reg .b32 number;
-            WAIT:
-            ld.volatile.global.v2.b32 {$0, number}, [$1];
-            setp.ne.b32 waiting, number, $2;
-            @waiting bra WAIT;
-            }""",
-            "=r,l,r", [slot + tl.where(valid, pairs, 0), tl.full(pairs.shape, 0, tl.int32) + number],
-            dtype=tl.int32, is_pure=False, pack=1)
+def _least_ahead(own, is_peer, count):
+    """How far the slowest peer's count is past `count` (counts wrap around, and a peer may
+    already be a call ahead, so the difference is taken as signed)."""
+    arrived = tl.atomic_add(own, 0, mask=is_peer, sem="acquire", scope="sys")
+    return tl.min(tl.where(is_peer, arrived - count, 0), axis=0)
