@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from llamatp.kernels import store_rounded
-from llamatp.quant.gemv import QuantizedRows, early_launch_args, interpreted, wait_for_inputs
+from llamatp.quant.gemv import QuantizedRows, early_launch_args, wait_for_inputs
 
 
 class ReduceAddNorm:
@@ -63,7 +63,7 @@ class ReduceAddNorm:
             x, x if residual is None else residual, weight, out, total, words, meta, self.handle.buffer_ptrs_dev,
             self.flag_handle.buffer_ptrs_dev, self.counter, self.width, eps, self.handle.rank,
             WORLD=self.handle.world_size, HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, BLOCK=block,
-            EMULATE=interpreted(), num_warps=min(16, max(4, block // 256)), **early_launch_args(x.device),
+            num_warps=min(16, max(4, block // 256)), **early_launch_args(x.device),
         )
         return out, total
 
@@ -71,8 +71,7 @@ class ReduceAddNorm:
 @triton.jit
 def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, buffers_ptr, flags_ptr,
                                 counter_ptr, width, eps, rank, WORLD: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-                                ROUND: tl.constexpr, BLOCK: tl.constexpr, EMULATE: tl.constexpr,
-                                EARLY: tl.constexpr):
+                                ROUND: tl.constexpr, BLOCK: tl.constexpr, EARLY: tl.constexpr):
     wait_for_inputs(EARLY)
     cols = tl.arange(0, BLOCK)
     mask = cols < width
@@ -83,7 +82,7 @@ def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words
     for r in tl.static_range(WORLD):
         theirs = tl.multiple_of(tl.load(buffers + r).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
         tl.store(theirs + half + rank * width + cols, x, mask=mask)
-    _barrier(flags_ptr, rank, call + 1, WORLD, EMULATE)
+    _barrier(flags_ptr, rank, call + 1, WORLD)
     mine = tl.multiple_of(tl.load(buffers + rank).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
     s = tl.zeros([BLOCK], tl.float32)
     for r in tl.static_range(WORLD):
@@ -104,36 +103,25 @@ def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words
 
 
 @triton.jit
-def _barrier(flags_ptr, rank, count, WORLD: tl.constexpr, EMULATE: tl.constexpr):
+def _barrier(flags_ptr, rank, count, WORLD: tl.constexpr):
     """Every rank's writes before the barrier are visible to every rank after it: each rank
     adds one to its flag on every peer (release) and waits until each of its own flags has
-    reached `count` (acquire), one thread per peer. On the GPU the addition is a reduction
-    that does not wait for an answer, and the wait reads the flags instead of adding zero."""
+    reached `count` (acquire), one thread per peer."""
     tl.debug_barrier()
     peers = tl.arange(0, triton.next_power_of_2(WORLD))
     is_peer = peers < WORLD
     flags = flags_ptr.to(tl.pointer_type(tl.uint64))
     theirs = tl.load(flags + peers, mask=is_peer, other=0).to(tl.pointer_type(tl.int32))
-    if EMULATE:  # Triton's interpreter runs no PTX
-        tl.atomic_add(theirs + rank, 1, mask=is_peer, sem="release", scope="sys")
-    else:
-        tl.inline_asm_elementwise(
-            "{ .reg .pred p; setp.ne.b32 p, $2, 0; @p red.release.sys.global.add.u32 [$1], 1; mov.b32 $0, 0; }",
-            "=r,l,r", [theirs + rank, is_peer.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
+    tl.atomic_add(theirs + rank, 1, mask=is_peer, sem="release", scope="sys")
     own = tl.load(flags + rank).to(tl.pointer_type(tl.int32)) + peers
-    while _least_ahead(own, is_peer, count, EMULATE) < 0:
+    while _least_ahead(own, is_peer, count) < 0:
         pass
     tl.debug_barrier()
 
 
 @triton.jit
-def _least_ahead(own, is_peer, count, EMULATE: tl.constexpr):
+def _least_ahead(own, is_peer, count):
     """How far the slowest peer's count is past `count` (counts wrap around, and a peer may
     already be a call ahead, so the difference is taken as signed)."""
-    if EMULATE:
-        arrived = tl.atomic_add(own, 0, mask=is_peer, sem="acquire", scope="sys")
-    else:
-        arrived = tl.inline_asm_elementwise(
-            "{ .reg .pred p; setp.ne.b32 p, $2, 0; mov.b32 $0, 0; @p ld.acquire.sys.global.u32 $0, [$1]; }",
-            "=r,l,r", [own, is_peer.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
+    arrived = tl.atomic_add(own, 0, mask=is_peer, sem="acquire", scope="sys")
     return tl.min(tl.where(is_peer, arrived - count, 0), axis=0)

@@ -55,7 +55,7 @@ class TwoRanks:
         _reduce_add_rms_norm_kernel[(1,)](
             x, x if residual is None else residual, weight, out, total, words, meta, self.buffer_ptrs.data_ptr(),
             self.flag_ptrs.data_ptr(), self.counter, WIDTH, 1e-6, 0, WORLD=2, HAS_RESIDUAL=residual is not None,
-            ROUND=rounded is not None, BLOCK=WIDTH, EMULATE=True, EARLY=False)
+            ROUND=rounded is not None, BLOCK=WIDTH, EARLY=False)
         return out, total
 
 
