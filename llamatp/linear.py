@@ -23,7 +23,7 @@ from llamatp.kernels import use_triton
 from llamatp.quant.dequant import dequantize_to
 
 if TYPE_CHECKING:
-    from llamatp.quant.gemv import QuantizedRows
+    from llamatp.quant.gemv import PackedWeight, QuantizedRows
 
 # Decode (and small batches) take the GEMV path up to this many rows.
 GEMV_MAX_ROWS = 8
@@ -41,22 +41,27 @@ class WeightSlice:
     def dense(self, dtype: torch.dtype) -> torch.Tensor:
         return dequantize_to(self.raw, self.qtype, dtype).reshape(self.rows, self.cols)
 
+    def packed(self) -> PackedWeight | None:
+        """The weight repacked for the GEMV kernels, where they read its type on its device
+        (and it has rows); else None."""
+        if self.rows == 0 or not use_triton(self.raw):
+            return None
+        from llamatp.quant.gemv import gemv_supported, repack
+
+        return repack(self.raw, self.qtype, self.rows, self.cols) if gemv_supported(self.qtype) else None
+
 
 class Linear(torch.nn.Module):
     def __init__(self, weight: WeightSlice, bias: torch.Tensor | None, dtype: torch.dtype) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.rows, weight.cols
         self.bias = bias
-        self.packed = None
+        self.packed = weight.packed()
         self.weight: torch.Tensor | None = None  # [out, in], on GPUs
         self.weight_t: torch.Tensor | None = None  # [in, out], on the CPU
-        if weight.rows > 0 and kernel_reads(weight.raw, weight.qtype):
-            from llamatp.quant.gemv import repack
-
-            self.packed = repack(weight.raw, weight.qtype, weight.rows, weight.cols)
-        elif weight.raw.is_cuda:
+        if self.packed is None and weight.raw.is_cuda:
             self.weight = weight.dense(dtype)
-        else:
+        elif self.packed is None:
             # The CPU's BLAS streams a one-row product at ~11 GB/s from [out, in] weights and
             # at ~18-24 GB/s from [in, out] (measured on a 2-core machine): decode is bound by it.
             self.weight_t = weight.dense(dtype).t().contiguous()
@@ -81,15 +86,6 @@ class Linear(torch.nn.Module):
         else:
             y = x @ dequantize_packed(self.packed, x.dtype).t()
         return y if self.bias is None else y + self.bias
-
-
-def kernel_reads(raw: torch.Tensor, qtype: GGMLQuantizationType) -> bool:
-    """Whether the GEMV kernels can read these weights where they are (and so keep them in GGUF blocks)."""
-    if not use_triton(raw):
-        return False
-    from llamatp.quant.gemv import gemv_supported
-
-    return gemv_supported(qtype)
 
 
 class StackedLinear(torch.nn.Module):

@@ -19,7 +19,7 @@ from torch.nn.attention.bias import causal_lower_right
 from llamatp.config import ModelConfig
 from llamatp.kernels import add_rms_norm, decode_attention, gated_act, rope_store_kv
 from llamatp.kv_cache import CacheTensor, KVCache, attention_dtype
-from llamatp.linear import Linear, StackedLinear, WeightSlice, kernel_reads
+from llamatp.linear import Linear, StackedLinear, WeightSlice
 from llamatp.quant.dequant import dequantize_to
 
 if TYPE_CHECKING:
@@ -63,13 +63,8 @@ class VocabEmbedding(torch.nn.Module):
         super().__init__()
         self.first, self.scale, self.dtype, self.all_reduce = first, scale, dtype, all_reduce
         self.qtype, self.n_rows = table.qtype, table.rows
-        self.raw: torch.Tensor | None = table.raw
-        self.packed = None
-        if table.rows > 0 and kernel_reads(table.raw, table.qtype):
-            from llamatp.quant.gemv import repack
-
-            self.packed = repack(table.raw, table.qtype, table.rows, table.cols)
-            self.raw = None
+        self.packed = table.packed()
+        self.raw = table.raw if self.packed is None else None
 
     @property
     def partial(self) -> bool:
