@@ -141,14 +141,17 @@ def test_decode_attention_merges_more_chunks_than_one_round_of_loads() -> None:
 @pytest.mark.parametrize("type_k, type_v", [("q8_0", "q8_0"), ("q8_0", "f32"), ("f32", "q8_0")])
 def test_decode_attention_reads_a_q8_0_cache_as_torch_does(type_k: str, type_v: str) -> None:
     """Codes times scales, per block of 32 values of a head (two blocks here), multiplied in f16
-    (the query too), so they agree with torch's f32 to f16's precision."""
+    (the query too), so they agree with torch's f32 to f16's precision. A chunk's blocks are read
+    one ahead; none past the query is used."""
     g = torch.Generator().manual_seed(7)
     n_kv, group, hd, n_ctx, pos = 2, 3, 64, 300, 250
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, type_k, g), filled_cache(n_kv, n_ctx, hd, type_v, g)
     p = torch.tensor([pos])
-    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.125, tiling=MANY_CHUNKS)
     ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, 0, 0.125)
+    for c in (k_cache, v_cache):
+        (c.scale if c.scale is not None else c.data)[:, pos + 1 :] = float("nan")
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.125, tiling=MANY_CHUNKS)
     torch.testing.assert_close(fast, ref, rtol=2e-3, atol=3e-4)
 
 
