@@ -234,11 +234,11 @@ if triton is not None:
             tl.store(data_ptr + at + tl.arange(0, D), values.to(data_ptr.dtype.element_ty))
 
     @triton.jit
-    def _read_cache_block(data_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid,
-                          Q8: tl.constexpr, HEAD_DIM: tl.constexpr):
-        """The cache of one head at positions n as stored: [positions, HEAD_DIM] values, or for
-        q8_0 [positions, HEAD_DIM // 4] int32 words of four codes (Triton then moves them to the
-        tensor cores' layout as 16-bit values, not byte by byte) and their scales, one per word."""
+    def _load_cache_block(data_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid,
+                          Q8: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr, EMULATE: tl.constexpr):
+        """The cache of one head at positions n as [positions, HEAD_DIM] values of DTYPE. q8_0
+        codes are read as int32 words of four (Triton then moves them to the tensor cores'
+        layout as 16-bit values, not byte by byte) and come out as f16."""
         rows = n[:, None]
         if Q8:
             W: tl.constexpr = HEAD_DIM // 4
@@ -249,19 +249,11 @@ if triton is not None:
             scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=valid[:, None], other=0.0)
             per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [n.shape[0], HEAD_DIM // 32, 8]),
                                   [n.shape[0], W])
-            return words, per_word
+            return _q8_words_f16(words, per_word, EMULATE)
         else:
             values = tl.load(data_ptr + head_at + rows * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
                              mask=valid[:, None], other=0)
-            return values, values
-
-    @triton.jit
-    def _cache_block_values(stored, scales, Q8: tl.constexpr, DTYPE: tl.constexpr, EMULATE: tl.constexpr):
-        """A block as `_read_cache_block` read it, as values of DTYPE (q8_0: f16)."""
-        if Q8:
-            return _q8_words_f16(stored, scales, EMULATE)
-        else:
-            return stored.to(DTYPE)
+            return values.to(DTYPE)
 
     @triton.jit
     def _q8_words_f16(words, scales, EMULATE: tl.constexpr):
@@ -471,30 +463,11 @@ if triton is not None:
         s_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
         at, scale_at = kv * c_s0, kv * s_s0  # this head's first key, and its first scales
-        # q8_0: each block's loads are issued before the block before it is converted, so that
-        # they are in flight while it is (two programs of four warps a multiprocessor leave too
-        # few warps to hide them otherwise). Triton pipelines a float cache's loads itself.
-        READ_AHEAD: tl.constexpr = K_Q8 or V_Q8
-        if READ_AHEAD:
-            n = start + tl.arange(0, BLOCK_N)
-            k_stored, k_scales = _read_cache_block(k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, n < stop, K_Q8, HEAD_DIM)
-            v_stored, v_scales = _read_cache_block(v_ptr, vs_ptr, at, scale_at, n, c_s1, s_s1, n < stop, V_Q8, HEAD_DIM)
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
-            if READ_AHEAD:
-                k = _cache_block_values(k_stored, k_scales, K_Q8, K_DTYPE, EMULATE)
-                v = _cache_block_values(v_stored, v_scales, V_Q8, V_DTYPE, EMULATE)
-                ahead = n + BLOCK_N
-                k_stored, k_scales = _read_cache_block(k_ptr, ks_ptr, at, scale_at, ahead, c_s1, s_s1, ahead < stop,
-                                                       K_Q8, HEAD_DIM)
-                v_stored, v_scales = _read_cache_block(v_ptr, vs_ptr, at, scale_at, ahead, c_s1, s_s1, ahead < stop,
-                                                       V_Q8, HEAD_DIM)
-            else:
-                k = _cache_block_values(*_read_cache_block(k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, valid,
-                                                           K_Q8, HEAD_DIM), K_Q8, K_DTYPE, EMULATE)
-                v = _cache_block_values(*_read_cache_block(v_ptr, vs_ptr, at, scale_at, n, c_s1, s_s1, valid,
-                                                           V_Q8, HEAD_DIM), V_Q8, V_DTYPE, EMULATE)
+            k = _load_cache_block(k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, valid, K_Q8, K_DTYPE, HEAD_DIM, EMULATE)
+            v = _load_cache_block(v_ptr, vs_ptr, at, scale_at, n, c_s1, s_s1, valid, V_Q8, V_DTYPE, HEAD_DIM, EMULATE)
             m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
         kept = g < group

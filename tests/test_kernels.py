@@ -141,8 +141,8 @@ def test_decode_attention_merges_more_chunks_than_one_round_of_loads() -> None:
 @pytest.mark.parametrize("type_k, type_v", [("q8_0", "q8_0"), ("q8_0", "f32"), ("f32", "q8_0")])
 def test_decode_attention_reads_a_q8_0_cache_as_torch_does(type_k: str, type_v: str) -> None:
     """Codes times scales, per block of 32 values of a head (two blocks here), multiplied in f16
-    (the query too), so they agree with torch's f32 to f16's precision. A chunk's blocks are read
-    one ahead; none past the query is used."""
+    (the query too), so they agree with torch's f32 to f16's precision. No slot past the query is
+    read."""
     g = torch.Generator().manual_seed(7)
     n_kv, group, hd, n_ctx, pos = 2, 3, 64, 300, 250
     q = torch.randn(n_kv, group, hd, generator=g)
