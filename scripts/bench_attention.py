@@ -7,13 +7,16 @@ For the query heads one GPU holds of Llama 3 8B (whole, and over 2 GPUs) and of 
   for bit;
 - times `decode_attention` inside a CUDA graph, cycling through enough copies of the cache
   to defeat the L2, and reports GB/s as bytes of K and V read (codes and scales for q8_0)
-  per second, next to the device-to-device copy bandwidth (bytes read + written).
+  per second, next to the device-to-device copy bandwidth (bytes read + written);
+- sets what the deeper cache adds to its time beside what it adds to a kernel that only reads
+  the same bytes: how near attention comes to a plain read's rate.
 
-`--sweep` times a grid of tilings (`kernels.AttentionTiling`) at `--depth` and at `--short`
-(where most steps of a short chat run) and prints, for each cache type, the five of least
-total time over the shapes and both depths, and the current one (`kernels.DECODE_TILINGS`).
+`--sweep` times a grid of tilings (`kernels.AttentionTiling`; `--grid` sets a field's values) at
+`--depth` and at `--short` (where most steps of a short chat run) and prints, for each cache type,
+the five of least total time over the shapes and both depths, and the current one
+(`kernels.DECODE_TILINGS`).
 
-    python scripts/bench_attention.py [--sweep] [--depth 8192] [--short 128] [--types bf16,q8_0]
+    python scripts/bench_attention.py [--sweep [--grid num_warps=4,8 ...]] [--depth 8192] [--short 128] [--types bf16,q8_0]
 """
 
 from __future__ import annotations
@@ -121,8 +124,8 @@ def check_q8_conversion() -> None:
 
 
 def time_attention(cache_type: str, n_kv: int, group: int, depth: int,
-                   tiling: AttentionTiling | None = None) -> tuple[float, float]:
-    """Microseconds per call and GB/s of K and V read, at the last position of a `depth` cache."""
+                   tiling: AttentionTiling | None = None) -> tuple[float, int]:
+    """Microseconds per call and bytes of K and V read, at the last position of a `depth` cache."""
     g = torch.Generator(device="cuda").manual_seed(1)
     n_ctx = depth + 128  # as `bench -d depth -n 128` sizes it
     k, v = (cache(torch.randn(n_kv, n_ctx, HEAD_DIM, device="cuda", generator=g), t) for t in kv_types(cache_type))
@@ -136,7 +139,37 @@ def time_attention(cache_type: str, n_kv: int, group: int, depth: int,
                    for kc, vc in copies])
     del copies, k, v
     torch.cuda.empty_cache()
-    return us, nbytes / (us * 1e-6) / 1e9
+    return us, nbytes
+
+
+@triton.jit
+def _read_kernel(words_ptr, out_ptr, n_words, per_program, BLOCK: tl.constexpr):
+    """Reads a span of `per_program` int32 words per program and keeps one sum of them."""
+    start = tl.program_id(0) * per_program
+    stop = tl.minimum(start + per_program, n_words)
+    total = tl.zeros([BLOCK], tl.int32)
+    for w0 in range(start, stop, BLOCK):
+        w = w0 + tl.arange(0, BLOCK)
+        total += tl.load(words_ptr + w, mask=w < stop, other=0)
+    tl.store(out_ptr + tl.program_id(0), tl.sum(total))
+
+
+def time_read(nbytes: int) -> float:
+    """Microseconds to read nbytes in one kernel launch that does nothing else: the least time
+    over a few grids and spans per load, a floor for attention over the same bytes."""
+    n_words = nbytes // 4
+    buffers = [torch.zeros(n_words, dtype=torch.int32, device="cuda") for _ in range(copies_to_defeat_l2(nbytes))]
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    times = []
+    for programs, block, warps, stages in itertools.product((sms, 2 * sms, 4 * sms), (1024, 4096, 8192), (4, 8), (1, 3)):
+        out = torch.empty(programs, dtype=torch.int32, device="cuda")
+        per_program = triton.cdiv(n_words, programs)
+        times.append(graph_us([lambda b=b: _read_kernel[(programs,)](b, out, n_words, per_program, BLOCK=block,
+                                                                      num_warps=warps, num_stages=stages)
+                               for b in buffers]))
+    del buffers
+    torch.cuda.empty_cache()
+    return min(times)
 
 
 def main() -> None:
@@ -144,6 +177,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=8192, help="keys in the cache before the query")
     parser.add_argument("--short", type=int, default=128, help="the short depth of --sweep's best tilings")
     parser.add_argument("--sweep", action="store_true", help="time the grid of tilings SWEEP")
+    parser.add_argument("--grid", nargs="*", default=[], metavar="FIELD=V,V",
+                        help="values of a tiling field for --sweep in place of SWEEP's, e.g. num_warps=4,8")
     parser.add_argument("--types", default="bf16,q8_0",
                         help="cache types to time (bf16, q8_0; K/V for two, as q8_0/bf16)")
     args = parser.parse_args()
@@ -156,17 +191,31 @@ def main() -> None:
         check_q8_conversion()
     for name, n_kv, group in SHAPES:
         for cache_type in types:
-            for depth in (args.short, args.depth):
-                us, gbps = time_attention(cache_type, n_kv, group, depth)
+            timed = {depth: time_attention(cache_type, n_kv, group, depth) for depth in (args.short, args.depth)}
+            for depth, (us, nbytes) in timed.items():
+                gbps = nbytes / us / 1e3
                 print(f"{name:6} {cache_type:9} depth {depth}: {us:7.1f} us {gbps:6.0f} GB/s "
                       f"({100 * gbps / copy_gbps:.0f}% of copy) {_tiling(cache_type)}")
+            # Against one kernel that only reads the same bytes: what the deeper cache adds to each.
+            reads = {depth: time_read(nbytes) for depth, (_, nbytes) in timed.items()}
+            added = timed[args.depth][1] - timed[args.short][1]
+            grown, floor = timed[args.depth][0] - timed[args.short][0], reads[args.depth] - reads[args.short]
+            print(f"{name:6} {cache_type:9} depth {args.short} -> {args.depth}: attention +{grown:.1f} us "
+                  f"({added / grown / 1e3:.0f} GB/s), a plain read +{floor:.1f} us ({added / floor / 1e3:.0f} GB/s; "
+                  f"{reads[args.short]:.1f} -> {reads[args.depth]:.1f} us)")
     if not args.sweep:
         return
+    grid = dict(SWEEP)
+    for item in args.grid:
+        field, _, values = item.partition("=")
+        if field not in grid:
+            raise SystemExit(f"--grid: no tiling field {field!r} (fields: {', '.join(grid)})")
+        grid[field] = [int(v) for v in values.split(",")]
     for cache_type in types:
         # (deep us, short us) per tiling, one pair per shape
         times: dict[AttentionTiling, list[tuple[float, float]]] = {}
         for name, n_kv, group in SHAPES:
-            for values in itertools.product(*SWEEP.values()):
+            for values in itertools.product(*grid.values()):
                 tiling = AttentionTiling(*values)
                 deep, _ = time_attention(cache_type, n_kv, group, args.depth, tiling)
                 short, _ = time_attention(cache_type, n_kv, group, args.short, tiling)
