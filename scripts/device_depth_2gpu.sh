@@ -8,10 +8,9 @@ source scripts/device_env.sh
 export LLAMATP_WATCHDOG=400 R=5
 nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c
 copy_bandwidth
-synth_reference_models > /dev/null &
 step attention kernel against a plain read
 timeout -k 5 120 python3 scripts/bench_attention.py | grep -v '^check'
-wait
+synth_reference_models > /dev/null
 step depth 0 and 8192
 for cache in "" "-ctk q8_0 -ctv q8_0"; do
   bench_md -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 0 -n 128 -d 0,8192 $cache
