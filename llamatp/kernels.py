@@ -16,7 +16,6 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -421,30 +420,12 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     width = min(32, head_dim)  # a merge program's values: one block of the rounded output
-    ahead = (k_cache, v_cache)
-    prefetch = os.environ.get("LLAMATP_PREFETCH") == "1" and not interpreted()
-    if prefetch:
-        following = _next_layer(k_cache), _next_layer(v_cache)
-        prefetch = None not in following
-        ahead = following if prefetch else ahead
     _decode_attention_merge[(n_kv * group, head_dim // width)](
-        m, s, acc, out, words, meta, group, n_chunks,
-        *_cache_args(ahead[0]), *_cache_args(ahead[1]), pos, *_cache_strides(k_cache, v_cache),
-        BLOCK_C=min(128, triton.next_power_of_2(n_chunks)),
-        WIDTH=width, HEAD_DIM=head_dim, ROUND=rounded is not None, PREFETCH=prefetch,
-        K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None,
+        m, s, acc, out, words, meta, group, n_chunks, BLOCK_C=min(128, triton.next_power_of_2(n_chunks)),
+        WIDTH=width, HEAD_DIM=head_dim, ROUND=rounded is not None,
         **early_launch_args(q.device),
     )
     return out
-
-
-def _next_layer(cache: CacheTensor) -> CacheTensor | None:
-    """The same head's cache one layer on, in a cache of every layer (layer 0 after the last)."""
-    parts = [t for t in (cache.data, cache.scale) if t is not None]
-    if any(t._base is None or t._base.dim() != t.dim() + 1 for t in parts):
-        return None
-    following = (cache.data.storage_offset() // cache.data.numel() + 1) % cache.data._base.shape[0]
-    return CacheTensor(*(t._base[following] for t in parts))
 
 
 def _dot_dtype(cache: CacheTensor) -> object:
@@ -506,25 +487,9 @@ if triton is not None:
         return m_new, s_i * alpha + tl.sum(p, axis=1), acc
 
     @triton.jit
-    def _prefetch_l2(ptr, n_bytes, part, parts, BLOCK: tl.constexpr):
-        """Ask L2 to fetch and keep this part's share of bytes [0, n_bytes) from ptr, by lines of
-        128 bytes, without waiting for them."""
-        lines = tl.cdiv(n_bytes, 128)
-        per = tl.cdiv(lines, parts)
-        lo = part * per
-        hi = tl.minimum(lo + per, lines)
-        base = ptr.to(tl.pointer_type(tl.int8))
-        for l0 in range(lo, hi, BLOCK):
-            line = tl.minimum(l0 + tl.arange(0, BLOCK), hi - 1)
-            tl.inline_asm_elementwise("prefetch.global.L2::evict_last [$1];\n\tmov.u32 $0, 0;", "=r,l",
-                                      [base + line.to(tl.int64) * 128], dtype=tl.int32, is_pure=False, pack=1)
-
-    @triton.jit
     def _decode_attention_merge(m_ptr, s_ptr, acc_ptr, out_ptr, words_ptr, meta_ptr, group, n_chunks,
-                                nk_ptr, nks_ptr, nv_ptr, nvs_ptr, pos_ptr, c_s0, c_s1, s_s0, s_s1,
                                 BLOCK_C: tl.constexpr, WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                ROUND: tl.constexpr, PREFETCH: tl.constexpr, K_Q8: tl.constexpr,
-                                V_Q8: tl.constexpr, EARLY: tl.constexpr):
+                                ROUND: tl.constexpr, EARLY: tl.constexpr):
         """WIDTH values of one query head from its chunks' partial softmaxes, BLOCK_C chunks at a
         time under a running maximum: with up to BLOCK_C chunks, one round of loads."""
         wait_for_inputs(EARLY)
@@ -554,16 +519,3 @@ if triton is not None:
         tl.store(out_ptr + head * HEAD_DIM + d, out)
         if ROUND:
             store_rounded(words_ptr, meta_ptr, out, head * (HEAD_DIM // 32), part, part + 1)
-        if PREFETCH:
-            # The next layer's keys and values of this KV head, so that they are in L2 when its
-            # attention runs: they arrive while the GEMVs between here and there read weights.
-            n = tl.load(pos_ptr).to(tl.int64) + 1
-            share, shares = g * tl.num_programs(1) + part, group * tl.num_programs(1)
-            _prefetch_l2(nk_ptr + kv * c_s0, n * c_s1 * nk_ptr.dtype.element_ty.primitive_bitwidth // 8,
-                         share, shares, 128)
-            _prefetch_l2(nv_ptr + kv * c_s0, n * c_s1 * nv_ptr.dtype.element_ty.primitive_bitwidth // 8,
-                         share, shares, 128)
-            if K_Q8:
-                _prefetch_l2(nks_ptr + kv * s_s0, n * s_s1 * 2, share, shares, 128)
-            if V_Q8:
-                _prefetch_l2(nvs_ptr + kv * s_s0, n * s_s1 * 2, share, shares, 128)
