@@ -43,10 +43,11 @@ from llamatp.errors import LlamatpError
 from llamatp.gguf_file import GGUFFile
 from llamatp.launch import WorkerInfo, launch
 from llamatp.plan import Plan
-from llamatp.runtime import ModelOptions, open_runtime
+from llamatp.runtime import ModelOptions, check_host_memory, open_runtime
 from llamatp.tokenizer import Tokenizer
 
 OUTPUT_FORMATS = ("md", "csv", "json", "jsonl")
+MAX_LIST_VALUES = 1000  # of one list or range of -p, -n, -d, -b, ...
 _RANGE = re.compile(r"(-?\d+)(?:-(\d+)(?:([+*])(\d+))?)?(?:,|$)")
 
 
@@ -65,6 +66,8 @@ def parse_int_range(text: str, allow_negative: bool = False) -> list[int]:
         op, step = match[3] or "+", int(match[4] or 1)
         i = first
         while i <= last:
+            if len(values) == MAX_LIST_VALUES:
+                raise LlamatpError(f"'{text}' gives more than {MAX_LIST_VALUES} values")
             values.append(i)
             following = i + step if op == "+" else i * step
             if following <= i:
@@ -546,13 +549,15 @@ def _csv_value(value: Any) -> str:
 
 
 class Printer:
-    """Writes results as they come, in one of llama-bench's formats."""
+    """Writes results as they come, in one of llama-bench's formats: the header with the first
+    result, so that a run that fails before any leaves no output, and `close` ends what was
+    begun (a JSON array is closed even after a failure)."""
 
     def __init__(self, fmt: str, columns: list[str], system: SystemInfo, out: TextIO) -> None:
         self.fmt, self.columns, self.system, self.out = fmt, columns, system, out
         self.first = True
 
-    def header(self) -> None:
+    def _header(self) -> None:
         if self.fmt == "md":
             widths = [_MD_COLUMNS[c][1] for c in self.columns]
             titles = [_MD_COLUMNS[c][0] for c in self.columns]
@@ -562,6 +567,8 @@ class Printer:
             self._line("[")
 
     def add(self, r: dict[str, Any], test_name: str) -> None:
+        if self.first:
+            self._header()
         if self.fmt == "md":
             self._line("|" + "".join(f" {_pad(_markdown_cell(c, r, test_name), _MD_COLUMNS[c][1])} |"
                                      for c in self.columns))
@@ -579,7 +586,9 @@ class Printer:
         self.first = False
         self.out.flush()
 
-    def footer(self) -> None:
+    def close(self) -> None:
+        if self.first:
+            return
         if self.fmt == "md":
             self._line(f"\nbuild: {self.system.build_commit} ({self.system.build_number})")
         elif self.fmt == "json":
@@ -602,9 +611,11 @@ def run_bench(params: BenchParams, out: TextIO | None = None) -> None:
     check_gpu_layers(tests, {path: s.n_layers for path, s in models.items()})
     system = system_info()
     printer = Printer(params.output, markdown_columns(params, tests), system, out or sys.stdout)
-    printer.header()
-    for _, same_model in itertools.groupby(tests, key=lambda t: t.load_key):
-        group = group_of(list(same_model), params.repetitions, params.warmup)
-        for m in launch(functools.partial(group_job, group), list(group.options.devices)):
-            printer.add(record(m, models[m.test.model], system), m.test.name)
-    printer.footer()
+    try:
+        for _, same_model in itertools.groupby(tests, key=lambda t: t.load_key):
+            group = group_of(list(same_model), params.repetitions, params.warmup)
+            check_host_memory(group.options)
+            for m in launch(functools.partial(group_job, group), list(group.options.devices)):
+                printer.add(record(m, models[m.test.model], system), m.test.name)
+    finally:
+        printer.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import os
 import random
 import sys
 from pathlib import Path
@@ -24,6 +26,8 @@ if TYPE_CHECKING:  # torch-free start: these modules load only when a command ne
     from llamatp.runtime import ModelOptions
 
 Command = TypeVar("Command", bound=Callable[..., Any])
+
+MAX_SEED = 2**32 - 1  # llama.cpp's seeds are 32-bit
 
 app = typer.Typer(
     add_completion=False,
@@ -47,7 +51,9 @@ GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers"
 
 
 def user_errors(fn: Command) -> Command:
-    """Bad input ends with one line on stderr and a non-zero exit, never a traceback."""
+    """Bad input ends with one line on stderr and a non-zero exit, never a traceback. So does
+    anything else that fails (out of memory, a full disk): its type and first line, with the
+    traceback only where LLAMATP_TRACEBACK=1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -59,6 +65,17 @@ def user_errors(fn: Command) -> Command:
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, click_errors.ClickException):
+            raise
+        except BrokenPipeError:  # the reader went away (`| head`): nothing to say to it
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
+        except Exception as e:
+            if os.environ.get("LLAMATP_TRACEBACK") == "1":
+                raise
+            first_line = (str(e).strip().splitlines() or [""])[0]
+            print(f"error: {type(e).__name__}: {first_line}", file=sys.stderr)
+            raise typer.Exit(1) from None
 
     return cast(Command, wrapper)
 
@@ -91,8 +108,8 @@ def parse_tensor_split(spec: str | None, separator: str = ",") -> tuple[float, .
         values = tuple(float(v) for v in spec.replace("/", separator).split(separator) if v.strip())
     except ValueError:
         raise LlamatpError(f"-ts takes numbers separated by '{separator}', got '{spec}'") from None
-    if any(v < 0 for v in values) or not any(values):
-        raise LlamatpError(f"-ts proportions must be non-negative and not all zero, got '{spec}'")
+    if not all(math.isfinite(v) and v >= 0 for v in values) or not any(values):
+        raise LlamatpError(f"-ts proportions must be finite, non-negative and not all zero, got '{spec}'")
     return values
 
 
@@ -221,6 +238,12 @@ def run(
         raise LlamatpError(f"-n must be -1 (until end of text), -2 (until the context is full) or >= 0, got {n_predict}")
     if top_k < 0 or not 0.0 <= top_p <= 1.0 or not 0.0 <= min_p <= 1.0 or repeat_last_n < -1:
         raise LlamatpError("sampling flags out of range (--top-k >= 0, 0 <= --top-p <= 1, 0 <= --min-p <= 1, --repeat-last-n >= -1)")
+    for flag, value in (("--temp", temp), ("--repeat-penalty", repeat_penalty),
+                        ("--presence-penalty", presence_penalty), ("--frequency-penalty", frequency_penalty)):
+        if not math.isfinite(value):
+            raise LlamatpError(f"{flag} must be a finite number, got {value}")
+    if not -1 <= seed <= MAX_SEED:
+        raise LlamatpError(f"-s must be -1 (random) or 0 to {MAX_SEED}, got {seed}")
     text = read_prompt(prompt, file)
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
                             gpu_layers, cache_type_k, cache_type_v)
@@ -233,6 +256,7 @@ def run(
             return
     from llamatp.generate import RunOptions, run_job
     from llamatp.launch import launch
+    from llamatp.runtime import check_host_memory
     from llamatp.sampling import SamplingParams
 
     sampling = SamplingParams(
@@ -245,6 +269,7 @@ def run(
         display_prompt=not no_display_prompt, conversation=bool(conversation), system_prompt=system_prompt,
         verbose_prompt=verbose_prompt, verbose=verbose,
     )
+    check_host_memory(options)
     launch(functools.partial(run_job, job), list(options.devices), rank0_here=True)
 
 
@@ -267,15 +292,18 @@ def perplexity(
 ) -> None:
     """Perplexity of a text file, as llama-perplexity computes it."""
     from llamatp.launch import launch
-    from llamatp.perplexity import PerplexityOptions, perplexity_job
+    from llamatp.perplexity import MIN_CONTEXT, PerplexityOptions, perplexity_job
+    from llamatp.runtime import check_host_memory
 
     if file is None:
         raise LlamatpError("perplexity needs a text file: -f FILE")
-    if ctx_size <= 1:
-        raise LlamatpError(f"-c must be at least 2 for perplexity, got {ctx_size}")
+    if 0 < ctx_size < MIN_CONTEXT:
+        raise LlamatpError(f"-c must be 0 (from the model) or at least {MIN_CONTEXT} for perplexity, which scores "
+                           f"the second half of each chunk, got {ctx_size}")
     text = read_prompt(None, file)
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
                             gpu_layers, cache_type_k, cache_type_v)
+    check_host_memory(options)
     launch(functools.partial(perplexity_job, PerplexityOptions(options, text, chunks)), list(options.devices),
            rank0_here=True)
 
@@ -322,11 +350,13 @@ def info(
     from llamatp.info import describe_model
 
     path = resolve_model(model)
-    for line in describe_model(path):
-        print(line)
+    options = None  # checked before anything is printed
     if split_mode is not None or device is not None or tensor_split is not None:
         options = model_options(path, ctx_size, max(ubatch_size, 1), ubatch_size, device, split_mode or "layer",
                                 tensor_split, main_gpu, "auto")
+    for line in describe_model(path):
+        print(line)
+    if options is not None:
         print_plan(options, sys.stdout)
 
 
@@ -384,4 +414,11 @@ def main() -> None:
     except typer.Abort:
         print("\ninterrupted", file=sys.stderr)
         code = 130
+    try:
+        sys.stdout.flush()
+    except OSError as e:  # a full disk or a closed pipe under the output
+        if not isinstance(e, BrokenPipeError):
+            print(f"error: cannot write the output: {e.strerror or e}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exit's flush is quiet
+        code = code or 1
     sys.exit(code if isinstance(code, int) else 0)

@@ -40,11 +40,17 @@ def parse_devices(spec: str | None) -> list[str]:
 
 
 def free_memory(device: str) -> int | None:
-    """Free bytes on a GPU; None on the CPU (no plan check there)."""
+    """Free bytes on a GPU; on the CPU the host's available memory, shared by every CPU worker
+    (None where the system does not say)."""
     if device.startswith("cuda"):
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return free
-    return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def list_devices() -> list[str]:

@@ -101,6 +101,9 @@ def make_plan(
             shards.append(Shard(rank, devices[rank], **{**everything, "layers": layers},
                                 has_embedding=rank == 0, has_output=rank == world - 1))
     else:
+        if not all(proportions):
+            idle = devices[proportions.index(0.0)]
+            raise LlamatpError(f"-ts gives device {idle} no share; under tensor split every device needs one")
         heads = _split_heads(config, proportions, notes)
         ffn_unit = _ffn_unit(config, tensors)
         ffn = [range(r.start * ffn_unit, min(r.stop * ffn_unit, config.n_ff))
@@ -239,13 +242,21 @@ def _with_costs(
 
 
 def check_fits(plan: Plan, free_bytes: list[int | None]) -> None:
-    """Fail before loading when a device cannot hold its share."""
+    """Fail before loading when a device cannot hold its share. CPU workers share the host's
+    memory (`free_bytes` gives it for each), so their shares are checked together."""
+    on_cpu = [(s, free) for s, free in zip(plan.shards, free_bytes) if s.device == "cpu"]
     for shard, free in zip(plan.shards, free_bytes):
-        check_shard_fits(shard, free)
+        if shard.device != "cpu":
+            check_shard_fits(shard, free)
+    if on_cpu:
+        together = replace(on_cpu[0][0], weight_bytes=sum(s.weight_bytes for s, _ in on_cpu),
+                           kv_bytes=sum(s.kv_bytes for s, _ in on_cpu),
+                           buffer_bytes=sum(s.buffer_bytes for s, _ in on_cpu))
+        check_shard_fits(together, on_cpu[0][1])
 
 
 def check_shard_fits(shard: Shard, free: int | None) -> None:
-    """`free` is the device's free bytes; None (the CPU) is not checked."""
+    """`free` is the device's free bytes; None (not known) is not checked."""
     if free is not None and shard.total_bytes > free:
         raise LlamatpError(
             f"device {shard.device} needs {format_bytes(shard.total_bytes)} (weights "

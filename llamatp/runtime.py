@@ -18,7 +18,7 @@ from llamatp.kv_cache import dtype_name
 from llamatp.linear import GEMV_MAX_ROWS
 from llamatp.launch import WorkerInfo
 from llamatp.loader import build_model
-from llamatp.plan import Plan, SplitMode, check_shard_fits, make_plan
+from llamatp.plan import Plan, SplitMode, check_fits, check_shard_fits, make_plan
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ def compute_dtype(device: str) -> torch.dtype:
 
 
 def plan_for(options: ModelOptions, gguf: GGUFFile, config: ModelConfig) -> Plan:
+    if not gguf.tensors:
+        raise LlamatpError(f"{gguf.path} holds no weights (a vocab-only file?)")
     dtype = compute_dtype(options.devices[0])
     cache_types = (options.cache_type_k or dtype_name(dtype), options.cache_type_v or dtype_name(dtype))
     check_head_size(cache_types, config.head_dim)
@@ -64,6 +66,15 @@ def plan_for(options: ModelOptions, gguf: GGUFFile, config: ModelConfig) -> Plan
     )
 
 
+def check_host_memory(options: ModelOptions) -> None:
+    """CPU workers share the host's memory: their shares are checked together, before any
+    starts (a worker's own check would count what the others have loaded already)."""
+    if options.devices[0] != "cpu":
+        return
+    gguf = GGUFFile(options.model)
+    check_fits(plan_for(options, gguf, load_config(gguf)), [free_memory(d) for d in options.devices])
+
+
 def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
     gguf = GGUFFile(options.model)
     config = load_config(gguf)
@@ -73,10 +84,10 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
     device = torch.device(info.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    else:
+        check_shard_fits(plan.shards[info.rank], free_memory(info.device))
+    else:  # the host's memory was checked before the workers started (`check_host_memory`)
         # CPU workers share the cores; OpenMP threads that wait on each other spin badly.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world))
-    check_shard_fits(plan.shards[info.rank], free_memory(info.device))
     comm = init_process_group(info.rank, info.world, device)
     dtype = compute_dtype(info.device)
     allreduce = "none"

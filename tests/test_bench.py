@@ -305,6 +305,7 @@ def test_default_model(smollm2_path: Path) -> None:
     ["-o", "xml"],
     ["-ctk", "q5_1"],
     ["-p", "0", "-n", "0"],
+    ["-p", "1-2000"],
 ])
 def test_bad_flags_end_with_one_line(tiny_model: str, bad: list[str]) -> None:
     model = [] if "-m" in bad else ["-m", tiny_model]
@@ -312,3 +313,18 @@ def test_bad_flags_end_with_one_line(tiny_model: str, bad: list[str]) -> None:
     assert result.exit_code != 0
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert result.stdout == ""
+
+
+def test_output_begins_with_the_first_result_and_a_failure_closes_what_was_begun(
+    tiny_model: str, vocab_dir: Path
+) -> None:
+    """A run that fails before any result prints nothing; one that fails after some leaves them
+    well-formed (a JSON array closed), besides its one error line and non-zero exit."""
+    vocab_only = str(vocab_dir / "ggml-vocab-llama-bpe.gguf")
+    common = ["-dev", "cpu", "-p", "8", "-n", "0", "-r", "1", "-o", "json"]
+    first_fails = CliRunner().invoke(app, ["bench", "-m", vocab_only, *common])
+    assert first_fails.exit_code != 0 and first_fails.stdout == ""
+    second_fails = CliRunner().invoke(app, ["bench", "-m", f"{tiny_model},{vocab_only}", *common])
+    assert second_fails.exit_code != 0
+    assert second_fails.stderr.startswith("error: ") and second_fails.stderr.count("\n") == 1, second_fails.stderr
+    assert [r["model_filename"] for r in json.loads(second_fails.stdout)] == [tiny_model]

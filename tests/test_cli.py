@@ -81,12 +81,13 @@ def set_tensor_type(path: Path, name: str, qtype: GGMLQuantizationType) -> None:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> dict[str, Path]:
+def files(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path, vocab_dir: Path) -> dict[str, Path]:
     """Inputs for the error cases; `tiny` is a one-layer random Llama that loads in well under a second."""
     root = tmp_path_factory.mktemp("cli")
     files = {"dir": root, "tiny": root / "tiny.gguf", "iq4_nl": root / "iq4_nl.gguf", "mamba": root / "mamba.gguf",
              "notes": root / "notes.txt", "truncated": root / "truncated.gguf", "latin1": root / "latin1.txt",
-             "prose": root / "prose.txt", "short": root / "short.txt"}  # fmt: skip
+             "prose": root / "prose.txt", "short": root / "short.txt",
+             "vocab_only": vocab_dir / "ggml-vocab-llama-bpe.gguf"}  # fmt: skip
     write_synthetic_gguf(files["tiny"], load_preset("tiny-llama", ["n_layer=1"]), "f32", None, 0, False)
     files["iq4_nl"].write_bytes(files["tiny"].read_bytes())
     set_tensor_type(files["iq4_nl"], "blk.0.attn_q.weight", GGMLQuantizationType.IQ4_NL)  # smaller than F32: it fits
@@ -206,6 +207,13 @@ BAD_INPUTS = [
     ("flag without its value", ["run", "-m", "{tiny}", "-p"], "requires an argument"),
     ("perplexity text too short", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-c", "128"], "you need at least 256 tokens"),
     ("perplexity without -f", ["perplexity", "-m", "{tiny}"], "perplexity needs a text file"),
+    ("perplexity context that scores nothing", ["perplexity", "-m", "{tiny}", "-f", "{prose}", "-c", "2"], "at least 4 for perplexity"),
+    ("-ts not a number", ["run", "-m", "{tiny}", "-p", "hi", "-ts", "nan"], "-ts proportions must be finite"),
+    ("--temp not a number", ["run", "-m", "{tiny}", "-p", "hi", "--temp", "nan"], "--temp must be a finite number"),
+    ("seed beyond 32 bits", ["run", "-m", "{tiny}", "-p", "hi", "-s", "4294967296"], "-s must be -1 (random) or 0 to 4294967295"),
+    ("a tensor-split device without a share", ["run", "-m", "{tiny}", "-p", "hi", "-dev", "cpu,cpu", "-sm", "tensor", "-ts", "1,0"], "-ts gives device cpu no share"),
+    ("a context larger than the host's memory", ["run", "-m", "{tiny}", "-p", "hi", "-dev", "cpu", "-c", "1000000000"], "free; use more devices, a smaller -c"),
+    ("a dry run of a file without weights", ["run", "--dry-run", "-m", "{vocab_only}"], "holds no weights"),
     ("tokenize a text file", ["tokenize", "-m", "{notes}", "-p", "hi"], "bad magic"),
     ("info of a truncated model", ["info", "{truncated}"], "runs past the end of the file"),
 ]  # fmt: skip
