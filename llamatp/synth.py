@@ -16,7 +16,10 @@ Weights are made in one of two ways:
 from __future__ import annotations
 
 import functools
+import math
 import os
+import random
+import shutil
 import tomllib
 import zlib
 from dataclasses import dataclass
@@ -25,7 +28,9 @@ from typing import Annotated, Any, Sequence
 
 import numpy as np
 import typer
-from gguf import GGML_QUANT_SIZES, GGML_QUANT_VERSION, GGMLQuantizationType, GGUFWriter, LlamaFileType, quants
+from gguf import (
+    GGML_QUANT_SIZES, GGML_QUANT_VERSION, GGUF_DEFAULT_ALIGNMENT, GGMLQuantizationType, GGUFWriter, LlamaFileType, quants,
+)
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
@@ -41,6 +46,10 @@ NORM_STD = 0.1  # norm weights are 1 + N(0, NORM_STD)
 BIAS_STD = 0.1
 SMALL_TENSOR = 1 << 20  # elements; larger tensors are tiled random blocks
 CHUNK_BYTES = 4 << 20  # the random data tiled over large tensors, per type
+UINT32_MAX = 2**32 - 1  # GGUF stores every shape field as a uint32; llama.cpp's seeds are uint32 too
+MAX_LAYERS = 512  # llama.cpp's LLAMA_MAX_LAYERS: it refuses to load a file with more
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+TOKEN_BYTES = 32  # metadata per token of the built-in vocabulary, at most: string, score and type
 
 # Preset fields and their types; those with a default may be left out of a preset.
 FIELDS: dict[str, type] = {
@@ -91,7 +100,7 @@ class TensorSpec:
 
     @property
     def n_elements(self) -> int:
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)  # Python ints: np.prod would wrap around on absurd shapes
 
     @property
     def nbytes(self) -> int:
@@ -160,8 +169,11 @@ def _check_shape(shape: dict[str, Any], source: str) -> None:
         expected = FIELDS[field]
         if not (type(value) is expected or (expected is float and type(value) is int)):
             raise LlamatpError(f"{source}: {field} must be {expected.__name__}, got {value!r}")
-        if expected is int and value <= 0:
-            raise LlamatpError(f"{source}: {field} must be positive, got {value}")
+        top = MAX_LAYERS if field == "n_layer" else UINT32_MAX
+        if expected is int and not 1 <= value <= top:
+            raise LlamatpError(f"{source}: {field} must be 1 to {top}, got {value}")
+        if expected is float and not 0 < value <= FLOAT32_MAX:  # also refuses nan and inf
+            raise LlamatpError(f"{source}: {field} must be a positive finite float32, got {value}")
     if shape["n_head"] % shape["n_head_kv"]:
         raise LlamatpError(f"{source}: n_head ({shape['n_head']}) is not a multiple of n_head_kv ({shape['n_head_kv']})")
     if shape["head_dim"] % 2:
@@ -389,18 +401,56 @@ def _add_model_metadata(writer: GGUFWriter, shape: dict[str, Any], qtype: GGMLQu
         writer.add_sliding_window(shape["sliding_window"])
 
 
+def _check_output(out: Path) -> None:
+    """Refuse an output path that cannot be written, before any work."""
+    if out.is_dir():
+        raise LlamatpError(f"output {out} is a directory")
+    if not out.parent.is_dir():
+        problem = "is not a directory" if out.parent.exists() else "does not exist"
+        raise LlamatpError(f"output directory {out.parent} {problem}")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise LlamatpError(f"cannot write in output directory {out.parent}: permission denied")
+
+
+def estimated_file_size(specs: Sequence[TensorSpec], metadata_bytes: int) -> int:
+    """Bytes of a file of these tensors: their data as GGUF aligns it, their infos (name, dims,
+    type and offset), and `metadata_bytes`, nearly all of it the vocabulary."""
+    data = sum(GGUFWriter.ggml_pad(s.nbytes, GGUF_DEFAULT_ALIGNMENT) for s in specs)
+    infos = sum(8 + len(s.name) + 4 + 8 * len(s.shape) + 4 + 8 for s in specs)
+    return data + infos + metadata_bytes
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 // 100 else f"{n / 2**30:.2g} GiB"
+
+
+def _check_free_space(out: Path, size: int) -> None:
+    free = shutil.disk_usage(out.parent).free
+    if size > free:
+        raise LlamatpError(f"{out.name} would take {_gib(size)}, more than the {_gib(free)} free in {out.absolute().parent}")
+
+
 def write_synthetic_gguf(
     out: Path, shape: dict[str, Any], qtype: str, vocab_from: Path | None, seed: int, progress: bool
-) -> None:
+) -> int:
     """Write a model of this shape with random weights; every 2-D weight in `qtype` except as the
-    preset's output_type says for output.weight. The file appears whole or not at all."""
-    wtype = parse_type(qtype)
+    preset's output_type says for output.weight. The file appears whole or not at all. Seed -1
+    draws one at random, as llama.cpp's --seed does; returns the seed used."""
     out = Path(out)
-    if not out.parent.is_dir():
-        raise LlamatpError(f"output directory {out.parent} does not exist")
-    tokenizer = _tokenizer_from(vocab_from) if vocab_from is not None else _builtin_tokenizer(shape["n_vocab"])
-    n_vocab = len(tokenizer["tokenizer.ggml.tokens"])
+    _check_output(out)
+    if not -1 <= seed <= UINT32_MAX:
+        raise LlamatpError(f"seed must be 0 to {UINT32_MAX}, or -1 for a random one; got {seed}")
+    seed = random.randrange(UINT32_MAX + 1) if seed == -1 else seed
+    wtype = parse_type(qtype)
+    # The built-in vocabulary is made only once the file is known to fit: it takes memory in
+    # proportion to n_vocab.
+    tokenizer = _tokenizer_from(vocab_from) if vocab_from is not None else None
+    n_vocab = len(tokenizer["tokenizer.ggml.tokens"]) if tokenizer else shape["n_vocab"]
     specs = plan_tensors(shape, wtype, n_vocab)
+    # A vocabulary file is little more than the tokenizer copied from it.
+    metadata_bytes = vocab_from.stat().st_size if vocab_from is not None else TOKEN_BYTES * n_vocab
+    _check_free_space(out, estimated_file_size(specs, metadata_bytes))
+    tokenizer = tokenizer or _builtin_tokenizer(n_vocab)
 
     writer = GGUFWriter(None, shape["architecture"])
     _add_model_metadata(writer, shape, wtype, n_vocab)
@@ -412,8 +462,10 @@ def write_synthetic_gguf(
     partial = out.with_name(out.name + ".partial")
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
                TransferSpeedColumn(), TimeRemainingColumn())
+    console = Console(stderr=True)
     try:
-        with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+        # A bar on a terminal only, gone once the write ends: an error is then the only line left.
+        with Progress(*columns, console=console, disable=not (progress and console.is_terminal), transient=True) as bar:
             task = bar.add_task(out.name, total=sum(s.nbytes for s in specs))
             writer.write_header_to_file(partial)
             writer.write_kv_data_to_file()
@@ -428,6 +480,7 @@ def write_synthetic_gguf(
     finally:
         writer.close()
         partial.unlink(missing_ok=True)
+    return seed
 
 
 def synth_command(
@@ -442,10 +495,12 @@ def synth_command(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a preset field, FIELD=VALUE (repeatable).")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the random weights, 0 to 4294967295; -1: a random one, as in llama.cpp.")
+    ] = 0,
 ) -> None:
     """Write a GGUF model with random weights in the shape of a preset."""
     shape = load_preset(preset, overrides or [])
-    write_synthetic_gguf(output, shape, type_ or shape["type"], vocab, seed, progress=True)
+    seed = write_synthetic_gguf(output, shape, type_ or shape["type"], vocab, seed, progress=True)
     size = output.stat().st_size
-    Console(stderr=True).print(f"wrote {output} ({size / 2**30:.2f} GiB)")
+    Console(stderr=True).print(f"wrote {output} ({size / 2**30:.2f} GiB, seed {seed})")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -98,6 +102,19 @@ def test_preset_from_a_path(tmp_path: Path) -> None:
         ("tiny-llama", ["architecture=gpt2"], "architecture must be one of"),
         ("tiny-llama", ["type=q4_k_m"], "unsupported tensor type 'q4_k_m'"),
         ("tiny-llama", ["sliding_window=8"], "gemma3 only"),
+        # every size fits its GGUF field, a uint32, and is positive
+        ("tiny-llama", ["n_embd=1099511627776"], "n_embd must be 1 to 4294967295, got 1099511627776"),
+        ("tiny-llama", ["n_vocab=99999999999"], "n_vocab must be 1 to 4294967295"),
+        ("tiny-llama", ["n_ff=0"], "n_ff must be 1 to 4294967295, got 0"),
+        ("tiny-llama", ["n_head=-4"], "n_head must be 1 to 4294967295, got -4"),
+        # llama.cpp loads at most LLAMA_MAX_LAYERS = 512 layers
+        ("tiny-llama", ["n_layer=99999999999999999999"], "n_layer must be 1 to 512"),
+        ("tiny-llama", ["n_layer=513"], "n_layer must be 1 to 512, got 513"),
+        # floats are stored as float32: positive and finite
+        ("tiny-llama", ["rope_freq_base=inf"], "rope_freq_base must be a positive finite float32"),
+        ("tiny-llama", ["rms_norm_eps=nan"], "rms_norm_eps must be a positive finite float32"),
+        ("tiny-llama", ["rms_norm_eps=0"], "rms_norm_eps must be a positive finite float32"),
+        ("tiny-llama", ["rope_freq_base=1e39"], "rope_freq_base must be a positive finite float32"),
     ],
 )
 def test_bad_presets_and_overrides_are_rejected(preset: str, overrides: list[str], message: str) -> None:
@@ -267,9 +284,101 @@ def test_an_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest
     assert out.read_bytes() == b"the previous file"
 
 
-def test_missing_output_directory(tmp_path: Path) -> None:
-    with pytest.raises(LlamatpError, match="does not exist"):
-        write_synthetic_gguf(tmp_path / "nowhere" / "m.gguf", load_preset("tiny-llama"), "f32", None, 0, False)
+def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "model.gguf"
+    out.write_bytes(b"the previous file")
+
+    def disk_full(*args: object) -> np.ndarray:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(synth, "tensor_bytes", disk_full)
+    with pytest.raises(LlamatpError, match=f"cannot write {out}: No space left on device"):
+        write_synthetic_gguf(out, load_preset("tiny-llama"), "f16", None, 0, False)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.gguf"]
+    assert out.read_bytes() == b"the previous file"
+
+
+# --- bad input: one error, before any work, nothing written -----------------------------
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails the test if a tokenizer or a file starts being made."""
+
+    def work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the input was checked")
+
+    monkeypatch.setattr(synth, "_builtin_tokenizer", work)
+    monkeypatch.setattr(synth.GGUFWriter, "write_header_to_file", work)
+
+
+def write_into(directory: Path, out: Path, overrides: tuple[str, ...] = (), seed: int = 0) -> None:
+    """Write tiny-llama to `out`, then check that `directory` holds nothing new, whatever happened."""
+    before = sorted(directory.iterdir())
+    try:
+        write_synthetic_gguf(out, load_preset("tiny-llama", overrides), "f32", None, seed, False)
+    finally:
+        assert sorted(directory.iterdir()) == before
+
+
+@pytest.mark.usefixtures("no_work")
+def test_output_must_be_a_writable_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(LlamatpError, match=f"output {tmp_path} is a directory"):
+        write_into(tmp_path.parent, tmp_path)
+    with pytest.raises(LlamatpError, match=f"output directory {tmp_path / 'nowhere'} does not exist"):
+        write_into(tmp_path, tmp_path / "nowhere" / "m.gguf")
+    with pytest.raises(LlamatpError, match=f"output directory {tmp_path / 'a-file'} is not a directory"):
+        write_into(tmp_path, tmp_path / "a-file" / "m.gguf")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a user without write permission
+    with pytest.raises(LlamatpError, match=f"cannot write in output directory {tmp_path}: permission denied"):
+        write_into(tmp_path, tmp_path / "m.gguf")
+
+
+@pytest.mark.usefixtures("no_work")
+@pytest.mark.parametrize("seed", [-2, 2**32])
+def test_seeds_are_uint32_as_in_llama_cpp(tmp_path: Path, seed: int) -> None:
+    with pytest.raises(LlamatpError, match=f"seed must be 0 to 4294967295, or -1 for a random one; got {seed}"):
+        write_into(tmp_path, tmp_path / "m.gguf", seed=seed)
+
+
+def test_seed_minus_one_draws_a_seed_that_reproduces_the_file(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    seed = write_synthetic_gguf(a, load_preset("tiny-llama"), "q4_0", None, -1, False)
+    assert 0 <= seed < 2**32
+    assert write_synthetic_gguf(b, load_preset("tiny-llama"), "q4_0", None, seed, False) == seed
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize("preset, qtype", [("tiny-llama", "f32"), ("tiny-qwen2", "q4_k"), ("tiny-gemma3", "q8_0")])
+def test_the_size_estimate_covers_the_file_closely(tmp_path: Path, preset: str, qtype: str) -> None:
+    shape = load_preset(preset)
+    estimate = synth.estimated_file_size(plan_tensors(shape, parse_type(qtype), 512), synth.TOKEN_BYTES * 512)
+    write_synthetic_gguf(tmp_path / "m.gguf", shape, qtype, None, 0, False)
+    assert 1 <= estimate / (tmp_path / "m.gguf").stat().st_size < 1.01
+
+
+@pytest.mark.usefixtures("no_work")
+def test_a_file_bigger_than_the_free_space_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    free = 3 * 2**20  # tiny-llama in f32 takes 5.5 MiB
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=free))
+    with pytest.raises(LlamatpError, match=f"m.gguf would take 0.0054 GiB, more than the 0.0029 GiB free in {tmp_path}"):
+        write_into(tmp_path, tmp_path / "m.gguf")
+
+
+@pytest.mark.usefixtures("no_work")
+@pytest.mark.parametrize(
+    "overrides, gib",
+    [
+        (("n_embd=4294967295",), "90192.00"),
+        (("n_vocab=4294967295",), "8320.00"),
+        (("n_ff=4294967295", "n_layer=512"), "6291456.38"),
+    ],
+)
+def test_the_largest_shapes_are_refused_at_once(tmp_path: Path, overrides: tuple[str, ...], gib: str) -> None:
+    # Sizes that fit their fields, in a file no disk holds: refused before any memory is taken.
+    with pytest.raises(LlamatpError, match=rf"m.gguf would take {gib} GiB, more than the [\d.]+ GiB free in "):
+        write_into(tmp_path, tmp_path / "m.gguf", overrides)
 
 
 def test_command_line(tmp_path: Path) -> None:
@@ -285,6 +394,28 @@ def test_command_line(tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["tiny-qwen3", "-o", str(out), "-t", "q9_9"])
     assert isinstance(result.exception, LlamatpError) and "q9_9" in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seed", "-2"], "seed must be 0 to 4294967295"),
+        (["--set", "n_layer=99999999999999999999"], "n_layer must be 1 to 512"),
+        (["--set", "n_embd=4294967295"], "m.gguf would take 90192.00 GiB"),
+        (["-o", "."], "output . is a directory"),
+    ],
+)
+def test_the_command_ends_bad_input_with_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    from llamatp.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["synth", "tiny-llama", "-o", "m.gguf", *args])
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 1 and result.stdout == ""
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- transformers reads the same files ---------------------------------------------------
