@@ -7,6 +7,7 @@ error instead of a huge allocation, a long loop or a traceback.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,13 +70,50 @@ class GGUFFile:
 
     @property
     def architecture(self) -> str:
-        arch = self.metadata.get("general.architecture")
-        if not isinstance(arch, str):
-            raise LlamatpError(f"{self.path} has no general.architecture in its metadata")
-        return arch
+        return self.string("general.architecture")
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
+
+    # Typed metadata: a value of the wrong type or out of range fails with one line naming the key.
+
+    def integer(self, key: str, default: int | None = None, *, positive: bool = True, layers: int = 0) -> int:
+        """A positive (or else non-negative) integer. With `layers`, an array of one value per layer
+        is read too, as llama.cpp reads head counts and FFN sizes; its values must all be the same here."""
+        value = self._value(key, default)
+        if layers and isinstance(value, list) and len(value) == layers:
+            if len(set(value)) > 1:
+                raise self._bad(key, "the same value for every layer", value)
+            value = value[0]
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
+            expected = "a positive integer" if positive else "a non-negative integer"
+            raise self._bad(key, expected + (f" or an array of {layers}, one per layer" if layers else ""), value)
+        return value
+
+    def number(self, key: str, default: float | None = None) -> float:
+        """A positive, finite number; integers are read as numbers too."""
+        value = self._value(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise self._bad(key, "a positive number", value)
+        return float(value)
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self._value(key, default)
+        if not isinstance(value, str):
+            raise self._bad(key, "a string", value)
+        return value
+
+    def _value(self, key: str, default: Any) -> Any:
+        value = self.metadata.get(key, default)
+        if value is None:
+            raise LlamatpError(f"{self.path} lacks metadata key '{key}'")
+        return value
+
+    def _bad(self, key: str, expected: str, value: Any) -> LlamatpError:
+        shown = repr(value)
+        if len(shown) > 60:  # a long array or string would swamp the line
+            shown = shown[:57] + "..."
+        return LlamatpError(f"{self.path}: metadata {key}: expected {expected}, got {shown}")
 
     def tensor(self, name: str) -> TensorInfo:
         info = self.tensors.get(name)

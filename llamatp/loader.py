@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from gguf import GGMLQuantizationType
 
-from llamatp.config import ModelConfig
+from llamatp.config import ModelConfig, check_tensor_shapes
 from llamatp.gguf_file import GGUFFile
 from llamatp.linear import Linear, StackedLinear, WeightSlice
 from llamatp.kernels import add_rms_norm
@@ -68,6 +68,7 @@ def build_model(gguf: GGUFFile, config: ModelConfig, plan: Plan, rank: int, devi
     """`all_reduce` sums a tensor over ranks; `reduce_add_norm` sums one and adds it to the
     residual stream with the norm (`model.AddNorm`). Both apply under tensor split only, and
     the second only where no post norm comes in between."""
+    check_tensor_shapes(gguf, config)
     shard = plan.shards[rank]
     tensor_split = plan.mode == "tensor"
     reduce = all_reduce if tensor_split else no_reduce

@@ -105,6 +105,65 @@ def test_smollm2_tensors_match_gguf_reader(smollm2_path: Path, smollm2_reader: G
         assert np.array_equal(gguf.raw(t.name).reshape(-1), t.data.reshape(-1).view(np.uint8)), t.name
 
 
+# --- typed metadata ----------------------------------------------------------------------
+
+
+def test_typed_metadata_reads_values_of_the_right_type(small_gguf: Path) -> None:
+    gguf = GGUFFile(small_gguf)
+    assert gguf.integer("test.u64") == 2**40
+    assert gguf.integer("test.u8", positive=False) == 7
+    assert gguf.number("test.f32") == 0.5
+    assert gguf.number("test.u16") == 300.0  # an integer is a number too
+    assert gguf.string("test.str") == "héllo"
+    assert (gguf.integer("absent", 4), gguf.number("absent", 1e-5), gguf.string("absent", "none")) == (4, 1e-5, "none")
+
+
+def test_per_layer_array_of_one_value_reads_as_that_value(tmp_path: Path) -> None:
+    path = tmp_path / "layers.gguf"
+    writer = GGUFWriter(path, "llama")
+    writer.add_array("test.same", [9, 9, 9])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    gguf = GGUFFile(path)
+    assert gguf.integer("test.same", layers=3) == 9
+    with pytest.raises(LlamatpError, match=r"metadata test.same: expected a positive integer, got \[9, 9, 9\]$"):
+        gguf.integer("test.same")  # only keys that llama.cpp reads per layer may hold an array
+
+
+# How a key is read, and how the one-line error ends.
+BAD_METADATA = [
+    (lambda g: g.integer("test.str"), "metadata test.str: expected a positive integer, got 'héllo'"),
+    (lambda g: g.integer("test.f32"), "metadata test.f32: expected a positive integer, got 0.5"),
+    (lambda g: g.integer("test.bool"), "metadata test.bool: expected a positive integer, got True"),
+    (lambda g: g.integer("test.i8", positive=False), "metadata test.i8: expected a non-negative integer, got -3"),
+    (lambda g: g.integer("test.ints", layers=3), "metadata test.ints: expected the same value for every layer, got [1, 2, 3]"),
+    (lambda g: g.integer("test.ints", layers=4),
+     "metadata test.ints: expected a positive integer or an array of 4, one per layer, got [1, 2, 3]"),
+    (lambda g: g.number("test.i64"), f"metadata test.i64: expected a positive number, got {-(2**40)}"),
+    (lambda g: g.number("test.strs"), "metadata test.strs: expected a positive number, got ['a', 'bc', '']"),
+    (lambda g: g.string("test.u32"), "metadata test.u32: expected a string, got 70000"),
+    (lambda g: g.integer("absent"), "lacks metadata key 'absent'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("read, message", [pytest.param(r, m, id=m) for r, m in BAD_METADATA])
+def test_metadata_of_the_wrong_type_is_one_clear_error(small_gguf: Path, read: Callable[[GGUFFile], Any],
+                                                      message: str) -> None:
+    with pytest.raises(LlamatpError) as error:
+        read(GGUFFile(small_gguf))
+    assert str(error.value).startswith(str(small_gguf))
+    assert str(error.value).endswith(message)
+
+
+def test_long_values_are_cut_short_in_messages(small_gguf: Path) -> None:
+    gguf = GGUFFile(small_gguf)
+    gguf.metadata["test.long"] = list(range(1000))
+    with pytest.raises(LlamatpError, match=r"got \[0, 1, 2, .*\.\.\.$") as error:
+        gguf.integer("test.long")
+    assert len(str(error.value)) < 200
+
+
 # --- broken files ------------------------------------------------------------------------
 
 
