@@ -12,7 +12,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import pickle
-import queue
 import signal
 import socket
 import sys
@@ -21,6 +20,8 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from llamatp.errors import LlamatpError
@@ -78,88 +79,100 @@ class _Group:
     def __init__(self, job: Job, devices: list[str], rank0_here: bool) -> None:
         os.environ["MASTER_ADDR"] = "127.0.0.1"
         os.environ["MASTER_PORT"] = str(_free_port())
-        ctx = mp.get_context("spawn")
-        self.errors, self.results = ctx.Queue(), ctx.Queue()
-        self.world, self.rank0_here = len(devices), rank0_here
-        first_child = 1 if rank0_here else 0
-        self.workers = {
-            r: ctx.Process(target=_worker, args=(job, WorkerInfo(r, self.world, devices[r]), self.errors, self.results),
-                           daemon=True)
-            for r in range(first_child, self.world)
-        }
-        self.job, self.devices = job, devices
+        self.job, self.devices, self.world, self.rank0_here = job, devices, len(devices), rank0_here
+        self.workers: dict[int, BaseProcess] = {}
+        # Each worker sends at most one message, how it failed or (rank 0) its result, on a pipe of
+        # its own: unlike a queue, a pipe has no lock that a killed worker could leave held, and no
+        # named semaphore that an exit through os._exit would leak. One thread reads the pipes: the
+        # watcher while rank 0 runs here, else the caller.
+        self.pipes: dict[int, Connection] = {}
+        self.messages: dict[int, _Failure | bytes | None] = {}
+        self.ended = threading.Lock()  # taken once, by the thread that reports how the run ended
 
     def run(self) -> Any:
-        for w in self.workers.values():
-            w.start()
+        ctx = mp.get_context("spawn")
         try:
+            for r in range(1 if self.rank0_here else 0, self.world):
+                self.pipes[r], sender = ctx.Pipe(duplex=False)
+                info = WorkerInfo(r, self.world, self.devices[r])
+                worker = ctx.Process(target=_worker, args=(self.job, info, sender), daemon=True)
+                worker.start()
+                sender.close()  # the worker has its own copy: once it ends, its pipe reads as ended
+                self.workers[r] = worker
             if self.rank0_here:
                 return self._run_rank0_here()
             return self._wait_for_result()
         finally:
+            if not self._end():
+                threading.Event().wait()  # the watcher is reporting a failure and ending the process
             self._stop()
 
+    def _end(self) -> bool:
+        """True for the first thread to end the run, the one that says how it ended: a failure seen
+        after that is its consequence (ranks stopped, connections broken), not reported again."""
+        return self.ended.acquire(blocking=False)
+
     def _run_rank0_here(self) -> Any:
-        # Rank 0 may block in a collective whose peer died: a watcher ends the process then.
-        threading.Thread(target=self._watch, daemon=True).start()
+        # Rank 0 may block in a collective whose peer died: the watcher reports that and ends the process.
+        watcher = threading.Thread(target=self._watch, daemon=True)
+        watcher.start()
         try:
             result = self.job(WorkerInfo(0, self.world, self.devices[0]))
         except LlamatpError:
             raise
         except Exception as e:
-            # A peer's death often surfaces here first (a reset connection): name the peer.
-            failure = self._failure(wait_s=2.0)
-            if failure:
-                raise LlamatpError(failure) from None
+            # A peer's death often surfaces here first (a reset connection): the watcher names the peer.
+            watcher.join(timeout=2.0)
             raise LlamatpError(f"rank 0 ({self.devices[0]}) failed: {_one_line(e)}") from None
         _leave_process_group()
         return result
 
     def _wait_for_result(self) -> Any:
         while True:
-            try:
-                return pickle.loads(self.results.get(timeout=POLL_S))
-            except queue.Empty:
-                failure = self._failure(wait_s=0.0)
-                if failure:
-                    raise LlamatpError(failure) from None
+            failure = self._failure()
+            result = self.messages.get(0)
+            if isinstance(result, bytes):
+                return pickle.loads(result)
+            if failure:
+                raise LlamatpError(failure)
+            time.sleep(POLL_S)
 
     def _watch(self) -> None:
-        while not all(w.exitcode == 0 for w in self.workers.values()):
-            failure = self._failure(wait_s=0.0)
-            if failure:
+        while not self.ended.locked():
+            failure = self._failure()
+            if failure and self._end():
                 print(f"error: {failure}", file=sys.stderr, flush=True)
                 self._stop()
                 os._exit(1)
             time.sleep(POLL_S)
 
-    def _failure(self, wait_s: float) -> str | None:
-        """One line for the first real failure, or None. A rank killed by a signal is the
-        cause, not the peers whose connections to it then broke."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            failed = {r: w.exitcode for r, w in self.workers.items() if w.exitcode not in (None, 0)}
-            if failed or time.monotonic() >= deadline:
-                break
-            time.sleep(POLL_S)
-        if not failed:
+    def _failure(self) -> str | None:
+        """One line for the first failure, or None. A rank killed by a signal is the cause, not
+        the peers whose connections to it then broke; else the earliest report is."""
+        self._receive()
+        if not any(isinstance(m, _Failure) for m in self.messages.values()) and \
+                not any(w.exitcode for w in self.workers.values()):
             return None
-        time.sleep(0.5)  # let the other ranks' reports arrive
-        reports: dict[int, str] = {}
-        while True:
-            try:
-                rank, why = self.errors.get_nowait()
-                reports.setdefault(rank, why)
-            except queue.Empty:
-                break
-        failed = {r: w.exitcode for r, w in self.workers.items() if w.exitcode not in (None, 0)}
-        killed = [r for r, code in failed.items() if code is not None and code < 0]
-        if killed:
-            r = killed[0]
-            return f"rank {r} ({self.devices[r]}) was killed by {signal.Signals(-failed[r]).name}"
-        r = next(iter(reports), next(iter(failed)))
-        why = reports.get(r, f"exited with code {failed.get(r)}")
-        return f"rank {r} ({self.devices[r]}) failed: {why}"
+        time.sleep(0.5)  # a killed rank is reaped an instant after its peers see their connections break
+        self._receive()
+        codes = {r: w.exitcode for r, w in self.workers.items()}
+        for r, code in codes.items():
+            if code is not None and code < 0:
+                return f"rank {r} ({self.devices[r]}) was killed by {signal.Signals(-code).name}"
+        reports = {r: m for r, m in self.messages.items() if isinstance(m, _Failure)}
+        if reports:
+            r = min(reports, key=lambda r: reports[r].at)
+            return f"rank {r} ({self.devices[r]}) failed: {reports[r].why}"
+        r = next(r for r, code in codes.items() if code)
+        return f"rank {r} ({self.devices[r]}) failed: exited with code {codes[r]}"
+
+    def _receive(self) -> None:
+        for r, pipe in self.pipes.items():
+            if r not in self.messages and pipe.poll():
+                try:
+                    self.messages[r] = pipe.recv()
+                except EOFError:  # it ended without a word
+                    self.messages[r] = None
 
     def _stop(self) -> None:
         for w in self.workers.values():
@@ -172,19 +185,29 @@ class _Group:
                 w.join(timeout=1)
 
 
-def _worker(job: Job, info: WorkerInfo, errors: Any, results: Any) -> None:
+@dataclass(frozen=True)
+class _Failure:
+    at: float  # time.monotonic(): one clock for every process of the machine
+    why: str
+
+
+def _worker(job: Job, info: WorkerInfo, pipe: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher handles Ctrl-C and stops us
     _arm_watchdog()
     try:
         result = job(info)
         _leave_process_group()
+        if info.rank == 0:
+            # Plain pickle copies tensors by value; torch's default sharing would hand over file
+            # descriptors that die with this process.
+            pipe.send(pickle.dumps(result))
     except BaseException as e:  # noqa: BLE001 - a worker must report, whatever went wrong
-        errors.put((info.rank, str(e) if isinstance(e, LlamatpError) else _one_line(e)))
-        sys.exit(1)
-    if info.rank == 0:
-        # Plain pickle copies tensors by value; torch's default sharing would hand over file
-        # descriptors that die with this process.
-        results.put(pickle.dumps(result))
+        pipe.send(_Failure(time.monotonic(), str(e) if isinstance(e, LlamatpError) else _one_line(e)))
+        # Not sys.exit: tearing down a process group whose peers are gone can abort (gloo's
+        # "terminate called without an active exception") or hang, after the report was sent.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
 
 
 def _one_line(e: BaseException) -> str:
