@@ -57,6 +57,8 @@ class GGUFFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise LlamatpError(f"model file {self.path} is a directory")
         if not self.path.is_file():
             raise LlamatpError(f"model file not found: {self.path}")
         try:

@@ -186,6 +186,7 @@ def test_run_dry_run_prints_the_plan_without_loading(smollm2_path: Path) -> None
 # (id, arguments with {name} for a path in `files`, what the error line says)
 BAD_INPUTS = [
     ("missing model file", ["run", "-m", "{dir}/absent.gguf", "-p", "hi"], "model file not found"),
+    ("model is a directory", ["run", "-m", "{dir}", "-p", "hi"], "is a directory"),
     ("model is a text file", ["run", "-m", "{notes}", "-p", "hi"], "is not a valid GGUF file: bad magic"),
     ("truncated model", ["run", "-m", "{truncated}", "-p", "hi"], "runs past the end of the file"),
     ("unsupported architecture", ["run", "-m", "{mamba}", "-p", "hi"], "architecture 'mamba' is not supported"),
