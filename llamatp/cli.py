@@ -20,6 +20,7 @@ except ImportError:
 
 from llamatp import __version__
 from llamatp.errors import LlamatpError
+from llamatp.escapes import process_escapes
 
 if TYPE_CHECKING:  # torch-free start: these modules load only when a command needs them
     from llamatp.plan import Plan
@@ -47,6 +48,7 @@ TensorSplit = Annotated[Optional[str], typer.Option("-ts", "--tensor-split", hel
 MainGpu = Annotated[int, typer.Option("-mg", "--main-gpu", help="device index used with -sm none")]
 CacheTypeK = Annotated[Optional[str], typer.Option("-ctk", "--cache-type-k", help="KV cache type for K: f32, f16, bf16 or q8_0 (default: the compute type, bf16 on GPUs, f32 on the CPU)")]
 CacheTypeV = Annotated[Optional[str], typer.Option("-ctv", "--cache-type-v", help="KV cache type for V: f32, f16, bf16 or q8_0 (default: the compute type)")]
+Escape = Annotated[bool, typer.Option("-e/--no-escape", "--escape", help="process escapes in the prompt (\\n, \\t, \\xHH, ...)")]
 GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
 
 
@@ -206,7 +208,7 @@ def run(
     ubatch_size: UBatchSize = 512,
     seed: Annotated[int, typer.Option("-s", "--seed", help="RNG seed (-1 = random)")] = -1,
     temp: Annotated[float, typer.Option("--temp", help="temperature (0 = greedy)")] = 0.8,
-    top_k: Annotated[int, typer.Option("--top-k", help="top-k sampling (0 = off)")] = 40,
+    top_k: Annotated[int, typer.Option("--top-k", help="top-k sampling (<= 0 = off)")] = 40,
     top_p: Annotated[float, typer.Option("--top-p", help="top-p sampling (1.0 = off)")] = 0.95,
     min_p: Annotated[float, typer.Option("--min-p", help="min-p sampling (0.0 = off)")] = 0.05,
     repeat_penalty: Annotated[float, typer.Option("--repeat-penalty", help="penalize repeated tokens (1.0 = off)")] = 1.0,
@@ -221,6 +223,7 @@ def run(
     main_gpu: MainGpu = 0,
     cache_type_k: CacheTypeK = None,
     cache_type_v: CacheTypeV = None,
+    escape: Escape = True,
     no_display_prompt: Annotated[bool, typer.Option("--no-display-prompt", help="do not echo the prompt")] = False,
     conversation: Annotated[Optional[bool], typer.Option("-cnv/-no-cnv", "--conversation/--no-conversation", help="chat through the model's template")] = None,
     system_prompt: Annotated[str, typer.Option("-sys", "--system-prompt", help="system message in conversation mode")] = "",
@@ -236,8 +239,8 @@ def run(
         return
     if n_predict < -2:
         raise LlamatpError(f"-n must be -1 (until end of text), -2 (until the context is full) or >= 0, got {n_predict}")
-    if top_k < 0 or not 0.0 <= top_p <= 1.0 or not 0.0 <= min_p <= 1.0 or repeat_last_n < -1:
-        raise LlamatpError("sampling flags out of range (--top-k >= 0, 0 <= --top-p <= 1, 0 <= --min-p <= 1, --repeat-last-n >= -1)")
+    if not 0.0 <= top_p <= 1.0 or not 0.0 <= min_p <= 1.0 or repeat_last_n < -1:
+        raise LlamatpError("sampling flags out of range (0 <= --top-p <= 1, 0 <= --min-p <= 1, --repeat-last-n >= -1)")
     for flag, value in (("--temp", temp), ("--repeat-penalty", repeat_penalty),
                         ("--presence-penalty", presence_penalty), ("--frequency-penalty", frequency_penalty)):
         if not math.isfinite(value):
@@ -245,6 +248,9 @@ def run(
     if not -1 <= seed <= MAX_SEED:
         raise LlamatpError(f"-s must be -1 (random) or 0 to {MAX_SEED}, got {seed}")
     text = read_prompt(prompt, file)
+    if file is not None:  # as llama.cpp reads a prompt file: less one trailing newline
+        text = text.removesuffix("\n")
+    text = process_escapes(text) if escape else text
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
                             gpu_layers, cache_type_k, cache_type_v)
     if dry_run or verbose:
@@ -267,6 +273,7 @@ def run(
     job = RunOptions(
         model=options, prompt=text, n_predict=n_predict, sampling=sampling,
         display_prompt=not no_display_prompt, conversation=bool(conversation), system_prompt=system_prompt,
+        escape=escape,
         verbose_prompt=verbose_prompt, verbose=verbose,
     )
     check_host_memory(options)
@@ -278,7 +285,7 @@ def run(
 def perplexity(
     model: Model = None,
     file: Annotated[Optional[Path], typer.Option("-f", "--file", help="text to score")] = None,
-    ctx_size: CtxSize = 512,
+    ctx_size: Annotated[int, typer.Option("-c", "--ctx-size", help="tokens per chunk")] = 512,
     batch_size: BatchSize = 2048,
     ubatch_size: UBatchSize = 512,
     chunks: Annotated[int, typer.Option("--chunks", help="score at most this many chunks (-1 = all)")] = -1,
@@ -297,9 +304,9 @@ def perplexity(
 
     if file is None:
         raise LlamatpError("perplexity needs a text file: -f FILE")
-    if 0 < ctx_size < MIN_CONTEXT:
-        raise LlamatpError(f"-c must be 0 (from the model) or at least {MIN_CONTEXT} for perplexity, which scores "
-                           f"the second half of each chunk, got {ctx_size}")
+    if ctx_size < MIN_CONTEXT:
+        raise LlamatpError(f"-c must be at least {MIN_CONTEXT} for perplexity, which scores the second half of "
+                           f"each chunk, got {ctx_size}")
     text = read_prompt(None, file)
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
                             gpu_layers, cache_type_k, cache_type_v)
@@ -318,19 +325,21 @@ def tokenize(
     no_bos: Annotated[bool, typer.Option("--no-bos", help="do not add BOS even if the model wants it")] = False,
     no_parse_special: Annotated[bool, typer.Option("--no-parse-special", help="treat special-token text as plain text")] = False,
     show_count: Annotated[bool, typer.Option("--show-count", help="print the number of tokens")] = False,
+    no_escape: Annotated[bool, typer.Option("--no-escape", help="do not process escapes (\\n, \\t, ...) in the text")] = False,
 ) -> None:
     """Print the tokens of a text, like llama-tokenize. Works on vocab-only GGUF files."""
+    from llamatp.generate import print_token_pieces
     from llamatp.gguf_file import GGUFFile
     from llamatp.tokenizer import Tokenizer
 
     text = read_prompt(prompt, file)
+    text = text if no_escape else process_escapes(text)
     tokenizer = Tokenizer.from_metadata(GGUFFile(resolve_model(model)).metadata)
     tokens = tokenizer.encode(text, add_special=not no_bos, parse_special=not no_parse_special)
     if ids:
         print(f"[{', '.join(str(t) for t in tokens)}]")
     else:
-        for t in tokens:
-            print(f"{t:6d} -> '{tokenizer.token_text(t)}'")
+        print_token_pieces(tokens, tokenizer, sys.stdout)
     if show_count:
         print(f"Total number of tokens: {len(tokens)}")
 

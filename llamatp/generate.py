@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from typing import TextIO
 from dataclasses import dataclass
 
 from llamatp.chat import ChatSession
 from llamatp.errors import LlamatpError
+from llamatp.escapes import process_escapes
 from llamatp.launch import WorkerInfo
 from llamatp.runtime import ModelOptions, Runtime, open_runtime
 from llamatp.sampling import Sampler, SamplingParams
@@ -26,6 +28,7 @@ class RunOptions:
     system_prompt: str = ""
     verbose_prompt: bool = False
     verbose: bool = False
+    escape: bool = True  # process escapes in chat input, as in the prompt
 
 
 @dataclass
@@ -39,9 +42,9 @@ class Timings:
     sample_runs: int = 0
 
     def lines(self) -> list[str]:
-        p = "llamatp_perf_context_print:"
+        p = "llama_perf_context_print:"
         return [
-            "llamatp_perf_sampler_print:    sampling time = "
+            "llama_perf_sampler_print:    sampling time = "
             f"{self.sample_ms:10.2f} ms / {self.sample_runs:5d} runs   {_rate(self.sample_ms, self.sample_runs)}",
             f"{p}        load time = {self.load_ms:10.2f} ms",
             f"{p} prompt eval time = {self.prompt_ms:10.2f} ms / {self.prompt_tokens:5d} tokens "
@@ -66,13 +69,17 @@ class Generator:
         self.sampler = Sampler(sampling, tokenizer.vocab_size)
         self.history: list[int] = []
         self.logits = None
-        self.pending_eog: int | None = None  # the end-of-turn token a reply stopped on
+        # The last token sampled and not yet decoded (a reply's end-of-turn token, or the last of
+        # n_predict): the next turn's input starts with it.
+        self.pending: int | None = None
 
     @property
     def n_past(self) -> int:
         return len(self.history)
 
     def feed(self, tokens: list[int]) -> None:
+        if self.pending is not None:
+            tokens, self.pending = [self.pending] + tokens, None
         if self.n_past + len(tokens) > self.rt.plan.n_ctx:
             raise LlamatpError(
                 f"prompt is longer than the context ({self.n_past + len(tokens)} tokens > n_ctx "
@@ -93,14 +100,14 @@ class Generator:
             token = self.sampler.sample(self.logits[-1], self.history)
             self.timings.sample_ms += (time.perf_counter() - start) * 1000
             self.timings.sample_runs += 1
+            self.pending = token
             if self.tokenizer.is_eog(token):
-                self.pending_eog = token
                 return
-            self.pending_eog = None
             yield token
             produced += 1
-            if self.n_past >= self.rt.plan.n_ctx:
-                return
+            if produced == n_predict or self.n_past >= self.rt.plan.n_ctx:
+                return  # as llama.cpp does, the last token is not decoded until something follows it
+            self.pending = None
             start = time.perf_counter()
             self.logits = self.rt.engine.decode(token, self.n_past)
             self.rt.engine.synchronize()
@@ -156,15 +163,13 @@ def _converse(opts: RunOptions, rt: Runtime, tokenizer: Tokenizer, gen: Generato
     text = session.add("system", opts.system_prompt) if opts.system_prompt else ""
     user = opts.prompt or None
     while True:
-        if user is None:
+        while not user:  # an empty line adds no turn, as in llama.cpp
             user = rt.comm.broadcast_object(out.read_line() if rt.comm.is_first else None)
             if user is None:
                 return
+            user = process_escapes(user) if opts.escape else user
         text += session.add("user", user)
-        tokens = tokenizer.encode(text, add_special=first, parse_special=True)
-        if gen.pending_eog is not None:
-            tokens = [gen.pending_eog] + tokens
-        gen.feed(tokens)
+        gen.feed(tokenizer.encode(text, add_special=first, parse_special=True))
         first, text, user = False, "", None
         decoder, reply = StreamDecoder(tokenizer), []
         for token in gen.tokens(opts.n_predict):
@@ -199,6 +204,14 @@ class _Output:
             return
         print(f"\nmain: prompt: '{text}'", file=sys.stderr)
         print(f"main: number of tokens in prompt = {len(tokens)}", file=sys.stderr)
-        for t in tokens:
-            print(f"{t:6d} -> '{tokenizer.token_text(t)}'", file=sys.stderr)
+        print_token_pieces(tokens, tokenizer, sys.stderr)
         print("", file=sys.stderr)
+
+
+def print_token_pieces(tokens: list[int], tokenizer: Tokenizer, stream: TextIO) -> None:
+    """`   id -> 'piece'` lines as llama.cpp prints them: each token's bytes as it detokenizes them
+    (special tokens spelled out), written raw even where a token holds part of a character."""
+    stream.flush()
+    for t in tokens:
+        stream.buffer.write(f"{t:6d} -> '".encode() + tokenizer.token_to_piece(t, True) + b"'\n")
+    stream.buffer.flush()

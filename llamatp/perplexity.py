@@ -81,5 +81,5 @@ def perplexity_job(opts: PerplexityOptions, info: WorkerInfo) -> PerplexityResul
     variance = nll2 / count - mean * mean
     ppl = math.exp(mean)
     err = math.sqrt(variance / (count - 1)) * ppl if variance > 0 and count > 1 else 0.0
-    say(f"Final estimate: PPL = {ppl:.4f} +/- {err:.5f}")
+    say(f"Final estimate: PPL = {ppl:.4f} +/- {err:.5f}", file=sys.stderr)  # llama.cpp logs it to stderr
     return PerplexityResult(ppl, err, n_chunks)

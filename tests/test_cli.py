@@ -148,10 +148,10 @@ def test_conversation_mode_answers_each_line_of_stdin_through_the_chat_template(
     result = subprocess.run(
         [sys.executable, "-m", "llamatp", "run", "-m", str(smollm2_path), "-cnv", "-sys", "You are a helpful assistant.",
          "-n", "24", "--temp", "0", "-c", "256"],
-        input="What is the capital of France?\nAnd of Italy?\n", capture_output=True, text=True, timeout=300,
+        input="What is the capital of France?\n\nAnd of Italy?\n", capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    first, second = result.stdout.strip().splitlines()[:2]
+    first, second = result.stdout.strip().splitlines()  # the empty line adds no turn
     assert "Paris" in first and "Rome" in second  # the second turn sees the first
 
 
@@ -255,15 +255,42 @@ def test_tokenize_without_bos_matches_llama_cpp(vocab_dir: Path) -> None:
     expected = [int(t) for t in ids[texts.index("Hello world")].split()]  # llama.cpp's test-tokenizer-0 vectors
     result = llamatp("tokenize", "-m", vocab, "-p", "Hello world", "--no-bos")
     assert result.returncode == 0, result.stderr
+    assert expected == [9906, 1917]
+    assert result.stdout.splitlines() == ["  9906 -> 'Hello'", "  1917 -> ' world'"]  # pieces, as llama-tokenize prints
+
+
+def test_tokenize_processes_escapes_unless_told_not_to(vocab_dir: Path) -> None:
+    vocab = vocab_dir / "ggml-vocab-llama-bpe.gguf"
     tokenizer = Tokenizer.from_metadata(GGUFFile(vocab).metadata)
-    assert result.stdout.splitlines() == [f"{t:6d} -> '{tokenizer.token_text(t)}'" for t in expected]
+    escaped = llamatp("tokenize", "-m", vocab, "-p", "a\\nb", "--ids", "--no-bos")
+    kept = llamatp("tokenize", "-m", vocab, "-p", "a\\nb", "--ids", "--no-bos", "--no-escape")
+    newline, backslash_n = "a\nb", "a\\nb"
+    assert escaped.stdout == f"{tokenizer.encode(newline, add_special=False)}\n"
+    assert kept.stdout == f"{tokenizer.encode(backslash_n, add_special=False)}\n"
+
+
+def test_run_reads_a_prompt_file_less_its_last_newline_and_processes_escapes(
+    smollm2_path: Path, tmp_path: Path
+) -> None:
+    """As llama.cpp's -f and -e: 'Hello world' with or without the file's newline is 2 tokens,
+    and '\\n' in -p is a newline (198) unless --no-escape."""
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text("Hello world\n")
+    common = ("-n", "0", "-c", "64", "--verbose-prompt", "--no-display-prompt")
+    from_file = llamatp("run", "-m", smollm2_path, "-f", prompt_file, *common)
+    escaped = llamatp("run", "-m", smollm2_path, "-p", "Hello\\nworld", *common)
+    kept = llamatp("run", "-m", smollm2_path, "-p", "Hello\\nworld", "--no-escape", *common)
+    assert "number of tokens in prompt = 2" in from_file.stderr, from_file.stderr
+    assert "   198 -> '\n'" in escaped.stderr, escaped.stderr
+    assert "   198 -> " not in kept.stderr and "-> '\\'" in kept.stderr, kept.stderr
 
 
 def test_perplexity_of_english_prose(smollm2_path: Path, files: dict[str, Path]) -> None:
     result = llamatp("perplexity", "-m", smollm2_path, "-f", files["prose"], "-c", "128", "--chunks", "2")
     assert result.returncode == 0, result.stderr
-    match = re.search(r"^Final estimate: PPL = ([\d.]+) \+/- ([\d.]+)$", result.stdout, re.MULTILINE)
-    assert match, result.stdout
+    assert re.fullmatch(r"\[1\][\d.]+,\[2\][\d.]+,\n", result.stdout), result.stdout  # the chunks; the rest is a log
+    match = re.search(r"^Final estimate: PPL = ([\d.]+) \+/- ([\d.]+)$", result.stderr, re.MULTILINE)
+    assert match, result.stderr
     ppl, err = float(match[1]), float(match[2])
     assert 1 < ppl < 100  # a small instruct model on plain English; uniform guessing would be 49152
     assert 0 < err < ppl
