@@ -497,13 +497,14 @@ _MD_COLUMNS: dict[str, tuple[str, int]] = {
     "n_gpu_layers": ("ngl", 3), "n_threads": ("threads", 7), "n_batch": ("n_batch", 7),
     "n_ubatch": ("n_ubatch", 8), "main_gpu": ("main_gpu", 10), "split_mode": ("sm", 6),
     "tensor_split": ("ts", -12), "type_k": ("type_k", 6), "type_v": ("type_v", 6), "test": ("test", 15), "t/s": ("t/s", 20),
-    "devices": ("devices", -12), "peak_mem": ("peak mem", 16), "weights": ("weights GB/s", 12),
+    "devices": ("dev", -12), "peak_mem": ("peak mem", 16), "weights": ("weights GB/s", 12),
 }
 
 
 def markdown_columns(params: BenchParams, tests: Sequence[BenchTest]) -> list[str]:
     """llama-bench's choice: ngl on GPU backends, threads on the CPU, other parameters only
-    when not at their defaults; then llamatp's devices, peak memory and weight bandwidth."""
+    when not at their defaults; then the devices, and llamatp's peak memory and weight
+    bandwidth; last, as in llama-bench, the test and t/s."""
     defaults = BenchParams(models=())
     columns = ["model", "size", "params", "backend"]
     if any(t.devices[0] != "cpu" for t in tests):
@@ -513,7 +514,7 @@ def markdown_columns(params: BenchParams, tests: Sequence[BenchTest]) -> list[st
     for field in ("n_batch", "n_ubatch", "type_k", "type_v", "main_gpu", "split_mode", "tensor_split"):
         if getattr(params, field) != getattr(defaults, field):
             columns.append(field)
-    return columns + ["test", "t/s", "devices", "peak_mem", "weights"]
+    return columns + ["devices", "peak_mem", "weights", "test", "t/s"]
 
 
 def _markdown_cell(column: str, r: dict[str, Any], test_name: str) -> str:

@@ -208,20 +208,20 @@ def table(markdown: str) -> list[list[str]]:
             if line.startswith("|")]
 
 
-def test_markdown_has_llama_benchs_columns_then_ours(tiny_model: str) -> None:
+def test_markdown_has_llama_benchs_columns_with_ours_before_the_test_and_t_s_last(tiny_model: str) -> None:
     params = flags(models=[tiny_model], n_prompt=["16"], n_gen=["4"], n_pg=["8,2"], n_depth=["0,8"],
                    split_mode=["none"], n_ubatch=["256"])
     header, rule, *rows = table(bench_output(params))
     # CPU backend: threads instead of ngl; n_ubatch and sm shown because they are not the defaults
-    assert header == ["model", "size", "params", "backend", "threads", "n_ubatch", "sm", "test", "t/s",
-                      "devices", "peak mem", "weights GB/s"]
+    assert header == ["model", "size", "params", "backend", "threads", "n_ubatch", "sm", "dev", "peak mem",
+                      "weights GB/s", "test", "t/s"]
     assert all(set(cell) <= set("-:") for cell in rule)
     tests = [row[header.index("test")] for row in rows]
     assert tests == ["pp16", "tg4", "pp8+tg2", "pp16 @ d8", "tg4 @ d8", "pp8+tg2 @ d8"]
     for row in rows:
         mean, spread = row[header.index("t/s")].split(" ± ")
         assert float(mean) > 0 and float(spread) >= 0
-        assert row[header.index("backend")] == "CPU" and row[header.index("devices")] == "CPU"
+        assert row[header.index("backend")] == "CPU" and row[header.index("dev")] == "CPU"
         assert row[header.index("peak mem")].endswith(" GiB")
         assert (row[header.index("weights GB/s")] == "") == (not row[header.index("test")].startswith("tg"))
 
@@ -229,7 +229,7 @@ def test_markdown_has_llama_benchs_columns_then_ours(tiny_model: str) -> None:
 def test_kv_cache_types_are_columns_once_given(tiny_model: str) -> None:
     params = flags(models=[tiny_model], n_prompt=["8"], n_gen=["2"], type_k=["f32,q8_0"], type_v=["q8_0"])
     header, _, *rows = table(bench_output(params))
-    assert header[header.index("backend") + 2 : header.index("test")] == ["type_k", "type_v"]
+    assert header[header.index("backend") + 2 : header.index("dev")] == ["type_k", "type_v"]
     assert [(row[header.index("type_k")], row[header.index("type_v")]) for row in rows] == [
         ("f32", "q8_0"), ("f32", "q8_0"), ("q8_0", "q8_0"), ("q8_0", "q8_0")]
 
