@@ -253,16 +253,19 @@ def run(
     text = process_escapes(text) if escape else text
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
                             gpu_layers, cache_type_k, cache_type_v)
-    if dry_run or verbose:
+    from llamatp.runtime import check_host_memory
+
+    if dry_run or verbose:  # the plan printed is the one checked, the host's memory included
         plan, free = print_plan(options)
         from llamatp.plan import check_fits
 
         check_fits(plan, free)
         if dry_run:
             return
+    else:
+        check_host_memory(options)
     from llamatp.generate import RunOptions, run_job
     from llamatp.launch import launch
-    from llamatp.runtime import check_host_memory
     from llamatp.sampling import SamplingParams
 
     sampling = SamplingParams(
@@ -276,7 +279,6 @@ def run(
         escape=escape,
         verbose_prompt=verbose_prompt, verbose=verbose,
     )
-    check_host_memory(options)
     launch(functools.partial(run_job, job), list(options.devices), rank0_here=True)
 
 
@@ -328,9 +330,8 @@ def tokenize(
     no_escape: Annotated[bool, typer.Option("--no-escape", help="do not process escapes (\\n, \\t, ...) in the text")] = False,
 ) -> None:
     """Print the tokens of a text, like llama-tokenize. Works on vocab-only GGUF files."""
-    from llamatp.generate import print_token_pieces
     from llamatp.gguf_file import GGUFFile
-    from llamatp.tokenizer import Tokenizer
+    from llamatp.tokenizer import Tokenizer, print_token_pieces
 
     text = read_prompt(prompt, file)
     text = text if no_escape else process_escapes(text)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from typing import TextIO
 from dataclasses import dataclass
 
 from llamatp.chat import ChatSession
@@ -14,7 +13,7 @@ from llamatp.escapes import process_escapes
 from llamatp.launch import WorkerInfo
 from llamatp.runtime import ModelOptions, Runtime, open_runtime
 from llamatp.sampling import Sampler, SamplingParams
-from llamatp.tokenizer import StreamDecoder, Tokenizer
+from llamatp.tokenizer import StreamDecoder, Tokenizer, print_token_pieces
 
 
 @dataclass(frozen=True)
@@ -100,14 +99,14 @@ class Generator:
             token = self.sampler.sample(self.logits[-1], self.history)
             self.timings.sample_ms += (time.perf_counter() - start) * 1000
             self.timings.sample_runs += 1
-            self.pending = token
             if self.tokenizer.is_eog(token):
+                self.pending = token
                 return
             yield token
             produced += 1
             if produced == n_predict or self.n_past >= self.rt.plan.n_ctx:
-                return  # as llama.cpp does, the last token is not decoded until something follows it
-            self.pending = None
+                self.pending = token  # as llama.cpp does: decoded only once something follows it
+                return
             start = time.perf_counter()
             self.logits = self.rt.engine.decode(token, self.n_past)
             self.rt.engine.synchronize()
@@ -206,12 +205,3 @@ class _Output:
         print(f"main: number of tokens in prompt = {len(tokens)}", file=sys.stderr)
         print_token_pieces(tokens, tokenizer, sys.stderr)
         print("", file=sys.stderr)
-
-
-def print_token_pieces(tokens: list[int], tokenizer: Tokenizer, stream: TextIO) -> None:
-    """`   id -> 'piece'` lines as llama.cpp prints them: each token's bytes as it detokenizes them
-    (special tokens spelled out), written raw even where a token holds part of a character."""
-    stream.flush()
-    for t in tokens:
-        stream.buffer.write(f"{t:6d} -> '".encode() + tokenizer.token_to_piece(t, True) + b"'\n")
-    stream.buffer.flush()

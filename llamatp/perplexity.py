@@ -42,8 +42,6 @@ def perplexity_job(opts: PerplexityOptions, info: WorkerInfo) -> PerplexityResul
     tokenizer = Tokenizer.from_metadata(rt.gguf.metadata)
     tokens = tokenizer.encode(opts.text, add_special=True, parse_special=False)
     n_ctx = rt.plan.n_ctx
-    if n_ctx < MIN_CONTEXT:
-        raise LlamatpError(f"perplexity needs a context of at least {MIN_CONTEXT} tokens, the model's is {n_ctx}")
     if len(tokens) < 2 * n_ctx:
         raise LlamatpError(
             f"you need at least {2 * n_ctx} tokens to evaluate perplexity with a context of {n_ctx}; "

@@ -6,7 +6,7 @@ import codecs
 from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from llamatp.errors import LlamatpError
 from llamatp.gguf_file import GGUFFile
@@ -354,3 +354,12 @@ def _clean_spaces(text: bytes) -> bytes:
                 third.pop()
         third.append(x)
     return bytes(third)
+
+
+def print_token_pieces(tokens: list[int], tokenizer: Tokenizer, stream: TextIO) -> None:
+    """`   id -> 'piece'` lines as llama.cpp prints them: each token's bytes as it detokenizes them
+    (special tokens spelled out), written raw even where a token holds part of a character."""
+    stream.flush()
+    for t in tokens:
+        stream.buffer.write(f"{t:6d} -> '".encode() + tokenizer.token_to_piece(t, True) + b"'\n")
+    stream.buffer.flush()
