@@ -46,8 +46,8 @@ Device = Annotated[Optional[str], typer.Option("-dev", "--device", help="devices
 SplitModeOpt = Annotated[str, typer.Option("-sm", "--split-mode", help="none, layer or tensor")]
 TensorSplit = Annotated[Optional[str], typer.Option("-ts", "--tensor-split", help="share of each device, e.g. 3,1")]
 MainGpu = Annotated[int, typer.Option("-mg", "--main-gpu", help="device index used with -sm none")]
-CacheTypeK = Annotated[Optional[str], typer.Option("-ctk", "--cache-type-k", help="KV cache type for K: f32, f16, bf16 or q8_0 (default: the compute type, bf16 on GPUs, f32 on the CPU)")]
-CacheTypeV = Annotated[Optional[str], typer.Option("-ctv", "--cache-type-v", help="KV cache type for V: f32, f16, bf16 or q8_0 (default: the compute type)")]
+CacheTypeK = Annotated[Optional[str], typer.Option("-ctk", "--cache-type-k", help="KV cache type for K: f32, f16, bf16, q8_0 or q4_0 (default: the compute type, bf16 on GPUs, f32 on the CPU)")]
+CacheTypeV = Annotated[Optional[str], typer.Option("-ctv", "--cache-type-v", help="KV cache type for V: f32, f16, bf16, q8_0 or q4_0 (default: the compute type)")]
 Escape = Annotated[bool, typer.Option("-e/--no-escape", "--escape", help="process escapes in the prompt (\\n, \\t, \\xHH, ...)")]
 GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
 
@@ -384,7 +384,7 @@ def bench(
     split_mode: Annotated[Optional[list[str]], typer.Option("-sm", "--split-mode", help="none, layer, tensor; comma list (default: layer)")] = None,
     main_gpu: Annotated[Optional[list[str]], typer.Option("-mg", "--main-gpu", help="device index used with -sm none (default: 0)")] = None,
     tensor_split: Annotated[Optional[list[str]], typer.Option("-ts", "--tensor-split", help="shares: '/' between devices, ',' between tests, e.g. 3/1,1/1")] = None,
-    cache_type_k: Annotated[Optional[list[str]], typer.Option("-ctk", "--cache-type-k", help="KV cache types for K: f32, f16, bf16, q8_0 (default: the compute type)")] = None,
+    cache_type_k: Annotated[Optional[list[str]], typer.Option("-ctk", "--cache-type-k", help="KV cache types for K: f32, f16, bf16, q8_0, q4_0 (default: the compute type)")] = None,
     cache_type_v: Annotated[Optional[list[str]], typer.Option("-ctv", "--cache-type-v", help="KV cache types for V (default: the compute type)")] = None,
     device: Device = None,
     repetitions: Annotated[int, typer.Option("-r", "--repetitions", help="times to repeat each test")] = 5,

@@ -5,7 +5,7 @@ still costs a couple of microseconds, so a layer of ~45 unfused kernels spends m
 launching than computing. These fuse the chains into one kernel each:
 - `add_rms_norm`: residual add + RMSNorm (the norm alone when there is no residual),
 - `rope_store_kv`: RoPE on q and k (the angles computed in the kernel from the positions),
-  and the write of k and v into the cache (rounded to q8_0 where the cache holds that type),
+  and the write of k and v into the cache (rounded to q8_0 or q4_0 where the cache holds that),
 - `gated_act`: SiLU or GELU(tanh) of the gate times the up projection.
 The torch versions run on CPU and define what the kernels must compute. The norm, the
 activation and the attention merge feed GEMVs: given a `QuantizedRows` (`rounded`), they
@@ -131,7 +131,7 @@ def rope_torch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, neox: bool
 def rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_freq: torch.Tensor, neox: bool,
                   k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor) -> torch.Tensor:
     """Rotate q and k by the angles pos * inv_freq; store k and v at `pos` in the caches
-    (rounded to q8_0 where they hold it).
+    (rounded to q8_0 or q4_0 where they hold that).
 
     q: [T, q_heads, head_dim]; k, v: [T, kv_heads, head_dim]; inv_freq: [head_dim / 2] float32.
     Returns the rotated q.
@@ -157,8 +157,8 @@ def rope_store_kv_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_
     _rope_store_kernel[(T, n_q + n_kv)](
         q, k, v, inv_freq, q_out, *_cache_args(k_cache), *_cache_args(v_cache), pos,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        *_cache_strides(k_cache, v_cache), n_q, HALF=hd // 2, NEOX=neox,
-        K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None, **early_launch_args(q.device),
+        *_cache_strides(k_cache), *_cache_strides(v_cache), n_q, HALF=hd // 2, NEOX=neox,
+        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache), **early_launch_args(q.device),
     )
     return q_out
 
@@ -168,19 +168,24 @@ def _cache_args(cache: CacheTensor) -> tuple[torch.Tensor, torch.Tensor]:
     return cache.data, cache.scale if cache.scale is not None else cache.data
 
 
-def _cache_strides(k_cache: CacheTensor, v_cache: CacheTensor) -> tuple[int, int, int, int]:
-    """Strides of heads and positions in values and in scales, which K and V share."""
-    scale = next((c.scale for c in (k_cache, v_cache) if c.scale is not None), k_cache.data)
-    return k_cache.data.stride(0), k_cache.data.stride(1), scale.stride(0), scale.stride(1)
+def _cache_strides(cache: CacheTensor) -> tuple[int, int, int, int]:
+    """Strides of heads and positions in values (bytes, for codes) and in scales."""
+    scale = cache.scale if cache.scale is not None else cache.data
+    return cache.data.stride(0), cache.data.stride(1), scale.stride(0), scale.stride(1)
+
+
+def _codes(cache: CacheTensor) -> str:
+    """What a kernel reads or writes: "float" values, or "q8_0" or "q4_0" codes."""
+    return "float" if cache.scale is None else cache.type
 
 
 if triton is not None:
 
     @triton.jit
     def _rope_store_kernel(q_ptr, k_ptr, v_ptr, inv_freq_ptr, q_out_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, pos_ptr,
-                           q_s0, q_s1, k_s0, k_s1, v_s0, v_s1, c_s0, c_s1, s_s0, s_s1, n_q,
-                           HALF: tl.constexpr, NEOX: tl.constexpr, K_Q8: tl.constexpr, V_Q8: tl.constexpr,
-                           EARLY: tl.constexpr):
+                           q_s0, q_s1, k_s0, k_s1, v_s0, v_s1, kc_s0, kc_s1, ks_s0, ks_s1,
+                           vc_s0, vc_s1, vs_s0, vs_s1, n_q, HALF: tl.constexpr, NEOX: tl.constexpr,
+                           K_CODES: tl.constexpr, V_CODES: tl.constexpr, EARLY: tl.constexpr):
         wait_for_inputs(EARLY)
         t = tl.program_id(0)
         head = tl.program_id(1)
@@ -212,9 +217,9 @@ if triton is not None:
             x_partner = tl.load(base + partner).to(tl.float32)
             angle_cos, angle_sin = _rope_angles(p, inv_freq_ptr, pair)
             key = x * angle_cos + sign * x_partner * angle_sin
-            _store_cache_row(kc_ptr, ks_ptr, kv * c_s0 + p * c_s1, kv * s_s0 + p * s_s1, key, K_Q8)
+            _store_cache_row(kc_ptr, ks_ptr, kv * kc_s0 + p * kc_s1, kv * ks_s0 + p * ks_s1, key, K_CODES)
             value = tl.load(v_ptr + t * v_s0 + kv * v_s1 + j)
-            _store_cache_row(vc_ptr, vs_ptr, kv * c_s0 + p * c_s1, kv * s_s0 + p * s_s1, value, V_Q8)
+            _store_cache_row(vc_ptr, vs_ptr, kv * vc_s0 + p * vc_s1, kv * vs_s0 + p * vs_s1, value, V_CODES)
 
     @triton.jit
     def _rope_angles(p, inv_freq_ptr, pair):
@@ -223,33 +228,54 @@ if triton is not None:
         return tl.cos(angle), tl.sin(angle)
 
     @triton.jit
-    def _store_cache_row(data_ptr, scale_ptr, at, scale_at, values, Q8: tl.constexpr):
-        """One head's values at one position: as they are, or as q8_0 codes and scales."""
+    def _store_cache_row(data_ptr, scale_ptr, at, scale_at, values, CODES: tl.constexpr):
+        """One head's values at one position: as they are, or as q8_0 or q4_0 codes and scales
+        (q4_0 eight codes a word, placed as `kv_cache.Q4_SHIFTS` says)."""
         D: tl.constexpr = values.shape[0]
-        if Q8:
+        if CODES == "q8_0":
             codes, scales = round_q8_blocks(tl.reshape(values.to(tl.float32), [D // 32, 32]))
             tl.store(data_ptr + at + tl.arange(0, D), tl.reshape(codes, [D]).to(tl.int8))
+            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales.to(scale_ptr.dtype.element_ty))
+        elif CODES == "q4_0":
+            codes, scales = _round_q4_blocks(tl.reshape(values.to(tl.float32), [D // 32, 32]))
+            e = tl.arange(0, 8)[None, :]
+            words = tl.sum(tl.reshape(codes, [D // 8, 8]) << (4 * (e // 2) + 16 * (e % 2)), axis=1)
+            tl.store(data_ptr.to(tl.pointer_type(tl.int32)) + at // 4 + tl.arange(0, D // 8), words)
             tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales.to(scale_ptr.dtype.element_ty))
         else:
             tl.store(data_ptr + at + tl.arange(0, D), values.to(data_ptr.dtype.element_ty))
 
     @triton.jit
+    def _round_q4_blocks(x):
+        """Blocks of 32 values, x [B, 32] float32, as `kv_cache.quantize_q4_0` rounds them:
+        codes (int32, 0..15) and one scale d each."""
+        first = tl.argmax(tl.abs(x), axis=1, tie_break_left=True)
+        peak = tl.sum(tl.where(tl.arange(0, 32)[None, :] == first[:, None], x, 0.0), axis=1)
+        d = peak / -8.0
+        inverse = tl.where(d != 0, 1.0 / tl.where(d != 0, d, 1.0), 0.0)
+        return tl.minimum((x * inverse[:, None] + 8.5).to(tl.int32), 15), d
+
+    @triton.jit
     def _load_cache_block(data_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid,
-                          Q8: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr, EMULATE: tl.constexpr):
-        """The cache of one head at positions n as [positions, HEAD_DIM] values of DTYPE. q8_0
-        codes are read as int32 words of four (Triton then moves them to the tensor cores'
-        layout as 16-bit values, not byte by byte) and come out as f16."""
+                          CODES: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr, EMULATE: tl.constexpr):
+        """The cache of one head at positions n as [positions, HEAD_DIM] values of DTYPE. Codes
+        are read as int32 words (four q8_0 codes or eight q4_0 ones; Triton then moves them to
+        the tensor cores' layout as 16-bit values, not byte by byte) and come out as f16."""
         rows = n[:, None]
-        if Q8:
-            W: tl.constexpr = HEAD_DIM // 4
+        if CODES != "float":
+            PER_WORD: tl.constexpr = 4 if CODES == "q8_0" else 8
+            W: tl.constexpr = HEAD_DIM // PER_WORD
             words_ptr = data_ptr.to(tl.pointer_type(tl.int32))
             words = tl.load(words_ptr + (head_at + rows * c_s1) // 4 + tl.arange(0, W)[None, :],
                             mask=valid[:, None], other=0)
             blocks = tl.arange(0, HEAD_DIM // 32)[None, :]
             scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=valid[:, None], other=0.0)
-            per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [n.shape[0], HEAD_DIM // 32, 8]),
+            per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [n.shape[0], HEAD_DIM // 32, 32 // PER_WORD]),
                                   [n.shape[0], W])
-            return _q8_words_f16(words, per_word, EMULATE)
+            if CODES == "q8_0":
+                return _q8_words_f16(words, per_word, EMULATE)
+            else:
+                return _q4_words_f16(words, per_word, EMULATE)
         else:
             values = tl.load(data_ptr + head_at + rows * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
                              mask=valid[:, None], other=0)
@@ -288,6 +314,54 @@ if triton is not None:
                 dtype=(tl.float16, tl.float16, tl.float16, tl.float16), is_pure=True, pack=1)
         # join(join(b0, b2), join(b1, b3))[r, c, i, j] is b(2i + j): the codes in memory order
         return tl.reshape(tl.join(tl.join(b0, b2), tl.join(b1, b3)), [words.shape[0], 4 * words.shape[1]])
+
+    @triton.jit
+    def _q4_words_f16(words, scales, EMULATE: tl.constexpr):
+        """int32 words [rows, cols] of eight q4_0 codes times their f16 scales [rows, cols], as
+        f16 [rows, 8 * cols], each product rounded once. Codes 2k and 2k + 1 sit at bits 4k and
+        16 + 4k: the word shifted by 4k, masked and or-ed with 0x6400 in each half, is the f16
+        pair 1024 + code, from which an exact subtraction of 1032 leaves code - 8."""
+        if EMULATE:  # Triton's interpreter runs no PTX
+            f = scales.to(tl.float32)
+            c0 = ((((words >> 0) & 0xF) - 8).to(tl.float32) * f).to(tl.float16)
+            c1 = ((((words >> 16) & 0xF) - 8).to(tl.float32) * f).to(tl.float16)
+            c2 = ((((words >> 4) & 0xF) - 8).to(tl.float32) * f).to(tl.float16)
+            c3 = ((((words >> 20) & 0xF) - 8).to(tl.float32) * f).to(tl.float16)
+            c4 = ((((words >> 8) & 0xF) - 8).to(tl.float32) * f).to(tl.float16)
+            c5 = ((((words >> 24) & 0xF) - 8).to(tl.float32) * f).to(tl.float16)
+            c6 = ((((words >> 12) & 0xF) - 8).to(tl.float32) * f).to(tl.float16)
+            c7 = ((((words >> 28) & 0xF) - 8).to(tl.float32) * f).to(tl.float16)
+        else:
+            c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
+                """{
+                .reg .b32 t, magic, s2;
+                mov.b32 magic, 0x64086408;
+                mov.b32 s2, {$9, $9};
+                lop3.b32 t, $8, 0x000F000F, 0x64006400, 0xEA;
+                sub.rn.f16x2 t, t, magic;
+                mul.rn.f16x2 t, t, s2;
+                mov.b32 {$0, $1}, t;
+                shr.u32 t, $8, 4;
+                lop3.b32 t, t, 0x000F000F, 0x64006400, 0xEA;
+                sub.rn.f16x2 t, t, magic;
+                mul.rn.f16x2 t, t, s2;
+                mov.b32 {$2, $3}, t;
+                shr.u32 t, $8, 8;
+                lop3.b32 t, t, 0x000F000F, 0x64006400, 0xEA;
+                sub.rn.f16x2 t, t, magic;
+                mul.rn.f16x2 t, t, s2;
+                mov.b32 {$4, $5}, t;
+                shr.u32 t, $8, 12;
+                lop3.b32 t, t, 0x000F000F, 0x64006400, 0xEA;
+                sub.rn.f16x2 t, t, magic;
+                mul.rn.f16x2 t, t, s2;
+                mov.b32 {$6, $7}, t;
+                }""",
+                "=h,=h,=h,=h,=h,=h,=h,=h,r,h", [words, scales.to(tl.float16)],
+                dtype=(tl.float16,) * 8, is_pure=True, pack=1)
+        # The outermost join makes the innermost index: [r, c, a, b, i] is c(4a + 2b + i).
+        codes = tl.join(tl.join(tl.join(c0, c4), tl.join(c2, c6)), tl.join(tl.join(c1, c5), tl.join(c3, c7)))
+        return tl.reshape(codes, [words.shape[0], 8 * words.shape[1]])
 
 
 # --- gated activation ------------------------------------------------------------------
@@ -384,12 +458,14 @@ class AttentionTiling:
 # hide the loads' latency instead. Float: 128 keys a step were 2% faster at depth 8192 but 12%
 # slower at depth 64, where most steps run.
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
-                  "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)}
+                  "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1),
+                  "q4_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
-    quantized = k_cache.scale is not None or v_cache.scale is not None
-    return DECODE_TILINGS["q8_0" if quantized else "float"]
+    """The tiling of K's codes where K holds codes, else of V's."""
+    codes = next((c for c in (_codes(k_cache), _codes(v_cache)) if c != "float"), "float")
+    return DECODE_TILINGS[codes]
 
 
 def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
@@ -399,7 +475,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
     is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
     multiprocessor busy at any depth, within one CUDA graph. A float cache is multiplied in
-    its own type, a q8_0 one in f16."""
+    its own type, codes in f16."""
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
     tiling = tiling or decode_tiling(k_cache, v_cache)
@@ -411,8 +487,8 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
     _decode_attention_chunk[(n_kv, n_chunks)](
         q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
-        scale * 1.4426950408889634, *_cache_strides(k_cache, v_cache),
-        K_Q8=k_cache.scale is not None, V_Q8=v_cache.scale is not None,
+        scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
+        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
@@ -436,8 +512,9 @@ if triton is not None:
 
     @triton.jit
     def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group,
-                                window, scale_log2, c_s0, c_s1, s_s0, s_s1,
-                                K_Q8: tl.constexpr, V_Q8: tl.constexpr, K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr,
+                                window, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
+                                K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
+                                V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
                                 EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
@@ -455,19 +532,20 @@ if triton is not None:
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
         q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
-        if K_Q8:  # scaled before it is rounded to f16, so that large queries stay in its range
+        if K_CODES != "float":  # scaled before it is rounded to f16, so that large queries stay in its range
             q = q.to(tl.float32) * scale_log2
             scale_log2 = 1.0
         q = q.to(K_DTYPE)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
-        at, scale_at = kv * c_s0, kv * s_s0  # this head's first key, and its first scales
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
-            k = _load_cache_block(k_ptr, ks_ptr, at, scale_at, n, c_s1, s_s1, valid, K_Q8, K_DTYPE, HEAD_DIM, EMULATE)
-            v = _load_cache_block(v_ptr, vs_ptr, at, scale_at, n, c_s1, s_s1, valid, V_Q8, V_DTYPE, HEAD_DIM, EMULATE)
+            k = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
+                                  K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
+            v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
+                                  V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
             m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
         kept = g < group

@@ -1,9 +1,10 @@
-"""The KV cache: keys and values of this rank's layers and KV heads, in a float type or in q8_0.
+"""The KV cache: keys and values of this rank's layers and KV heads, in a float type, q8_0 or q4_0.
 
-The types are llama.cpp's `-ctk`/`-ctv` names. q8_0 keeps each run of 32 values of a head as
-8-bit codes with one f16 scale, as llama.cpp's q8_0 blocks do: 34 bytes per 32 values, a
-little over half of a 16-bit cache, so that a decode step deep into the context reads about
-half the bytes. Values are rounded once, when they are stored; attention reads the codes.
+The types are llama.cpp's `-ctk`/`-ctv` names, rounded as llama.cpp rounds its blocks. q8_0
+keeps each run of 32 values of a head as 8-bit codes with one f16 scale (34 bytes per 32
+values, a little over half of a 16-bit cache); q4_0 as 4-bit codes with one f16 scale (18
+bytes, a little over a quarter). A decode step deep into the context reads that many fewer
+bytes. Values are rounded once, when they are stored; attention reads the codes.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
-from llamatp.cache_types import Q8_BLOCK
+from llamatp.cache_types import QUANT_BLOCK
 
 FLOAT_TYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+# Where each of eight consecutive q4_0 codes sits in its 32-bit word: codes 2k and 2k + 1 at
+# bits 4k and 16 + 4k, so that one mask of the word shifted by 4k puts both in the low bits of
+# the two halves of an f16 pair (see `kernels._q4_words_f16`).
+Q4_SHIFTS = (0, 16, 4, 20, 8, 24, 12, 28)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -24,7 +29,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 def quantize_q8_0(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes (int8, x's shape) and scales (f16, one per 32 values of the last dimension):
     the largest magnitude of a block maps to 127, the rest round to the nearest step."""
-    blocks = x.float().unflatten(-1, (-1, Q8_BLOCK))
+    blocks = x.float().unflatten(-1, (-1, QUANT_BLOCK))
     amax = blocks.abs().amax(-1)
     inverse = torch.where(amax > 0, 127.0 / torch.where(amax > 0, amax, 1.0), 0.0)
     codes = torch.round(blocks * inverse[..., None]).to(torch.int8).flatten(-2)
@@ -32,17 +37,59 @@ def quantize_q8_0(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def dequantize_q8_0(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    return (codes.unflatten(-1, (-1, Q8_BLOCK)).float() * scales.float()[..., None]).flatten(-2)
+    return (codes.unflatten(-1, (-1, QUANT_BLOCK)).float() * scales.float()[..., None]).flatten(-2)
+
+
+def quantize_q4_0(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed codes (uint8, half of x's last dimension) and scales (f16, one per 32 values), as
+    llama.cpp rounds q4_0: the value of largest magnitude (the first, on a tie) maps to code 0,
+    d = it / -8, and each value x to min(15, trunc(x / d + 8.5)), which stands for (code - 8) d."""
+    blocks = x.float().unflatten(-1, (-1, QUANT_BLOCK))
+    peak = blocks.gather(-1, blocks.abs().argmax(-1, keepdim=True)).squeeze(-1)
+    d = peak / -8.0
+    inverse = torch.where(d != 0, 1.0 / torch.where(d != 0, d, 1.0), 0.0)
+    codes = (blocks * inverse[..., None] + 8.5).to(torch.int32).clamp(max=15).flatten(-2)
+    return pack_q4(codes), d.to(torch.float16)
+
+
+def pack_q4(codes: torch.Tensor) -> torch.Tensor:
+    """Codes 0..15 (any integer type, last dimension a multiple of 8) as bytes, eight a word."""
+    shifts = torch.tensor(Q4_SHIFTS, dtype=torch.int32, device=codes.device)
+    words = (codes.unflatten(-1, (-1, 8)).to(torch.int32) << shifts).sum(-1, dtype=torch.int32)
+    return words.contiguous().view(torch.uint8)
+
+
+def unpack_q4(packed: torch.Tensor) -> torch.Tensor:
+    """The codes (int32) of `pack_q4`'s bytes."""
+    shifts = torch.tensor(Q4_SHIFTS, dtype=torch.int32, device=packed.device)
+    words = packed.contiguous().view(torch.int32)
+    return ((words[..., None] >> shifts) & 0xF).flatten(-2)
+
+
+def dequantize_q4_0(packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    codes = unpack_q4(packed).unflatten(-1, (-1, QUANT_BLOCK))
+    return ((codes - 8).float() * scales.float()[..., None]).flatten(-2)
+
+
+QUANTIZERS = {"q8_0": (quantize_q8_0, dequantize_q8_0), "q4_0": (quantize_q4_0, dequantize_q4_0)}
 
 
 @dataclass
 class CacheTensor:
     """K or V of one layer, [kv_heads, n_ctx, head_dim] (or of every layer, with a leading
-    dimension): `data` in a float type, or q8_0 codes (int8) with `scale` (f16), one per 32
-    values of the last dimension. `store` and `read` work on one layer's."""
+    dimension): `data` in a float type, or codes with `scale` (f16), one per 32 values of the
+    last dimension: q8_0 codes as int8, q4_0 codes packed two a byte (uint8, head_dim / 2).
+    `store` and `read` work on one layer's."""
 
     data: torch.Tensor
     scale: torch.Tensor | None = None
+
+    @property
+    def type(self) -> str:
+        """llama.cpp's name of what it holds."""
+        if self.scale is None:
+            return dtype_name(self.data.dtype)
+        return "q8_0" if self.data.dtype == torch.int8 else "q4_0"
 
     def of_layer(self, i: int) -> CacheTensor:
         """Layer i of a cache of every layer (views)."""
@@ -54,7 +101,7 @@ class CacheTensor:
         if self.scale is None:
             self.data.index_copy_(1, pos, x.to(self.data.dtype))
             return
-        codes, scales = quantize_q8_0(x)
+        codes, scales = QUANTIZERS[self.type][0](x)
         self.data.index_copy_(1, pos, codes)
         self.scale.index_copy_(1, pos, scales)
 
@@ -62,11 +109,11 @@ class CacheTensor:
         """The first n positions as `dtype` (a view where the cache holds that type)."""
         if self.scale is None:
             return self.data[:, :n].to(dtype)
-        return dequantize_q8_0(self.data[:, :n], self.scale[:, :n]).to(dtype)
+        return QUANTIZERS[self.type][1](self.data[:, :n], self.scale[:, :n]).to(dtype)
 
     @property
     def values_dtype(self) -> torch.dtype:
-        """The type the decode kernel multiplies these values in: their own, f16 for q8_0."""
+        """The type the decode kernel multiplies these values in: their own, f16 for codes."""
         return torch.float16 if self.scale is not None else self.data.dtype
 
 
@@ -93,7 +140,7 @@ class CacheSpec:
 
 class KVCache:
     """Keys and values of n_ctx positions: `k` and `v` hold every layer
-    ([layers, kv_heads, n_ctx, head_dim], scales [..., head_dim / 32] for q8_0); `layer(i)`
+    ([layers, kv_heads, n_ctx, head_dim], scales [..., head_dim / 32] for codes); `layer(i)`
     hands out one layer's views."""
 
     def __init__(self, spec: CacheSpec, n_ctx: int) -> None:
@@ -106,7 +153,9 @@ class KVCache:
     def _allocate(self, cache_type: str) -> CacheTensor:
         spec = self.spec
         shape = (spec.n_layers, spec.n_kv_heads, self.n_ctx, spec.head_dim)
-        if cache_type != "q8_0":
+        if cache_type in FLOAT_TYPES:
             return CacheTensor(torch.zeros(shape, dtype=FLOAT_TYPES[cache_type], device=spec.device))
-        return CacheTensor(torch.zeros(shape, dtype=torch.int8, device=spec.device),
-                           torch.zeros(*shape[:-1], spec.head_dim // Q8_BLOCK, dtype=torch.float16, device=spec.device))
+        codes = (torch.zeros(shape, dtype=torch.int8, device=spec.device) if cache_type == "q8_0" else
+                 torch.zeros(*shape[:-1], spec.head_dim // 2, dtype=torch.uint8, device=spec.device))
+        return CacheTensor(codes, torch.zeros(*shape[:-1], spec.head_dim // QUANT_BLOCK, dtype=torch.float16,
+                                              device=spec.device))

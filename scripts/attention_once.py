@@ -3,7 +3,7 @@
     ncu --kernel-name _decode_attention_chunk --launch-skip 2 --launch-count 1 \\
         python scripts/attention_once.py q8_0 8192 8 4 [128,2,4,1]
 
-Arguments: cache type (bf16, q8_0, or K/V as q8_0/bf16), depth, KV heads, query heads per KV
+Arguments: cache type (bf16, q8_0, q4_0, or K/V as q8_0/bf16), depth, KV heads, query heads per KV
 head, and optionally a tiling (block_n,programs_per_sm,num_warps,num_stages).
 """
 

@@ -1,12 +1,12 @@
-"""Benchmark the decode attention kernel on a CUDA GPU, with a 16-bit and a q8_0 KV cache.
+"""Benchmark the decode attention kernel on a CUDA GPU, with a 16-bit, a q8_0 and a q4_0 KV cache.
 
 For the query heads one GPU holds of Llama 3 8B (whole, and over 2 GPUs) and of 70B over
 4 GPUs, at a context depth of 8192:
 - checks `rope_store_kv` and `decode_attention` against their torch twins on the GPU, for
-  bf16 and q8_0 caches, and the kernel's conversion of q8_0 codes against its emulation, bit
-  for bit;
+  each cache type, and the kernel's conversion of q8_0 and q4_0 codes against its emulation,
+  bit for bit;
 - times `decode_attention` inside a CUDA graph, cycling through enough copies of the cache
-  to defeat the L2, and reports GB/s as bytes of K and V read (codes and scales for q8_0)
+  to defeat the L2, and reports GB/s as bytes of K and V read (codes and scales where quantized)
   per second, next to the device-to-device copy bandwidth (bytes read + written);
 - sets what the deeper cache adds to its time beside what it adds to a kernel that only reads
   the same bytes: how near attention comes to a plain read's rate.
@@ -16,7 +16,7 @@ For the query heads one GPU holds of Llama 3 8B (whole, and over 2 GPUs) and of 
 the five of least total time over the shapes and both depths, and the current one
 (`kernels.DECODE_TILINGS`).
 
-    python scripts/bench_attention.py [--sweep [--grid num_warps=4,8 ...]] [--depth 8192] [--short 128] [--types bf16,q8_0]
+    python scripts/bench_attention.py [--sweep [--grid num_warps=4,8 ...]] [--depth 8192] [--short 128] [--types bf16,q8_0,q4_0]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import triton.language as tl
 from bench_gemv import copies_to_defeat_l2, copy_bandwidth, graph_us, relative_error
 from llamatp import kernels
 from llamatp.kernels import AttentionTiling, decode_tiling
-from llamatp.kv_cache import CacheTensor, quantize_q8_0
+from llamatp.kv_cache import QUANTIZERS, CacheTensor, pack_q4
 
 HEAD_DIM = 128
 # (name, KV heads on the GPU, query heads per KV head)
@@ -40,7 +40,9 @@ SWEEP = {"block_n": [32, 64, 128], "programs_per_sm": [1, 2, 4, 8], "num_warps":
 
 
 def cache(values: torch.Tensor, cache_type: str) -> CacheTensor:
-    return CacheTensor(*quantize_q8_0(values)) if cache_type == "q8_0" else CacheTensor(values.to(torch.bfloat16))
+    if cache_type in QUANTIZERS:
+        return CacheTensor(*QUANTIZERS[cache_type][0](values))
+    return CacheTensor(values.to(torch.bfloat16))
 
 
 def kv_types(cache_type: str) -> tuple[str, str]:
@@ -91,36 +93,41 @@ def check(cache_type: str) -> None:
 
 
 @triton.jit
-def _q8_conversion_kernel(codes_ptr, scales_ptr, out_ptr, emulated_ptr, BLOCKS: tl.constexpr):
-    """BLOCKS q8_0 blocks, 32 codes each read as 8 int32 words, through the GPU conversion and
-    its emulation."""
+def _conversion_kernel(codes_ptr, scales_ptr, out_ptr, emulated_ptr, BLOCKS: tl.constexpr, Q4: tl.constexpr):
+    """BLOCKS blocks of 32 codes, read as int32 words (8 of q8_0, 4 of q4_0), through the GPU
+    conversion and its emulation."""
+    W: tl.constexpr = 4 if Q4 else 8
     blocks = tl.program_id(0) * BLOCKS + tl.arange(0, BLOCKS)
-    words = tl.load(codes_ptr.to(tl.pointer_type(tl.int32)) + blocks[:, None] * 8 + tl.arange(0, 8)[None, :])
-    scales = tl.broadcast_to(tl.load(scales_ptr + blocks)[:, None], [BLOCKS, 8])
+    words = tl.load(codes_ptr.to(tl.pointer_type(tl.int32)) + blocks[:, None] * W + tl.arange(0, W)[None, :])
+    scales = tl.broadcast_to(tl.load(scales_ptr + blocks)[:, None], [BLOCKS, W])
     at = blocks[:, None] * 32 + tl.arange(0, 32)[None, :]
-    tl.store(out_ptr + at, kernels._q8_words_f16(words, scales, False))
-    tl.store(emulated_ptr + at, kernels._q8_words_f16(words, scales, True))
+    convert = kernels._q4_words_f16 if Q4 else kernels._q8_words_f16
+    tl.store(out_ptr + at, convert(words, scales, False))
+    tl.store(emulated_ptr + at, convert(words, scales, True))
 
 
-def check_q8_conversion() -> None:
+def check_conversion(cache_type: str) -> None:
     """Every code times f16 scales of every exponent: the PTX conversion and its emulation
     (f32 product rounded to f16) must give the same bits, in the same order."""
     g = torch.Generator(device="cuda").manual_seed(2)
     n_blocks = 1 << 14
-    codes = torch.arange(n_blocks * 32, device="cuda").remainder(256).sub(128).to(torch.int8)
+    q4 = cache_type == "q4_0"
+    levels, offset = (16, 0) if q4 else (256, -128)
+    codes = torch.arange(n_blocks * 32, device="cuda").remainder(levels).add(offset)
     codes = codes[torch.randperm(codes.numel(), device="cuda", generator=g)].view(n_blocks, 32)
     exponents = torch.randint(-24, 9, (n_blocks,), device="cuda", generator=g)
     scales = (torch.rand(n_blocks, device="cuda", generator=g) + 1) * torch.exp2(exponents.float())
     scales = scales.to(torch.float16)
     out, emulated = (torch.empty(n_blocks, 32, dtype=torch.float16, device="cuda") for _ in range(2))
-    _q8_conversion_kernel[(n_blocks // 64,)](codes, scales, out, emulated, BLOCKS=64)
+    stored = pack_q4(codes) if q4 else codes.to(torch.int8)
+    _conversion_kernel[(n_blocks // 64,)](stored, scales, out, emulated, BLOCKS=64, Q4=q4)
     differ = int((out.view(torch.int16) != emulated.view(torch.int16)).sum())
-    expected = (codes.float() * scales.float()[:, None]).to(torch.float16)
+    expected = ((codes - 8 if q4 else codes).float() * scales.float()[:, None]).to(torch.float16)
     misplaced = int((emulated.view(torch.int16) != expected.view(torch.int16)).sum())
-    print(f"check q8_0 conversion: {differ} of {out.numel()} values differ from the emulation, "
+    print(f"check {cache_type} conversion: {differ} of {out.numel()} values differ from the emulation, "
           f"{misplaced} of the emulation from torch")
     if differ or misplaced:
-        raise SystemExit("the q8_0 conversion differs from its emulation or from torch")
+        raise SystemExit(f"the {cache_type} conversion differs from its emulation or from torch")
 
 
 def time_attention(cache_type: str, n_kv: int, group: int, depth: int,
@@ -179,16 +186,17 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="time the grid of tilings SWEEP")
     parser.add_argument("--grid", nargs="*", default=[], metavar="FIELD=V,V",
                         help="values of a tiling field for --sweep in place of SWEEP's, e.g. num_warps=4,8")
-    parser.add_argument("--types", default="bf16,q8_0",
-                        help="cache types to time (bf16, q8_0; K/V for two, as q8_0/bf16)")
+    parser.add_argument("--types", default="bf16,q8_0,q4_0",
+                        help="cache types to time (bf16, q8_0, q4_0; K/V for two, as q8_0/bf16)")
     args = parser.parse_args()
     copy_gbps = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
     types = args.types.split(",")
     for cache_type in types:
         check(cache_type)
-    if any("q8_0" in t for t in types):
-        check_q8_conversion()
+    for quantized in QUANTIZERS:
+        if any(quantized in t for t in types):
+            check_conversion(quantized)
     for name, n_kv, group in SHAPES:
         for cache_type in types:
             timed = {depth: time_attention(cache_type, n_kv, group, depth) for depth in (args.short, args.depth)}

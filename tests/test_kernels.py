@@ -7,7 +7,7 @@ import torch
 
 from llamatp import kernels
 from llamatp.kernels import AttentionTiling
-from llamatp.kv_cache import CacheTensor, quantize_q8_0
+from llamatp.kv_cache import QUANTIZERS, CacheTensor, unpack_q4
 
 pytestmark = pytest.mark.skipif(kernels.triton is None or os.environ.get("TRITON_INTERPRET") != "1",
                                 reason="needs triton's interpreter (tests/conftest.py turns it on)")
@@ -46,14 +46,20 @@ def test_add_rms_norm_rounds_its_output_for_a_gemv(width: int) -> None:
 
 
 def empty_cache(n_kv: int, n_ctx: int, hd: int, cache_type: str) -> CacheTensor:
-    """A cache whose every slot is marked unwritten: NaN values, or codes of -128 and NaN scales."""
+    """A cache whose every slot is marked unwritten: NaN values, or NaN scales."""
+    nan_scales = torch.full((n_kv, n_ctx, hd // 32), float("nan"), dtype=torch.float16)
     if cache_type == "q8_0":
-        return CacheTensor(torch.full((n_kv, n_ctx, hd), -128, dtype=torch.int8),
-                           torch.full((n_kv, n_ctx, hd // 32), float("nan"), dtype=torch.float16))
+        return CacheTensor(torch.full((n_kv, n_ctx, hd), -128, dtype=torch.int8), nan_scales)
+    if cache_type == "q4_0":
+        return CacheTensor(torch.full((n_kv, n_ctx, hd // 2), 0xFF, dtype=torch.uint8), nan_scales)
     return CacheTensor(torch.full((n_kv, n_ctx, hd), float("nan")))
 
 
-@pytest.mark.parametrize("cache_type", ["f32", "q8_0"])
+def codes(cache: CacheTensor) -> torch.Tensor:
+    return unpack_q4(cache.data) if cache.type == "q4_0" else cache.data.int()
+
+
+@pytest.mark.parametrize("cache_type", ["f32", "q8_0", "q4_0"])
 @pytest.mark.parametrize("neox", [False, True])
 def test_rope_store_kv_matches_torch(neox: bool, cache_type: str) -> None:
     g = torch.Generator().manual_seed(1)
@@ -68,10 +74,11 @@ def test_rope_store_kv_matches_torch(neox: bool, cache_type: str) -> None:
     q_ref = kernels.rope_store_kv_torch(q, k, v, inv_freq, neox, ref_k, ref_v, pos)
     torch.testing.assert_close(q_fast, q_ref, rtol=1e-5, atol=1e-6)
     for fast, ref in ((fast_k, ref_k), (fast_v, ref_v)):
-        if cache_type == "q8_0":
+        if cache_type != "f32":
             # The rotation rounds differently in the last bit, which may move a code by one step.
-            assert (fast.data[:, 4:7].int() - ref.data[:, 4:7].int()).abs().max() <= 1
-            assert (fast.data[:, 4:7] == ref.data[:, 4:7]).float().mean() > 0.99
+            fast_codes, ref_codes = codes(fast)[:, 4:7], codes(ref)[:, 4:7]
+            assert (fast_codes - ref_codes).abs().max() <= 1
+            assert (fast_codes == ref_codes).float().mean() > 0.99
             torch.testing.assert_close(fast.scale[:, 4:7], ref.scale[:, 4:7])
             untouched = fast.scale[:, [0, 1, 2, 3, 7, 8, 9]]
         else:
@@ -99,7 +106,7 @@ def test_gated_act_rounds_its_output_for_a_gemv() -> None:
 
 def filled_cache(n_kv: int, n_ctx: int, hd: int, cache_type: str, g: torch.Generator) -> CacheTensor:
     values = torch.randn(n_kv, n_ctx, hd, generator=g)
-    return CacheTensor(*quantize_q8_0(values)) if cache_type == "q8_0" else CacheTensor(values)
+    return CacheTensor(*QUANTIZERS[cache_type][0](values)) if cache_type in QUANTIZERS else CacheTensor(values)
 
 
 # On the CPU a "multiprocessor" is the whole machine: 16 programs over 2 KV heads make 8 chunks.
@@ -138,11 +145,12 @@ def test_decode_attention_merges_more_chunks_than_one_round_of_loads() -> None:
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("type_k, type_v", [("q8_0", "q8_0"), ("q8_0", "f32"), ("f32", "q8_0")])
-def test_decode_attention_reads_a_q8_0_cache_as_torch_does(type_k: str, type_v: str) -> None:
+@pytest.mark.parametrize("type_k, type_v", [("q8_0", "q8_0"), ("q8_0", "f32"), ("f32", "q8_0"),
+                                            ("q4_0", "q4_0"), ("q4_0", "f32"), ("f32", "q4_0"), ("q8_0", "q4_0")])
+def test_decode_attention_reads_a_quantized_cache_as_torch_does(type_k: str, type_v: str) -> None:
     """Codes times scales, per block of 32 values of a head (two blocks here), multiplied in f16
     (the query too), so they agree with torch's f32 to f16's precision. No slot past the query is
-    read."""
+    read; K and V may hold different types, of different strides."""
     g = torch.Generator().manual_seed(7)
     n_kv, group, hd, n_ctx, pos = 2, 3, 64, 300, 250
     q = torch.randn(n_kv, group, hd, generator=g)
