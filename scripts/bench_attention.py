@@ -17,6 +17,7 @@ the five of least total time over the shapes and both depths, and the current on
 (`kernels.DECODE_TILINGS`).
 
     python scripts/bench_attention.py [--sweep [--grid num_warps=4,8 ...]] [--depth 8192] [--short 128] [--types bf16,q8_0,q4_0]
+        [--shapes 8B,8B/2,70B/4]
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def check(cache_type: str) -> None:
                      for f, r in ((fast_k, ref_k), (fast_v, ref_v)))
         q_error = relative_error(q_fast, q_ref.float())
         print(f"check {cache_type} rope_store_kv neox={neox}: q {q_error:.2e}, stored K/V {stored:.2e}")
-        if q_error > 1e-2 or stored > 2e-2:
+        # The kernel rounds the rotated key from f32, the twin from bf16: where that moves a
+        # block's largest value, the block's codes may move a step, and a q4_0 step is 1/8 of it.
+        if q_error > 1e-2 or stored > (5e-2 if "q4_0" in cache_type else 2e-2):
             raise SystemExit(f"rope_store_kv ({cache_type}, neox={neox}) differs from its torch twin")
     filled_k, filled_v = (cache(torch.randn(n_kv, n_ctx, HEAD_DIM, device="cuda", generator=g), t)
                           for t in kv_types(cache_type))
@@ -186,18 +189,21 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="time the grid of tilings SWEEP")
     parser.add_argument("--grid", nargs="*", default=[], metavar="FIELD=V,V",
                         help="values of a tiling field for --sweep in place of SWEEP's, e.g. num_warps=4,8")
+    parser.add_argument("--shapes", default=",".join(name for name, _, _ in SHAPES),
+                        help=f"shapes to time ({', '.join(name for name, _, _ in SHAPES)})")
     parser.add_argument("--types", default="bf16,q8_0,q4_0",
                         help="cache types to time (bf16, q8_0, q4_0; K/V for two, as q8_0/bf16)")
     args = parser.parse_args()
     copy_gbps = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}: device-to-device copy {copy_gbps:.0f} GB/s (read + write)")
     types = args.types.split(",")
+    shapes = [shape for shape in SHAPES if shape[0] in args.shapes.split(",")]
     for cache_type in types:
         check(cache_type)
     for quantized in QUANTIZERS:
         if any(quantized in t for t in types):
             check_conversion(quantized)
-    for name, n_kv, group in SHAPES:
+    for name, n_kv, group in shapes:
         for cache_type in types:
             timed = {depth: time_attention(cache_type, n_kv, group, depth) for depth in (args.short, args.depth)}
             for depth, (us, nbytes) in timed.items():
@@ -222,7 +228,7 @@ def main() -> None:
     for cache_type in types:
         # (deep us, short us) per tiling, one pair per shape
         times: dict[AttentionTiling, list[tuple[float, float]]] = {}
-        for name, n_kv, group in SHAPES:
+        for name, n_kv, group in shapes:
             for values in itertools.product(*grid.values()):
                 tiling = AttentionTiling(*values)
                 deep, _ = time_attention(cache_type, n_kv, group, args.depth, tiling)
@@ -231,10 +237,10 @@ def main() -> None:
         ranked = sorted(times, key=lambda t: sum(map(sum, times[t])))
         current = _tiling(cache_type)
         for tiling in ranked[:5] + ([current] if current in times and current not in ranked[:5] else []):
-            shapes = "  ".join(f"{name} {deep:5.1f}/{short:4.1f}" for (name, _, _), (deep, short)
-                               in zip(SHAPES, times[tiling]))
+            per_shape = "  ".join(f"{name} {deep:5.1f}/{short:4.1f}" for (name, _, _), (deep, short)
+                               in zip(shapes, times[tiling]))
             print(f"sweep {cache_type:9} total {sum(map(sum, times[tiling])):6.1f} us "
-                  f"(depth {args.depth}/{args.short}: {shapes}){' current' if tiling == current else ''} {tiling}")
+                  f"(depth {args.depth}/{args.short}: {per_shape}){' current' if tiling == current else ''} {tiling}")
 
 
 def _tiling(cache_type: str) -> AttentionTiling:

@@ -1,21 +1,12 @@
 #!/usr/bin/env bash
 # One GPU: the q4_0 KV cache. The attention kernel for bf16, q8_0 and q4_0 caches against a plain
-# read of the same bytes, the q4_0 tilings, then 8B Q4_0 tg128 at depth 0 and 8192 (`-r 5`) with
-# each cache type.
+# read of the same bytes, then the q4_0 and q8_0 tilings for the 8B heads.
 set -uo pipefail
 source scripts/device_env.sh
-export LLAMATP_WATCHDOG=400 R=5
 nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c
-copy_bandwidth
-$L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null &
 step attention kernel against a plain read
 timeout -k 5 240 python3 scripts/bench_attention.py --types bf16,q8_0,q4_0
-step q4_0 tilings
-timeout -k 5 150 python3 scripts/bench_attention.py --types q4_0 --sweep \
-  --grid block_n=64,128 programs_per_sm=1,2,4 num_warps=4 num_stages=1,3 | grep '^sweep'
-wait; ls -la $M
-step depth 0 and 8192
-for cache in "" "-ctk q8_0 -ctv q8_0" "-ctk q4_0 -ctv q4_0" "-ctk q8_0 -ctv q4_0"; do
-  bench_md -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 0 -n 128 -d 0,8192 $cache
-done
-step done; tail -3 $OUT/bench_err.log
+step q4_0 and q8_0 tilings, 8B heads
+timeout -k 5 300 python3 scripts/bench_attention.py --types q4_0,q8_0 --shapes 8B --sweep \
+  --grid block_n=64,128 programs_per_sm=1,2,4 num_warps=4,8 num_stages=1,3 | grep '^sweep'
+step done
