@@ -104,9 +104,12 @@ def _conversion_kernel(codes_ptr, scales_ptr, out_ptr, emulated_ptr, BLOCKS: tl.
     words = tl.load(codes_ptr.to(tl.pointer_type(tl.int32)) + blocks[:, None] * W + tl.arange(0, W)[None, :])
     scales = tl.broadcast_to(tl.load(scales_ptr + blocks)[:, None], [BLOCKS, W])
     at = blocks[:, None] * 32 + tl.arange(0, 32)[None, :]
-    convert = kernels._q4_words_f16 if Q4 else kernels._q8_words_f16
-    tl.store(out_ptr + at, convert(words, scales, False))
-    tl.store(emulated_ptr + at, convert(words, scales, True))
+    if Q4:
+        tl.store(out_ptr + at, kernels._q4_words_f16(words, scales, False))
+        tl.store(emulated_ptr + at, kernels._q4_words_f16(words, scales, True))
+    else:
+        tl.store(out_ptr + at, kernels._q8_words_f16(words, scales, False))
+        tl.store(emulated_ptr + at, kernels._q8_words_f16(words, scales, True))
 
 
 def check_conversion(cache_type: str) -> None:

@@ -202,7 +202,7 @@ BAD_INPUTS = [
     ("unknown device", ["run", "-m", "{tiny}", "-p", "hi", "-dev", "tpu0"], "unknown device 'tpu0'"),
     ("absent GPU", ["run", "-m", "{tiny}", "-p", "hi", "-dev", "cuda:7"], "device cuda:7 not found"),
     ("-ts longer than the devices", ["run", "-m", "{tiny}", "-p", "hi", "-dev", "cpu,cpu", "-sm", "tensor", "-ts", "1,1,1"], "-ts has 3 entries"),
-    ("KV cache type llamatp does not provide", ["run", "-m", "{tiny}", "-p", "hi", "-ctk", "q4_0"], "-ctk q4_0: this KV cache type is not provided"),
+    ("KV cache type llamatp does not provide", ["run", "-m", "{tiny}", "-p", "hi", "-ctk", "q5_1"], "-ctk q5_1: this KV cache type is not provided"),
     ("unknown KV cache type", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-ctv", "int3"], "-ctv: unknown KV cache type 'int3'"),
     ("unknown flag", ["run", "-m", "{tiny}", "-p", "hi", "--no-such-flag"], "No such option: --no-such-flag"),
     ("flag without its value", ["run", "-m", "{tiny}", "-p"], "requires an argument"),

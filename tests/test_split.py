@@ -4,6 +4,7 @@ single-device logits and the same greedy text; and a worker that dies ends the w
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import signal
@@ -92,6 +93,23 @@ def test_eight_workers_equal_single_device(preset: str, synthetic_dir: Path) -> 
     results = split_logits([options(str(path), 8, mode) for mode in ("layer", "tensor")], ids)
     for mode, logits in zip(("layer", "tensor"), results):
         assert relative_error(logits, expected) < 1e-5, f"-sm {mode}"
+
+
+@pytest.mark.slow
+def test_a_q4_0_cache_is_split_with_its_heads(model_paths: dict[str, Path]) -> None:
+    """Layer split rounds each layer's cache as one device does: the same logits. Tensor split
+    gives each worker its heads' codes; its float32 keys, summed in another order, may land a
+    value on the other side of a rounding boundary now and then, and a q4_0 step is an eighth of
+    a block's range, so the logits move more than float32 rounding (SmolLM2, 32 and 64 tokens:
+    3.4e-5 and 4.0e-2; q8_0: 8.3e-3 at 32)."""
+    path = str(model_paths["smollm2"])
+    ids = Tokenizer.from_gguf(path).encode(TEXT)[:N_TOKENS]
+    q4 = {mode: dataclasses.replace(options(path, n, mode), cache_type_k="q4_0", cache_type_v="q4_0")
+          for mode, n in (("none", 1), ("layer", 2), ("tensor", 3))}
+    [alone], [layer], [tensor] = (split_logits([q4[mode]], ids) for mode in ("none", "layer", "tensor"))
+    assert relative_error(layer, alone) < 1e-6
+    assert relative_error(tensor, alone) < 0.1
+    assert float((tensor.argmax(-1) == alone.argmax(-1)).float().mean()) >= 0.9
 
 
 # --- the command line --------------------------------------------------------------------------------
