@@ -16,7 +16,6 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -493,8 +492,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
-        num_warps=tiling.num_warps, num_stages=tiling.num_stages,
-        **(early_launch_args(q.device) if os.environ.get("LLAMATP_ATTENTION_EARLY", "1") == "1" else {"EARLY": False}),
+        num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
