@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# (Run at build 3d1e9f5; LLAMATP_ATTENTION_EARLY was removed again after it, by 7684dfd.)
 # One GPU: does launching the attention chunk kernel early (programmatic dependent launch) cost
 # time at depth? 8B Q4_0 tg128 at depth 0 and 8192 (`-r 5`), bf16 and q4_0 caches, with every
 # kernel launched early, with the chunk kernel launched after the kernel before it ends
