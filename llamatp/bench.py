@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from llamatp.cache_types import check_cache_type
-from llamatp.cli import parse_tensor_split, resolve_devices, resolve_model
+from llamatp.cli import check_flash_attn, parse_tensor_split, resolve_devices, resolve_model
 from llamatp.comm import Comm
 from llamatp.config import ModelConfig, load_config
 from llamatp.engine import Engine
@@ -104,6 +104,7 @@ class BenchParams:
     tensor_split: tuple[tuple[float, ...], ...] = ((),)
     type_k: tuple[str | None, ...] = (None,)  # None: the compute type
     type_v: tuple[str | None, ...] = (None,)
+    flash_attn: tuple[int, ...] = (-1,)  # llama-bench's: 1 on, -1 auto
     device: str | None = None
     repetitions: int = 5
     warmup: bool = True
@@ -114,7 +115,7 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
                  n_depth: Sequence[str], n_batch: Sequence[str], n_ubatch: Sequence[str],
                  n_gpu_layers: Sequence[str], split_mode: Sequence[str], main_gpu: Sequence[str],
                  tensor_split: Sequence[str], type_k: Sequence[str], type_v: Sequence[str], device: str | None,
-                 repetitions: int, warmup: bool, output: str) -> BenchParams:
+                 repetitions: int, warmup: bool, output: str, flash_attn: Sequence[str] = ()) -> BenchParams:
     """Flags as typed (each repeatable, each a comma list) to BenchParams; unset ones keep the defaults."""
 
     def ints(values: Sequence[str], allow_negative: bool = False) -> tuple[int, ...]:
@@ -136,6 +137,7 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
         "tensor_split": tuple(parse_tensor_split(ts.replace(";", "/"), "/") for ts in items(tensor_split)),
         "type_k": tuple(check_cache_type(t, "-ctk") for t in items(type_k)),
         "type_v": tuple(check_cache_type(t, "-ctv") for t in items(type_v)),
+        "flash_attn": tuple(check_flash_attn(v) for v in items(flash_attn)),
     }
     if any(v < 1 for v in given["n_batch"] + given["n_ubatch"]):
         raise LlamatpError("-b and -ub must be at least 1")
@@ -163,6 +165,7 @@ class BenchTest:
     devices: tuple[str, ...]
     type_k: str | None = None
     type_v: str | None = None
+    flash_attn: int = -1
 
     @property
     def name(self) -> str:
@@ -190,9 +193,9 @@ def bench_tests(params: BenchParams) -> list[BenchTest]:
     that tests sharing a model are adjacent). Zero-length pp or tg entries are skipped."""
     device = params.device.replace("/", ",") if params.device else None  # llama-bench writes CUDA0/CUDA1
     tests = []
-    for model, ngl, sm, mg, ts, nb, nub, tk, tv, depth in itertools.product(
+    for model, ngl, sm, mg, ts, nb, nub, tk, tv, fa, depth in itertools.product(
         params.models, params.n_gpu_layers, params.split_mode, params.main_gpu, params.tensor_split,
-        params.n_batch, params.n_ubatch, params.type_k, params.type_v, params.n_depth,
+        params.n_batch, params.n_ubatch, params.type_k, params.type_v, params.flash_attn, params.n_depth,
     ):
         devices = tuple(resolve_devices(device, sm, mg, str(ngl)))  # also rejects unknown split modes
         if sm != "none" and len(ts) > len(devices):
@@ -200,7 +203,7 @@ def bench_tests(params: BenchParams) -> list[BenchTest]:
                                f"{len(devices)} devices")
         shapes = [(p, 0) for p in params.n_prompt if p > 0] + [(0, n) for n in params.n_gen if n > 0]
         shapes += [pg for pg in params.n_pg if pg != (0, 0)]
-        tests += [BenchTest(model, p, n, depth, nb, nub, ngl, sm, mg, ts, devices, tk, tv) for p, n in shapes]
+        tests += [BenchTest(model, p, n, depth, nb, nub, ngl, sm, mg, ts, devices, tk, tv, fa) for p, n in shapes]
     return tests
 
 
@@ -474,7 +477,7 @@ def record(m: Measurement, model: ModelSummary, system: SystemInfo) -> dict[str,
         "cpu_mask": "0x0", "cpu_strict": False, "poll": 0,  # no CPU thread pool of our own
         "type_k": m.cache_types[0], "type_v": m.cache_types[1], "n_gpu_layers": t.n_gpu_layers, "n_cpu_moe": 0,
         "split_mode": t.split_mode, "main_gpu": t.main_gpu, "no_kv_offload": False,
-        "flash_attn": -1,  # auto: torch picks the attention kernel
+        "flash_attn": t.flash_attn,
         "devices": devices_label(t.devices), "tensor_split": tensor_split_label(t.tensor_split),
         "tensor_buft_overrides": "none", "load_mode": "mmap", "embeddings": False, "no_op_offload": 0,
         "no_host": False, "fit_target": 0, "fit_min_ctx": 0,
@@ -495,7 +498,7 @@ def _stdev(values: Sequence[float]) -> float:
 _MD_COLUMNS: dict[str, tuple[str, int]] = {
     "model": ("model", -30), "size": ("size", 10), "params": ("params", 10), "backend": ("backend", -10),
     "n_gpu_layers": ("ngl", 3), "n_threads": ("threads", 7), "n_batch": ("n_batch", 7),
-    "n_ubatch": ("n_ubatch", 8), "main_gpu": ("main_gpu", 10), "split_mode": ("sm", 6),
+    "n_ubatch": ("n_ubatch", 8), "main_gpu": ("main_gpu", 10), "split_mode": ("sm", 6), "flash_attn": ("fa", 2),
     "tensor_split": ("ts", -12), "type_k": ("type_k", 6), "type_v": ("type_v", 6), "test": ("test", 15), "t/s": ("t/s", 20),
     "devices": ("dev", -12), "peak_mem": ("peak mem", 16), "weights": ("weights GB/s", 12),
 }
@@ -511,7 +514,7 @@ def markdown_columns(params: BenchParams, tests: Sequence[BenchTest]) -> list[st
         columns.append("n_gpu_layers")
     if any(t.devices[0] == "cpu" for t in tests):
         columns.append("n_threads")
-    for field in ("n_batch", "n_ubatch", "type_k", "type_v", "main_gpu", "split_mode", "tensor_split"):
+    for field in ("n_batch", "n_ubatch", "type_k", "type_v", "main_gpu", "split_mode", "flash_attn", "tensor_split"):
         if getattr(params, field) != getattr(defaults, field):
             columns.append(field)
     return columns + ["devices", "peak_mem", "weights", "test", "t/s"]

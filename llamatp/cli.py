@@ -50,6 +50,7 @@ CacheTypeK = Annotated[Optional[str], typer.Option("-ctk", "--cache-type-k", hel
 CacheTypeV = Annotated[Optional[str], typer.Option("-ctv", "--cache-type-v", help="KV cache type for V: f32, f16, bf16, q8_0 or q4_0 (default: the compute type)")]
 Escape = Annotated[bool, typer.Option("-e/--no-escape", "--escape", help="process escapes in the prompt (\\n, \\t, \\xHH, ...)")]
 GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
+FlashAttn = Annotated[str, typer.Option("-fa", "--flash-attn", help="flash attention: on, off or auto; llamatp's attention is always fused, so off is refused")]
 
 
 def user_errors(fn: Command) -> Command:
@@ -113,6 +114,19 @@ def parse_tensor_split(spec: str | None, separator: str = ",") -> tuple[float, .
     if not all(math.isfinite(v) and v >= 0 for v in values) or not any(values):
         raise LlamatpError(f"-ts proportions must be finite, non-negative and not all zero, got '{spec}'")
     return values
+
+
+def check_flash_attn(value: str, flag: str = "-fa") -> int:
+    """llama.cpp's -fa value as llama-bench records it: 1 (on) or -1 (auto). llamatp has one
+    attention, the fused kernels (flash-decoding for a token, SDPA for a prompt), so off is an
+    error rather than a flag quietly ignored."""
+    if value in ("on", "enabled", "1", "true"):
+        return 1
+    if value in ("auto", "-1"):
+        return -1
+    if value in ("off", "disabled", "0", "false"):
+        raise LlamatpError(f"{flag} {value}: llamatp's attention is always fused (flash) attention; it has no other")
+    raise LlamatpError(f"{flag}: unknown value '{value}' (use on, off or auto)")
 
 
 def resolve_devices(device: str | None, split_mode: str, main_gpu: int, gpu_layers: str) -> list[str]:
@@ -223,6 +237,7 @@ def run(
     main_gpu: MainGpu = 0,
     cache_type_k: CacheTypeK = None,
     cache_type_v: CacheTypeV = None,
+    flash_attn: FlashAttn = "auto",
     escape: Escape = True,
     no_display_prompt: Annotated[bool, typer.Option("--no-display-prompt", help="do not echo the prompt")] = False,
     conversation: Annotated[Optional[bool], typer.Option("-cnv/-no-cnv", "--conversation/--no-conversation", help="chat through the model's template")] = None,
@@ -247,6 +262,7 @@ def run(
             raise LlamatpError(f"{flag} must be a finite number, got {value}")
     if not -1 <= seed <= MAX_SEED:
         raise LlamatpError(f"-s must be -1 (random) or 0 to {MAX_SEED}, got {seed}")
+    check_flash_attn(flash_attn)
     text = read_prompt(prompt, file)
     if file is not None:  # as llama.cpp reads a prompt file: less one trailing newline
         text = text.removesuffix("\n")
@@ -298,12 +314,14 @@ def perplexity(
     main_gpu: MainGpu = 0,
     cache_type_k: CacheTypeK = None,
     cache_type_v: CacheTypeV = None,
+    flash_attn: FlashAttn = "auto",
 ) -> None:
     """Perplexity of a text file, as llama-perplexity computes it."""
     from llamatp.launch import launch
     from llamatp.perplexity import MIN_CONTEXT, PerplexityOptions, perplexity_job
     from llamatp.runtime import check_host_memory
 
+    check_flash_attn(flash_attn)
     if file is None:
         raise LlamatpError("perplexity needs a text file: -f FILE")
     if ctx_size < MIN_CONTEXT:
@@ -386,6 +404,7 @@ def bench(
     tensor_split: Annotated[Optional[list[str]], typer.Option("-ts", "--tensor-split", help="shares: '/' between devices, ',' between tests, e.g. 3/1,1/1")] = None,
     cache_type_k: Annotated[Optional[list[str]], typer.Option("-ctk", "--cache-type-k", help="KV cache types for K: f32, f16, bf16, q8_0, q4_0 (default: the compute type)")] = None,
     cache_type_v: Annotated[Optional[list[str]], typer.Option("-ctv", "--cache-type-v", help="KV cache types for V (default: the compute type)")] = None,
+    flash_attn: Annotated[Optional[list[str]], typer.Option("-fa", "--flash-attn", help="on or auto, comma list (default: auto); off is refused, the attention being always fused")] = None,
     device: Device = None,
     repetitions: Annotated[int, typer.Option("-r", "--repetitions", help="times to repeat each test")] = 5,
     no_warmup: Annotated[bool, typer.Option("--no-warmup", help="skip the warm-up run before each test")] = False,
@@ -397,7 +416,7 @@ def bench(
     params = bench_params(
         model or [], n_prompt or [], n_gen or [], n_pg or [], n_depth or [], batch_size or [], ubatch_size or [],
         gpu_layers or [], split_mode or [], main_gpu or [], tensor_split or [], cache_type_k or [],
-        cache_type_v or [], device, repetitions, not no_warmup, output,
+        cache_type_v or [], device, repetitions, not no_warmup, output, flash_attn=flash_attn or [],
     )
     run_bench(params)
 

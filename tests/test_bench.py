@@ -57,7 +57,7 @@ def flags(**given: Any) -> BenchParams:
              "split_mode", "main_gpu", "tensor_split", "type_k", "type_v"]
     lists = {name: given.pop(name, []) for name in names}
     return bench_params(**lists, device=given.pop("device", "cpu"), repetitions=given.pop("repetitions", 1),
-                        warmup=True, output=given.pop("output", "md"))
+                        warmup=True, output=given.pop("output", "md"), flash_attn=given.pop("flash_attn", []))
 
 
 def bench_output(params: BenchParams) -> str:
@@ -232,6 +232,20 @@ def test_kv_cache_types_are_columns_once_given(tiny_model: str) -> None:
     assert header[header.index("backend") + 2 : header.index("dev")] == ["type_k", "type_v"]
     assert [(row[header.index("type_k")], row[header.index("type_v")]) for row in rows] == [
         ("f32", "q8_0"), ("f32", "q8_0"), ("q8_0", "q8_0"), ("q8_0", "q8_0")]
+
+
+def test_flash_attention_on_is_a_column_and_a_field_as_in_llama_bench(tiny_model: str) -> None:
+    """llamatp's attention is always fused: -fa on (1) and auto (-1, the default) are what it
+    does, recorded as llama-bench records them; off (0) is refused before anything runs."""
+    params = flags(models=[tiny_model], n_prompt=["8"], n_gen=["0"], flash_attn=["1"])
+    header, _, *rows = table(bench_output(params))
+    assert header[header.index("threads") + 1 : header.index("dev")] == ["fa"]
+    assert [row[header.index("fa")] for row in rows] == ["1"]
+    default = [json.loads(line) for line in bench_output(flags(models=[tiny_model], n_prompt=["8"], n_gen=["0"],
+                                                               output="jsonl")).splitlines()]
+    assert [r["flash_attn"] for r in default] == [-1]
+    with pytest.raises(LlamatpError, match="-fa 0: llamatp's attention is always fused"):
+        flags(models=[tiny_model], flash_attn=["1,0"])
 
 
 def test_csv_and_jsonl_carry_llama_benchs_fields(tiny_model: str) -> None:

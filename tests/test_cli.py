@@ -172,6 +172,13 @@ def test_run_under_torchrun_joins_its_process_group(smollm2_path: Path) -> None:
     assert result.stdout == single.stdout  # rank 0 alone writes, and the text is the same
 
 
+@pytest.mark.parametrize("value", ["on", "auto", "1"])
+def test_llama_cpp_flash_attention_flag_is_accepted_where_it_asks_for_what_llamatp_does(
+        smollm2_path: Path, value: str) -> None:
+    result = llamatp("run", "-m", smollm2_path, "-p", PROMPT, "--dry-run", "-fa", value)
+    assert result.returncode == 0, result.stderr
+
+
 def test_run_dry_run_prints_the_plan_without_loading(smollm2_path: Path) -> None:
     result = llamatp("run", "-m", smollm2_path, "-p", PROMPT, "--dry-run", "-dev", "cpu,cpu", "-sm", "tensor")
     assert result.returncode == 0, result.stderr
@@ -204,6 +211,8 @@ BAD_INPUTS = [
     ("-ts longer than the devices", ["run", "-m", "{tiny}", "-p", "hi", "-dev", "cpu,cpu", "-sm", "tensor", "-ts", "1,1,1"], "-ts has 3 entries"),
     ("KV cache type llamatp does not provide", ["run", "-m", "{tiny}", "-p", "hi", "-ctk", "q5_1"], "-ctk q5_1: this KV cache type is not provided"),
     ("unknown KV cache type", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-ctv", "int3"], "-ctv: unknown KV cache type 'int3'"),
+    ("flash attention off", ["run", "-m", "{tiny}", "-p", "hi", "-fa", "off"], "-fa off: llamatp's attention is always fused (flash) attention"),
+    ("unknown flash attention value", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-fa", "maybe"], "-fa: unknown value 'maybe' (use on, off or auto)"),
     ("unknown flag", ["run", "-m", "{tiny}", "-p", "hi", "--no-such-flag"], "No such option: --no-such-flag"),
     ("flag without its value", ["run", "-m", "{tiny}", "-p"], "requires an argument"),
     ("perplexity text too short", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-c", "128"], "you need at least 256 tokens"),
