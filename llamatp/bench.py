@@ -105,6 +105,7 @@ class BenchParams:
     type_k: tuple[str | None, ...] = (None,)  # None: the compute type
     type_v: tuple[str | None, ...] = (None,)
     flash_attn: tuple[int, ...] = (-1,)  # llama-bench's: 1 on, -1 auto
+    n_threads: tuple[int, ...] = (0,)  # <= 0: the cores shared out among CPU workers
     device: str | None = None
     repetitions: int = 5
     warmup: bool = True
@@ -115,7 +116,8 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
                  n_depth: Sequence[str], n_batch: Sequence[str], n_ubatch: Sequence[str],
                  n_gpu_layers: Sequence[str], split_mode: Sequence[str], main_gpu: Sequence[str],
                  tensor_split: Sequence[str], type_k: Sequence[str], type_v: Sequence[str], device: str | None,
-                 repetitions: int, warmup: bool, output: str, flash_attn: Sequence[str] = ()) -> BenchParams:
+                 repetitions: int, warmup: bool, output: str, flash_attn: Sequence[str] = (),
+                 n_threads: Sequence[str] = ()) -> BenchParams:
     """Flags as typed (each repeatable, each a comma list) to BenchParams; unset ones keep the defaults."""
 
     def ints(values: Sequence[str], allow_negative: bool = False) -> tuple[int, ...]:
@@ -138,6 +140,7 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
         "type_k": tuple(check_cache_type(t, "-ctk") for t in items(type_k)),
         "type_v": tuple(check_cache_type(t, "-ctv") for t in items(type_v)),
         "flash_attn": tuple(check_flash_attn(v) for v in items(flash_attn)),
+        "n_threads": ints(n_threads, allow_negative=True),
     }
     if any(v < 1 for v in given["n_batch"] + given["n_ubatch"]):
         raise LlamatpError("-b and -ub must be at least 1")
@@ -166,6 +169,7 @@ class BenchTest:
     type_k: str | None = None
     type_v: str | None = None
     flash_attn: int = -1
+    n_threads: int = 0
 
     @property
     def name(self) -> str:
@@ -185,7 +189,7 @@ class BenchTest:
     def load_key(self) -> tuple[object, ...]:
         """Tests with equal keys share one loaded model."""
         return (self.model, self.n_gpu_layers, self.split_mode, self.main_gpu, self.devices, self.tensor_split,
-                self.n_batch, self.n_ubatch, self.type_k, self.type_v)
+                self.n_batch, self.n_ubatch, self.type_k, self.type_v, self.n_threads)
 
 
 def bench_tests(params: BenchParams) -> list[BenchTest]:
@@ -193,8 +197,8 @@ def bench_tests(params: BenchParams) -> list[BenchTest]:
     that tests sharing a model are adjacent). Zero-length pp or tg entries are skipped."""
     device = params.device.replace("/", ",") if params.device else None  # llama-bench writes CUDA0/CUDA1
     tests = []
-    for model, ngl, sm, mg, ts, nb, nub, tk, tv, fa, depth in itertools.product(
-        params.models, params.n_gpu_layers, params.split_mode, params.main_gpu, params.tensor_split,
+    for model, nt, ngl, sm, mg, ts, nb, nub, tk, tv, fa, depth in itertools.product(
+        params.models, params.n_threads, params.n_gpu_layers, params.split_mode, params.main_gpu, params.tensor_split,
         params.n_batch, params.n_ubatch, params.type_k, params.type_v, params.flash_attn, params.n_depth,
     ):
         devices = tuple(resolve_devices(device, sm, mg, str(ngl)))  # also rejects unknown split modes
@@ -203,7 +207,7 @@ def bench_tests(params: BenchParams) -> list[BenchTest]:
                                f"{len(devices)} devices")
         shapes = [(p, 0) for p in params.n_prompt if p > 0] + [(0, n) for n in params.n_gen if n > 0]
         shapes += [pg for pg in params.n_pg if pg != (0, 0)]
-        tests += [BenchTest(model, p, n, depth, nb, nub, ngl, sm, mg, ts, devices, tk, tv, fa) for p, n in shapes]
+        tests += [BenchTest(model, p, n, depth, nb, nub, ngl, sm, mg, ts, devices, tk, tv, fa, nt) for p, n in shapes]
     return tests
 
 
@@ -245,6 +249,7 @@ def group_of(tests: Sequence[BenchTest], repetitions: int, warmup: bool) -> Benc
         model=t.model, devices=t.devices, split_mode=t.split_mode if len(t.devices) > 1 else "none",  # type: ignore[arg-type]
         n_ctx=max(x.n_ctx for x in tests), n_batch=t.n_batch, n_ubatch=min(t.n_ubatch, t.n_batch),
         tensor_split=t.tensor_split if t.split_mode != "none" else (), cache_type_k=t.type_k, cache_type_v=t.type_v,
+        n_threads=t.n_threads,
     )
     return BenchGroup(options, tuple(tests), repetitions, warmup)
 

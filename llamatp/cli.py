@@ -50,6 +50,7 @@ CacheTypeK = Annotated[Optional[str], typer.Option("-ctk", "--cache-type-k", hel
 CacheTypeV = Annotated[Optional[str], typer.Option("-ctv", "--cache-type-v", help="KV cache type for V: f32, f16, bf16, q8_0 or q4_0 (default: the compute type)")]
 Escape = Annotated[bool, typer.Option("-e/--no-escape", "--escape", help="process escapes in the prompt (\\n, \\t, \\xHH, ...)")]
 GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
+Threads = Annotated[int, typer.Option("-t", "--threads", help="CPU threads of each worker (<= 0: the cores shared out among CPU workers)")]
 FlashAttn = Annotated[str, typer.Option("-fa", "--flash-attn", help="flash attention: on, off or auto; llamatp's attention is always fused, so off is refused")]
 
 
@@ -160,7 +161,7 @@ def resolve_devices(device: str | None, split_mode: str, main_gpu: int, gpu_laye
 
 def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size: int, device: str | None,
                   split_mode: str, tensor_split: str | None, main_gpu: int, gpu_layers: str,
-                  cache_type_k: str | None = None, cache_type_v: str | None = None) -> ModelOptions:
+                  cache_type_k: str | None = None, cache_type_v: str | None = None, n_threads: int = 0) -> ModelOptions:
     from llamatp.cache_types import check_cache_type
     from llamatp.runtime import ModelOptions
 
@@ -181,7 +182,7 @@ def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size
     return ModelOptions(
         model=resolve_model(model), devices=tuple(devices), split_mode=split_mode if len(devices) > 1 else "none",
         n_ctx=ctx_size, n_batch=batch_size, n_ubatch=min(ubatch_size, batch_size), tensor_split=proportions,
-        cache_type_k=type_k, cache_type_v=type_v,
+        cache_type_k=type_k, cache_type_v=type_v, n_threads=n_threads,
     )
 
 
@@ -229,6 +230,8 @@ def run(
     repeat_last_n: Annotated[int, typer.Option("--repeat-last-n", help="tokens the penalty looks back at (0 = off, -1 = context)")] = 64,
     presence_penalty: Annotated[float, typer.Option("--presence-penalty")] = 0.0,
     frequency_penalty: Annotated[float, typer.Option("--frequency-penalty")] = 0.0,
+    ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="never sample an end-of-generation token")] = False,
+    threads: Threads = -1,
     gpu_layers: GpuLayers = "auto",
     device: Device = None,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="list the devices and exit")] = False,
@@ -268,7 +271,7 @@ def run(
         text = text.removesuffix("\n")
     text = process_escapes(text) if escape else text
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
-                            gpu_layers, cache_type_k, cache_type_v)
+                            gpu_layers, cache_type_k, cache_type_v, threads)
     from llamatp.runtime import check_host_memory
 
     if dry_run or verbose:  # the plan printed is the one checked, the host's memory included
@@ -287,7 +290,7 @@ def run(
     sampling = SamplingParams(
         temp=temp, top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty,
         repeat_last_n=repeat_last_n, presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
-        seed=seed if seed != -1 else random.getrandbits(32),
+        seed=seed if seed != -1 else random.getrandbits(32), ignore_eos=ignore_eos,
     )
     job = RunOptions(
         model=options, prompt=text, n_predict=n_predict, sampling=sampling,
@@ -315,6 +318,7 @@ def perplexity(
     cache_type_k: CacheTypeK = None,
     cache_type_v: CacheTypeV = None,
     flash_attn: FlashAttn = "auto",
+    threads: Threads = -1,
 ) -> None:
     """Perplexity of a text file, as llama-perplexity computes it."""
     from llamatp.launch import launch
@@ -329,7 +333,7 @@ def perplexity(
                            f"each chunk, got {ctx_size}")
     text = read_prompt(None, file)
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
-                            gpu_layers, cache_type_k, cache_type_v)
+                            gpu_layers, cache_type_k, cache_type_v, threads)
     check_host_memory(options)
     launch(functools.partial(perplexity_job, PerplexityOptions(options, text, chunks)), list(options.devices),
            rank0_here=True)
@@ -404,6 +408,7 @@ def bench(
     tensor_split: Annotated[Optional[list[str]], typer.Option("-ts", "--tensor-split", help="shares: '/' between devices, ',' between tests, e.g. 3/1,1/1")] = None,
     cache_type_k: Annotated[Optional[list[str]], typer.Option("-ctk", "--cache-type-k", help="KV cache types for K: f32, f16, bf16, q8_0, q4_0 (default: the compute type)")] = None,
     cache_type_v: Annotated[Optional[list[str]], typer.Option("-ctv", "--cache-type-v", help="KV cache types for V (default: the compute type)")] = None,
+    threads: Annotated[Optional[list[str]], typer.Option("-t", "--threads", help="CPU threads of each worker, comma list (default: the cores shared out among CPU workers)")] = None,
     flash_attn: Annotated[Optional[list[str]], typer.Option("-fa", "--flash-attn", help="on or auto, comma list (default: auto); off is refused, the attention being always fused")] = None,
     device: Device = None,
     repetitions: Annotated[int, typer.Option("-r", "--repetitions", help="times to repeat each test")] = 5,
@@ -417,6 +422,7 @@ def bench(
         model or [], n_prompt or [], n_gen or [], n_pg or [], n_depth or [], batch_size or [], ubatch_size or [],
         gpu_layers or [], split_mode or [], main_gpu or [], tensor_split or [], cache_type_k or [],
         cache_type_v or [], device, repetitions, not no_warmup, output, flash_attn=flash_attn or [],
+        n_threads=threads or [],
     )
     run_bench(params)
 

@@ -65,7 +65,7 @@ class Generator:
 
     def __init__(self, rt: Runtime, tokenizer: Tokenizer, sampling: SamplingParams, timings: Timings) -> None:
         self.rt, self.tokenizer, self.timings = rt, tokenizer, timings
-        self.sampler = Sampler(sampling, tokenizer.vocab_size)
+        self.sampler = Sampler(sampling, tokenizer.vocab_size, tokenizer.eog_ids)
         self.history: list[int] = []
         self.logits = None
         # The last token sampled and not yet decoded (a reply's end-of-turn token, or the last of

@@ -23,7 +23,7 @@ from llamatp.plan import Plan, SplitMode, check_fits, check_shard_fits, make_pla
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """What `-m -c -b -ub -sm -dev -ts -ctk -ctv` ask for; shared by run, perplexity and bench."""
+    """What `-m -c -b -ub -sm -dev -ts -ctk -ctv -t` ask for; shared by run, perplexity and bench."""
 
     model: str
     devices: tuple[str, ...]
@@ -34,6 +34,7 @@ class ModelOptions:
     tensor_split: tuple[float, ...] = field(default_factory=tuple)
     cache_type_k: str | None = None  # None: the compute type
     cache_type_v: str | None = None
+    n_threads: int = 0  # CPU threads of each worker; <= 0: the cores shared out among CPU workers
     use_graphs: bool = True
 
 
@@ -88,6 +89,8 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
     else:  # the host's memory was checked before the workers started (`check_host_memory`)
         # CPU workers share the cores; OpenMP threads that wait on each other spin badly.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world))
+    if options.n_threads > 0:
+        torch.set_num_threads(options.n_threads)
     comm = init_process_group(info.rank, info.world, device)
     dtype = compute_dtype(info.device)
     allreduce = "none"

@@ -25,14 +25,16 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     seed: int = -1  # -1: a random seed
+    ignore_eos: bool = False  # never sample an end-of-generation token (llama.cpp's --ignore-eos)
 
 
 class Sampler:
     """Draws tokens on the CPU; the same seed and inputs give the same tokens."""
 
-    def __init__(self, params: SamplingParams, vocab_size: int) -> None:
+    def __init__(self, params: SamplingParams, vocab_size: int, eog_ids: Sequence[int] = ()) -> None:
         self.params = params
         self.vocab_size = vocab_size
+        self.banned = torch.tensor(sorted(eog_ids) if params.ignore_eos else [], dtype=torch.long)
         self.generator = torch.Generator()
         if params.seed == -1:
             self.generator.seed()
@@ -62,6 +64,7 @@ class Sampler:
         """
         params = self.params
         logits = logits[: self.vocab_size].to(device="cpu", dtype=torch.float32, copy=True)
+        logits[self.banned] = float("-inf")
         self._apply_penalties(logits, history)
         if params.temp <= 0:
             best = logits.argmax().view(1)

@@ -57,7 +57,8 @@ def flags(**given: Any) -> BenchParams:
              "split_mode", "main_gpu", "tensor_split", "type_k", "type_v"]
     lists = {name: given.pop(name, []) for name in names}
     return bench_params(**lists, device=given.pop("device", "cpu"), repetitions=given.pop("repetitions", 1),
-                        warmup=True, output=given.pop("output", "md"), flash_attn=given.pop("flash_attn", []))
+                        warmup=True, output=given.pop("output", "md"), flash_attn=given.pop("flash_attn", []),
+                        n_threads=given.pop("n_threads", []))
 
 
 def bench_output(params: BenchParams) -> str:
@@ -246,6 +247,12 @@ def test_flash_attention_on_is_a_column_and_a_field_as_in_llama_bench(tiny_model
     assert [r["flash_attn"] for r in default] == [-1]
     with pytest.raises(LlamatpError, match="-fa 0: llamatp's attention is always fused"):
         flags(models=[tiny_model], flash_attn=["1,0"])
+
+
+def test_threads_are_set_per_test_and_shown(tiny_model: str) -> None:
+    params = flags(models=[tiny_model], n_prompt=["8"], n_gen=["0"], n_threads=["1,2"])
+    header, _, *rows = table(bench_output(params))
+    assert [row[header.index("threads")] for row in rows] == ["1", "2"]
 
 
 def test_csv_and_jsonl_carry_llama_benchs_fields(tiny_model: str) -> None:

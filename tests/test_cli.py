@@ -127,6 +127,15 @@ def test_run_prints_llama_cpp_timings_on_stderr(greedy: subprocess.CompletedProc
     assert "tokens per second" not in greedy.stdout
 
 
+def test_ignore_eos_generates_past_the_end_of_text_to_n_predict(smollm2_path: Path) -> None:
+    """Greedy, SmolLM2 ends its answer to this prompt after 30 tokens; --ignore-eos goes on to -n."""
+    args = ["run", "-m", smollm2_path, "-p", PROMPT, "-n", "40", "--temp", "0", "-c", "128", "-t", "1"]
+    stopped, ignoring = llamatp(*args), llamatp(*args, "--ignore-eos")
+    runs = [int(re.search(r"\beval time =.*/\s+(\d+) runs", r.stderr)[1]) for r in (stopped, ignoring)]
+    assert runs[0] < 39 and runs[1] == 39  # the 40th token is sampled, not decoded
+    assert ignoring.stdout.startswith(stopped.stdout)
+
+
 def test_run_no_display_prompt_prints_only_the_generated_text(
     greedy: subprocess.CompletedProcess[str], smollm2_path: Path
 ) -> None:

@@ -1,5 +1,6 @@
 """The sampler follows llama.cpp's chain: penalties -> top-k -> top-p -> min-p -> temperature -> draw."""
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -173,3 +174,15 @@ def test_large_vocabulary_with_defaults_keeps_at_most_the_top_40() -> None:
     assert 1 <= token_ids.numel() <= 40
     assert set(token_ids.tolist()) <= set(logits.topk(40).indices.tolist())
     assert torch.allclose(scaled, logits[token_ids] / 0.8)
+
+
+@pytest.mark.parametrize("temp", [0.0, 1.0])
+def test_ignore_eos_never_samples_an_end_of_generation_token(temp: float) -> None:
+    """llama.cpp's --ignore-eos: an end-of-generation token's logit is -inf, even where it is
+    the most likely token; without it, it keeps its chance."""
+    logits = logits_of([0.05, 0.9, 0.05])
+    eog = [1]
+    ignoring = Sampler(replace(NO_FILTERS, temp=temp, ignore_eos=True), 3, eog)
+    assert candidate_logits(ignoring, logits).get(1, -math.inf) == -math.inf
+    assert all(ignoring.sample(logits, []) != 1 for _ in range(50))
+    assert candidate_logits(Sampler(replace(NO_FILTERS, temp=temp), 3, eog), logits)[1] > -math.inf
