@@ -458,9 +458,9 @@ class AttentionTiling:
 # hide the loads' latency instead. Float: 128 keys a step were 2% faster at depth 8192 but 12%
 # slower at depth 64, where most steps run. q4_0: q8_0's tiling was again the least total time
 # (8B heads, 24 tilings).
+_CODES_TILING = AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
-                  "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1),
-                  "q4_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)}
+                  "q8_0": _CODES_TILING, "q4_0": _CODES_TILING}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:

@@ -86,11 +86,12 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
     if device.type == "cuda":
         torch.cuda.set_device(device)
         check_shard_fits(plan.shards[info.rank], free_memory(info.device))
-    else:  # the host's memory was checked before the workers started (`check_host_memory`)
-        # CPU workers share the cores; OpenMP threads that wait on each other spin badly.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world))
+    # The host's memory was checked before CPU workers started (`check_host_memory`). They share
+    # the cores unless -t says otherwise; OpenMP threads that wait on each other spin badly.
     if options.n_threads > 0:
         torch.set_num_threads(options.n_threads)
+    elif device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world))
     comm = init_process_group(info.rank, info.world, device)
     dtype = compute_dtype(info.device)
     allreduce = "none"

@@ -34,7 +34,7 @@ class Sampler:
     def __init__(self, params: SamplingParams, vocab_size: int, eog_ids: Sequence[int] = ()) -> None:
         self.params = params
         self.vocab_size = vocab_size
-        self.banned = torch.tensor(sorted(eog_ids) if params.ignore_eos else [], dtype=torch.long)
+        self.eog_ids = torch.tensor(sorted(eog_ids), dtype=torch.long)  # banned by ignore_eos
         self.generator = torch.Generator()
         if params.seed == -1:
             self.generator.seed()
@@ -64,7 +64,8 @@ class Sampler:
         """
         params = self.params
         logits = logits[: self.vocab_size].to(device="cpu", dtype=torch.float32, copy=True)
-        logits[self.banned] = float("-inf")
+        if params.ignore_eos:
+            logits[self.eog_ids] = float("-inf")
         self._apply_penalties(logits, history)
         if params.temp <= 0:
             best = logits.argmax().view(1)
