@@ -460,11 +460,11 @@ class AttentionTiling:
 # Triton's pipelining of its loads made them no faster, and two programs per multiprocessor
 # hide the loads' latency instead. Float: 128 keys a step were 2% faster at depth 8192 but 12%
 # slower at depth 64, where most steps run. q4_0: q8_0's tiling was again the least total time
-# (8B heads, 24 tilings), where `q4_attention` does not serve. `q4_attention` runs one warp a
-# program; 241 registers a lane leave room for 8 of them on a multiprocessor.
+# (8B heads, 24 tilings), where `q4_attention` does not serve. `q4_attention`'s 244 registers a
+# lane leave room for two programs of 4 warps on a multiprocessor.
 _CODES_TILING = AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)
-Q4_REGISTER_TILING = AttentionTiling(block_n=q4_attention.BLOCK_N, programs_per_sm=8, num_warps=1, num_stages=1,
-                                     register_operands=True)
+Q4_REGISTER_TILING = AttentionTiling(block_n=q4_attention.BLOCK_N, programs_per_sm=2, num_warps=q4_attention.WARPS,
+                                     num_stages=1, register_operands=True)
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
                   "q8_0": _CODES_TILING, "q4_0": Q4_REGISTER_TILING}
 

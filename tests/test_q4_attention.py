@@ -1,7 +1,11 @@
 """Decode attention over a q4_0 cache in the tensor cores' registers (`q4_attention`): what it
-computes (on a CUDA GPU) and that it compiles without shared memory (anywhere Triton is)."""
+computes (on a CUDA GPU) and that its loop over keys compiles without shared memory or barriers
+(anywhere Triton is)."""
 
-import inspect
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,28 +18,39 @@ needs_gluon = pytest.mark.skipif(q4_attention.gluon is None, reason="needs Trito
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@needs_gluon
-def test_compiles_for_hopper_with_no_shared_memory_and_no_barrier() -> None:
-    """Codes go from the loads to the tensor cores through registers only: the compiled kernel
-    allocates no shared memory and has no barrier."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.experimental.gluon._runtime import GluonASTSource
+# Compiled in a process of its own: tests/conftest.py runs this one under Triton's interpreter.
+COMPILE_FOR_HOPPER = """
+import inspect, sys, triton
+from triton.backends.compiler import GPUTarget
+from triton.experimental.gluon._runtime import GluonASTSource
+from llamatp import q4_attention
+fn = q4_attention._attention_chunk
+names = list(inspect.signature(fn.fn).parameters)
+pointers = dict(q_ptr="*bf16", k_ptr="*u8", ks_ptr="*fp16", v_ptr="*u8", vs_ptr="*fp16", pos_ptr="*i64",
+                m_ptr="*fp32", s_ptr="*fp32", acc_ptr="*fp32", scale_log2="fp32")
+signature = {n: "constexpr" if n == "EARLY" else pointers.get(n, "i32") for n in names}
+aligned = [n for n in names if signature[n].startswith("*") or n in ("kc_s0", "kc_s1", "vc_s0", "vc_s1")]
+source = GluonASTSource(fn=fn, signature=signature, constexprs={"EARLY": True},
+                        attrs={(names.index(n),): [["tt.divisibility", 16]] for n in aligned})
+compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=q4_attention.WARPS))
+sys.stdout.write(compiled.asm["ptx"])
+"""
 
-    fn = q4_attention._attention_chunk
-    names = list(inspect.signature(fn.fn).parameters)
-    pointers = dict(q_ptr="*bf16", k_ptr="*u8", ks_ptr="*fp16", v_ptr="*u8", vs_ptr="*fp16", pos_ptr="*i64",
-                    m_ptr="*fp32", s_ptr="*fp32", acc_ptr="*fp32", scale_log2="fp32")
-    signature = {n: "constexpr" if n == "EARLY" else pointers.get(n, "i32") for n in names}
-    aligned = [n for n in names if signature[n].startswith("*") or n in ("kc_s0", "kc_s1", "vc_s0", "vc_s1")]
-    source = GluonASTSource(fn=fn, signature=signature, constexprs={"EARLY": True},
-                            attrs={(names.index(n),): [["tt.divisibility", 16]] for n in aligned})
-    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=1))
-    ptx = compiled.asm["ptx"]
-    assert compiled.metadata.shared == 0
-    assert "bar.sync" not in ptx and "ld.shared" not in ptx
-    assert ptx.count("mma.sync.aligned.m16n8k16") == 64  # 32 keys: 32 for the scores, 32 for the values
-    assert "ld.global.v4.b32" in ptx  # a K block's 16 bytes of codes in one load
+
+@needs_gluon
+def test_its_loop_compiles_for_hopper_with_no_shared_memory_and_no_barrier() -> None:
+    """Codes go from the loads to the tensor cores through registers only, and each warp runs its
+    own softmax: the compiled loop over keys touches no shared memory and waits at no barrier
+    (the warps meet once, after it)."""
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    ptx = subprocess.run([sys.executable, "-c", COMPILE_FOR_HOPPER], env=env, capture_output=True, text=True,
+                         check=True, timeout=300).stdout
+    first_mma = ptx.index("mma.sync")
+    back = re.search(r"bra\s+(\$L__BB\d+_\d+);", ptx[first_mma:])  # the loop's branch back
+    loop = ptx[ptx.index(back.group(1) + ":"):first_mma + back.end()]
+    assert loop.count("mma.sync.aligned.m16n8k16") == 64  # 32 keys: 32 for the scores, 32 for the values
+    assert "bar.sync" not in loop and "ld.shared" not in loop and "st.shared" not in loop
+    assert "ld.global.v4.b32" in loop  # a K block's 16 bytes of codes in one load
 
 
 def q4_cache(n_kv: int, n_ctx: int, g: torch.Generator) -> CacheTensor:
