@@ -32,7 +32,6 @@ try:
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
 
-from llamatp import q4_attention
 from llamatp.kv_cache import CacheTensor
 
 
@@ -445,14 +444,12 @@ def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor
 @dataclass(frozen=True)
 class AttentionTiling:
     """Keys per step, programs per multiprocessor to spread the keys over (at most), warps
-    per program, key blocks in flight (Triton's software pipelining), and whether q4_0 codes go
-    straight into the tensor cores' registers (`q4_attention`, where it serves)."""
+    per program, and key blocks in flight (Triton's software pipelining)."""
 
     block_n: int
     programs_per_sm: int
     num_warps: int
     num_stages: int = 3
-    register_operands: bool = False
 
 
 # From `scripts/bench_attention.py` timings on an H100 over the 8B, 8B-over-2 and 70B-over-4
@@ -460,13 +457,10 @@ class AttentionTiling:
 # Triton's pipelining of its loads made them no faster, and two programs per multiprocessor
 # hide the loads' latency instead. Float: 128 keys a step were 2% faster at depth 8192 but 12%
 # slower at depth 64, where most steps run. q4_0: q8_0's tiling was again the least total time
-# (8B heads, 24 tilings), where `q4_attention` does not serve. `q4_attention`'s 244 registers a
-# lane leave room for two programs of 4 warps on a multiprocessor.
+# (8B heads, 24 tilings).
 _CODES_TILING = AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)
-Q4_REGISTER_TILING = AttentionTiling(block_n=q4_attention.BLOCK_N, programs_per_sm=2, num_warps=q4_attention.WARPS,
-                                     num_stages=1, register_operands=True)
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
-                  "q8_0": _CODES_TILING, "q4_0": Q4_REGISTER_TILING}
+                  "q8_0": _CODES_TILING, "q4_0": _CODES_TILING}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
@@ -486,27 +480,20 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
     tiling = tiling or decode_tiling(k_cache, v_cache)
-    in_registers = tiling.register_operands and q4_attention.usable(q, k_cache, v_cache)
-    if tiling.register_operands and not in_registers:
-        tiling = _CODES_TILING
     programs = tiling.programs_per_sm * sm_count(q.device)
     n_chunks = max(1, min(triton.cdiv(n_ctx, tiling.block_n), programs // max(n_kv, 1)))
     block_g = max(16, triton.next_power_of_2(group))
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
-    if in_registers:
-        q4_attention.attention_chunks(q, k_cache, v_cache, pos, window, scale * 1.4426950408889634, m, s, acc,
-                                      early_launch_args(q.device))
-    else:
-        _decode_attention_chunk[(n_kv, n_chunks)](
-            q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
-            scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
-            K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
-            K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
-            BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
-            num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
-        )
+    _decode_attention_chunk[(n_kv, n_chunks)](
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
+        scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
+        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
+        K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
+        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
+        num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
+    )
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     width = min(32, head_dim)  # a merge program's values: one block of the rounded output
