@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from llamatp.cache_types import check_cache_type
-from llamatp.cli import check_flash_attn, parse_tensor_split, resolve_devices, resolve_model
+from llamatp.cli import check_flash_attn, check_load_mode, parse_tensor_split, resolve_devices, resolve_model
 from llamatp.comm import Comm
 from llamatp.config import ModelConfig, load_config
 from llamatp.engine import Engine
@@ -106,6 +106,7 @@ class BenchParams:
     type_v: tuple[str | None, ...] = (None,)
     flash_attn: tuple[int, ...] = (-1,)  # llama-bench's: 1 on, -1 auto
     n_threads: tuple[int, ...] = (0,)  # <= 0: the cores shared out among CPU workers
+    load_mode: tuple[str, ...] = ("mmap",)
     device: str | None = None
     repetitions: int = 5
     warmup: bool = True
@@ -117,7 +118,7 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
                  n_gpu_layers: Sequence[str], split_mode: Sequence[str], main_gpu: Sequence[str],
                  tensor_split: Sequence[str], type_k: Sequence[str], type_v: Sequence[str], device: str | None,
                  repetitions: int, warmup: bool, output: str, flash_attn: Sequence[str] = (),
-                 n_threads: Sequence[str] = ()) -> BenchParams:
+                 n_threads: Sequence[str] = (), load_mode: Sequence[str] = (), mmap: Sequence[str] = ()) -> BenchParams:
     """Flags as typed (each repeatable, each a comma list) to BenchParams; unset ones keep the defaults."""
 
     def ints(values: Sequence[str], allow_negative: bool = False) -> tuple[int, ...]:
@@ -141,11 +142,19 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
         "type_v": tuple(check_cache_type(t, "-ctv") for t in items(type_v)),
         "flash_attn": tuple(check_flash_attn(v) for v in items(flash_attn)),
         "n_threads": ints(n_threads, allow_negative=True),
+        "load_mode": tuple(check_load_mode(v) for v in items(load_mode)) + tuple(_mmap_mode(v) for v in items(mmap)),
     }
     if any(v < 1 for v in given["n_batch"] + given["n_ubatch"]):
         raise LlamatpError("-b and -ub must be at least 1")
     params = BenchParams(**{key: value for key, value in given.items() if value})  # type: ignore[arg-type]
     return replace(params, device=device, repetitions=repetitions, warmup=warmup, output=output)
+
+
+def _mmap_mode(value: str) -> str:
+    """llama-bench's older -mmp 0|1 as a load mode."""
+    if value not in ("0", "1"):
+        raise LlamatpError(f"-mmp takes 0 or 1, got '{value}'")
+    return "mmap" if value == "1" else "none"
 
 
 # --- tests -------------------------------------------------------------------------------------
@@ -170,6 +179,7 @@ class BenchTest:
     type_v: str | None = None
     flash_attn: int = -1
     n_threads: int = 0
+    load_mode: str = "mmap"
 
     @property
     def name(self) -> str:
@@ -189,7 +199,7 @@ class BenchTest:
     def load_key(self) -> tuple[object, ...]:
         """Tests with equal keys share one loaded model."""
         return (self.model, self.n_gpu_layers, self.split_mode, self.main_gpu, self.devices, self.tensor_split,
-                self.n_batch, self.n_ubatch, self.type_k, self.type_v, self.n_threads)
+                self.n_batch, self.n_ubatch, self.type_k, self.type_v, self.n_threads, self.load_mode)
 
 
 def bench_tests(params: BenchParams) -> list[BenchTest]:
@@ -197,9 +207,10 @@ def bench_tests(params: BenchParams) -> list[BenchTest]:
     that tests sharing a model are adjacent). Zero-length pp or tg entries are skipped."""
     device = params.device.replace("/", ",") if params.device else None  # llama-bench writes CUDA0/CUDA1
     tests = []
-    for model, nt, ngl, sm, mg, ts, nb, nub, tk, tv, fa, depth in itertools.product(
-        params.models, params.n_threads, params.n_gpu_layers, params.split_mode, params.main_gpu, params.tensor_split,
-        params.n_batch, params.n_ubatch, params.type_k, params.type_v, params.flash_attn, params.n_depth,
+    for model, nt, ngl, sm, lm, mg, ts, nb, nub, tk, tv, fa, depth in itertools.product(
+        params.models, params.n_threads, params.n_gpu_layers, params.split_mode, params.load_mode, params.main_gpu,
+        params.tensor_split, params.n_batch, params.n_ubatch, params.type_k, params.type_v, params.flash_attn,
+        params.n_depth,
     ):
         devices = tuple(resolve_devices(device, sm, mg, str(ngl)))  # also rejects unknown split modes
         if sm != "none" and len(ts) > len(devices):
@@ -207,7 +218,8 @@ def bench_tests(params: BenchParams) -> list[BenchTest]:
                                f"{len(devices)} devices")
         shapes = [(p, 0) for p in params.n_prompt if p > 0] + [(0, n) for n in params.n_gen if n > 0]
         shapes += [pg for pg in params.n_pg if pg != (0, 0)]
-        tests += [BenchTest(model, p, n, depth, nb, nub, ngl, sm, mg, ts, devices, tk, tv, fa, nt) for p, n in shapes]
+        tests += [BenchTest(model, p, n, depth, nb, nub, ngl, sm, mg, ts, devices, tk, tv, fa, nt, lm)
+                  for p, n in shapes]
     return tests
 
 
@@ -249,7 +261,7 @@ def group_of(tests: Sequence[BenchTest], repetitions: int, warmup: bool) -> Benc
         model=t.model, devices=t.devices, split_mode=t.split_mode if len(t.devices) > 1 else "none",  # type: ignore[arg-type]
         n_ctx=max(x.n_ctx for x in tests), n_batch=t.n_batch, n_ubatch=min(t.n_ubatch, t.n_batch),
         tensor_split=t.tensor_split if t.split_mode != "none" else (), cache_type_k=t.type_k, cache_type_v=t.type_v,
-        n_threads=t.n_threads,
+        n_threads=t.n_threads, load_mode=t.load_mode,
     )
     return BenchGroup(options, tuple(tests), repetitions, warmup)
 
@@ -484,7 +496,7 @@ def record(m: Measurement, model: ModelSummary, system: SystemInfo) -> dict[str,
         "split_mode": t.split_mode, "main_gpu": t.main_gpu, "no_kv_offload": False,
         "flash_attn": t.flash_attn,
         "devices": devices_label(t.devices), "tensor_split": tensor_split_label(t.tensor_split),
-        "tensor_buft_overrides": "none", "load_mode": "mmap", "embeddings": False, "no_op_offload": 0,
+        "tensor_buft_overrides": "none", "load_mode": t.load_mode, "embeddings": False, "no_op_offload": 0,
         "no_host": False, "fit_target": 0, "fit_min_ctx": 0,
         "n_prompt": t.n_prompt, "n_gen": t.n_gen, "n_depth": t.n_depth, "test_time": m.test_time,
         "avg_ns": int(statistics.mean(m.samples_ns)), "stddev_ns": int(_stdev(m.samples_ns)),
@@ -503,7 +515,8 @@ def _stdev(values: Sequence[float]) -> float:
 _MD_COLUMNS: dict[str, tuple[str, int]] = {
     "model": ("model", -30), "size": ("size", 10), "params": ("params", 10), "backend": ("backend", -10),
     "n_gpu_layers": ("ngl", 3), "n_threads": ("threads", 7), "n_batch": ("n_batch", 7),
-    "n_ubatch": ("n_ubatch", 8), "main_gpu": ("main_gpu", 10), "split_mode": ("sm", 6), "flash_attn": ("fa", 2),
+    "n_ubatch": ("n_ubatch", 8), "main_gpu": ("main_gpu", 10), "split_mode": ("sm", 6), "load_mode": ("lm", 10),
+    "flash_attn": ("fa", 2),
     "tensor_split": ("ts", -12), "type_k": ("type_k", 6), "type_v": ("type_v", 6), "test": ("test", 15), "t/s": ("t/s", 20),
     "devices": ("dev", -12), "peak_mem": ("peak mem", 16), "weights": ("weights GB/s", 12),
 }
@@ -519,7 +532,8 @@ def markdown_columns(params: BenchParams, tests: Sequence[BenchTest]) -> list[st
         columns.append("n_gpu_layers")
     if any(t.devices[0] == "cpu" for t in tests):
         columns.append("n_threads")
-    for field in ("n_batch", "n_ubatch", "type_k", "type_v", "main_gpu", "split_mode", "flash_attn", "tensor_split"):
+    for field in ("n_batch", "n_ubatch", "type_k", "type_v", "main_gpu", "split_mode", "load_mode", "flash_attn",
+                  "tensor_split"):
         if getattr(params, field) != getattr(defaults, field):
             columns.append(field)
     return columns + ["devices", "peak_mem", "weights", "test", "t/s"]

@@ -52,6 +52,10 @@ Escape = Annotated[bool, typer.Option("-e/--no-escape", "--escape", help="proces
 GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
 Threads = Annotated[int, typer.Option("-t", "--threads", help="CPU threads of each worker (<= 0: the cores shared out among CPU workers)")]
 FlashAttn = Annotated[str, typer.Option("-fa", "--flash-attn", help="flash attention: on, off or auto; llamatp's attention is always fused, so off is refused")]
+LoadMode = Annotated[Optional[str], typer.Option("-lm", "--load-mode", help="how weights are read: mmap (default), none (plain reads, no memory map), mlock or mmap+mlock (CPU workers then keep their weights locked in RAM)")]
+NoMmap = Annotated[bool, typer.Option("--no-mmap", help="read weights with plain reads, no memory map (-lm none)")]
+Mlock = Annotated[bool, typer.Option("--mlock", help="CPU workers keep their weights locked in RAM (-lm mmap+mlock)")]
+LOAD_MODES = ("none", "mmap", "mlock", "mmap+mlock")
 
 
 def user_errors(fn: Command) -> Command:
@@ -130,6 +134,26 @@ def check_flash_attn(value: str, flag: str = "-fa") -> int:
     raise LlamatpError(f"{flag}: unknown value '{value}' (use on, off or auto)")
 
 
+def check_load_mode(value: str, flag: str = "-lm") -> str:
+    """One of llama.cpp's load modes; direct I/O (dio) is not one llamatp has."""
+    if value == "dio":
+        raise LlamatpError(f"{flag} dio: llamatp reads weights through the page cache, not with direct I/O "
+                           f"(use {', '.join(LOAD_MODES)})")
+    if value not in LOAD_MODES:
+        raise LlamatpError(f"{flag}: unknown load mode '{value}' (use {', '.join(LOAD_MODES)})")
+    return value
+
+
+def load_mode_of(load_mode: str | None, no_mmap: bool, mlock: bool) -> str:
+    """The load mode that -lm, or else --no-mmap and --mlock, ask for."""
+    if load_mode is not None:
+        if no_mmap or mlock:
+            raise LlamatpError("give -lm/--load-mode or --no-mmap/--mlock, not both")
+        return check_load_mode(load_mode)
+    return {(False, False): "mmap", (True, False): "none", (False, True): "mmap+mlock", (True, True): "mlock"}[
+        (no_mmap, mlock)]
+
+
 def resolve_devices(device: str | None, split_mode: str, main_gpu: int, gpu_layers: str) -> list[str]:
     from llamatp.devices import parse_devices
     from llamatp.launch import in_torchrun, torchrun_devices
@@ -161,7 +185,8 @@ def resolve_devices(device: str | None, split_mode: str, main_gpu: int, gpu_laye
 
 def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size: int, device: str | None,
                   split_mode: str, tensor_split: str | None, main_gpu: int, gpu_layers: str,
-                  cache_type_k: str | None = None, cache_type_v: str | None = None, n_threads: int = 0) -> ModelOptions:
+                  cache_type_k: str | None = None, cache_type_v: str | None = None, n_threads: int = 0,
+                  load_mode: str = "mmap") -> ModelOptions:
     from llamatp.cache_types import check_cache_type
     from llamatp.runtime import ModelOptions
 
@@ -182,7 +207,7 @@ def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size
     return ModelOptions(
         model=resolve_model(model), devices=tuple(devices), split_mode=split_mode if len(devices) > 1 else "none",
         n_ctx=ctx_size, n_batch=batch_size, n_ubatch=min(ubatch_size, batch_size), tensor_split=proportions,
-        cache_type_k=type_k, cache_type_v=type_v, n_threads=n_threads,
+        cache_type_k=type_k, cache_type_v=type_v, n_threads=n_threads, load_mode=load_mode,
     )
 
 
@@ -241,6 +266,9 @@ def run(
     cache_type_k: CacheTypeK = None,
     cache_type_v: CacheTypeV = None,
     flash_attn: FlashAttn = "auto",
+    load_mode: LoadMode = None,
+    no_mmap: NoMmap = False,
+    mlock: Mlock = False,
     escape: Escape = True,
     no_display_prompt: Annotated[bool, typer.Option("--no-display-prompt", help="do not echo the prompt")] = False,
     conversation: Annotated[Optional[bool], typer.Option("-cnv/-no-cnv", "--conversation/--no-conversation", help="chat through the model's template")] = None,
@@ -266,12 +294,13 @@ def run(
     if not -1 <= seed <= MAX_SEED:
         raise LlamatpError(f"-s must be -1 (random) or 0 to {MAX_SEED}, got {seed}")
     check_flash_attn(flash_attn)
+    mode = load_mode_of(load_mode, no_mmap, mlock)
     text = read_prompt(prompt, file)
     if file is not None:  # as llama.cpp reads a prompt file: less one trailing newline
         text = text.removesuffix("\n")
     text = process_escapes(text) if escape else text
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
-                            gpu_layers, cache_type_k, cache_type_v, threads)
+                            gpu_layers, cache_type_k, cache_type_v, threads, mode)
     from llamatp.runtime import check_host_memory
 
     if dry_run or verbose:  # the plan printed is the one checked, the host's memory included
@@ -319,6 +348,9 @@ def perplexity(
     cache_type_v: CacheTypeV = None,
     flash_attn: FlashAttn = "auto",
     threads: Threads = -1,
+    load_mode: LoadMode = None,
+    no_mmap: NoMmap = False,
+    mlock: Mlock = False,
 ) -> None:
     """Perplexity of a text file, as llama-perplexity computes it."""
     from llamatp.launch import launch
@@ -326,6 +358,7 @@ def perplexity(
     from llamatp.runtime import check_host_memory
 
     check_flash_attn(flash_attn)
+    mode = load_mode_of(load_mode, no_mmap, mlock)
     if file is None:
         raise LlamatpError("perplexity needs a text file: -f FILE")
     if ctx_size < MIN_CONTEXT:
@@ -333,7 +366,7 @@ def perplexity(
                            f"each chunk, got {ctx_size}")
     text = read_prompt(None, file)
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
-                            gpu_layers, cache_type_k, cache_type_v, threads)
+                            gpu_layers, cache_type_k, cache_type_v, threads, mode)
     check_host_memory(options)
     launch(functools.partial(perplexity_job, PerplexityOptions(options, text, chunks)), list(options.devices),
            rank0_here=True)
@@ -410,6 +443,8 @@ def bench(
     cache_type_v: Annotated[Optional[list[str]], typer.Option("-ctv", "--cache-type-v", help="KV cache types for V (default: the compute type)")] = None,
     threads: Annotated[Optional[list[str]], typer.Option("-t", "--threads", help="CPU threads of each worker, comma list (default: the cores shared out among CPU workers)")] = None,
     flash_attn: Annotated[Optional[list[str]], typer.Option("-fa", "--flash-attn", help="on or auto, comma list (default: auto); off is refused, the attention being always fused")] = None,
+    load_mode: Annotated[Optional[list[str]], typer.Option("-lm", "--load-mode", help="none, mmap, mlock, mmap+mlock; comma list (default: mmap)")] = None,
+    mmap: Annotated[Optional[list[str]], typer.Option("-mmp", "--mmap", help="0 (-lm none) or 1 (-lm mmap), comma list; older spelling of -lm")] = None,
     device: Device = None,
     repetitions: Annotated[int, typer.Option("-r", "--repetitions", help="times to repeat each test")] = 5,
     no_warmup: Annotated[bool, typer.Option("--no-warmup", help="skip the warm-up run before each test")] = False,
@@ -422,7 +457,7 @@ def bench(
         model or [], n_prompt or [], n_gen or [], n_pg or [], n_depth or [], batch_size or [], ubatch_size or [],
         gpu_layers or [], split_mode or [], main_gpu or [], tensor_split or [], cache_type_k or [],
         cache_type_v or [], device, repetitions, not no_warmup, output, flash_attn=flash_attn or [],
-        n_threads=threads or [],
+        n_threads=threads or [], load_mode=load_mode or [], mmap=mmap or [],
     )
     run_bench(params)
 

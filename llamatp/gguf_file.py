@@ -1,4 +1,4 @@
-"""Open a GGUF file: metadata, the tensor index, and memory-mapped tensor bytes.
+"""Open a GGUF file: metadata, the tensor index, and tensor bytes (memory-mapped, or read).
 
 No torch here, so `tokenize` and `info` start fast. Every length in the header is
 checked against the bytes that remain: a corrupt or hostile file fails with one clear
@@ -53,9 +53,11 @@ class TensorInfo:
 
 
 class GGUFFile:
-    """A validated, memory-mapped GGUF file."""
+    """A validated GGUF file. Its header is read through a memory map; tensor bytes come from
+    the map, or with `memory_map=False` (llama.cpp's load mode none) from plain reads, each
+    tensor's rows as they are asked for, no map kept."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, memory_map: bool = True) -> None:
         self.path = Path(path)
         if self.path.is_dir():
             raise LlamatpError(f"model file {self.path} is a directory")
@@ -69,6 +71,9 @@ class GGUFFile:
         header.run()
         self.metadata: dict[str, Any] = header.metadata
         self.tensors: dict[str, TensorInfo] = {t.name: t for t in header.tensors}
+        self.memory_map = memory_map
+        if not memory_map:
+            del self._data
 
     @property
     def architecture(self) -> str:
@@ -123,11 +128,22 @@ class GGUFFile:
             raise LlamatpError(f"{self.path} lacks tensor '{name}'")
         return info
 
-    def raw(self, name: str) -> np.ndarray:
-        """The tensor's bytes as a read-only memory map of shape (rows, row_bytes)."""
+    def raw(self, name: str, rows: range | None = None) -> np.ndarray:
+        """The tensor's bytes, of shape (rows, row_bytes): all its rows, or `rows`. Read-only
+        where memory-mapped."""
         info = self.tensor(name)
-        rows = info.n_elements // info.shape[-1]
-        return self._data[info.offset : info.offset + info.nbytes].reshape(rows, info.row_bytes)
+        rows = rows if rows is not None else range(info.n_elements // info.shape[-1])
+        start, stop = info.offset + rows.start * info.row_bytes, info.offset + rows.stop * info.row_bytes
+        if self.memory_map:
+            data = self._data[start:stop]
+        else:
+            try:
+                data = np.fromfile(self.path, dtype=np.uint8, count=stop - start, offset=start)
+            except OSError as e:
+                raise LlamatpError(f"cannot read {self.path}: {e.strerror or e}") from None
+            if data.size != stop - start:
+                raise LlamatpError(f"{self.path} ended while reading tensor '{name}' (truncated or changed?)")
+        return data.reshape(len(rows), info.row_bytes)
 
 
 class _HeaderParser:

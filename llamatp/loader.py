@@ -33,12 +33,10 @@ def read_slice(gguf: GGUFFile, name: str, rows: range | None, cols: range | None
     """
     info = gguf.tensor(name)
     check_supported(info.qtype, name)
-    raw = gguf.raw(name)
     n_cols = info.shape[-1]
     if len(info.shape) == 1 and rows is not None:  # a bias: its rows are its elements
         rows, cols = None, rows
-    if rows is not None:
-        raw = raw[rows.start : rows.stop]
+    raw = gguf.raw(name, rows)
     qtype = info.qtype
     if cols is not None and (cols.start, cols.stop) != (0, n_cols):
         block = block_size(qtype)

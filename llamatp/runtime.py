@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -23,7 +25,7 @@ from llamatp.plan import Plan, SplitMode, check_fits, check_shard_fits, make_pla
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """What `-m -c -b -ub -sm -dev -ts -ctk -ctv -t` ask for; shared by run, perplexity and bench."""
+    """What `-m -c -b -ub -sm -dev -ts -ctk -ctv -t -lm` ask for; shared by run, perplexity and bench."""
 
     model: str
     devices: tuple[str, ...]
@@ -35,6 +37,7 @@ class ModelOptions:
     cache_type_k: str | None = None  # None: the compute type
     cache_type_v: str | None = None
     n_threads: int = 0  # CPU threads of each worker; <= 0: the cores shared out among CPU workers
+    load_mode: str = "mmap"  # llama.cpp's: none, mmap, mlock or mmap+mlock
     use_graphs: bool = True
 
 
@@ -77,7 +80,7 @@ def check_host_memory(options: ModelOptions) -> None:
 
 
 def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
-    gguf = GGUFFile(options.model)
+    gguf = GGUFFile(options.model, memory_map=options.load_mode in ("mmap", "mmap+mlock"))
     config = load_config(gguf)
     plan = plan_for(options, gguf, config)
     if plan.world_size != info.world:
@@ -98,5 +101,27 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
     if plan.mode == "tensor":
         allreduce = comm.enable_symmetric_memory(config.n_embd, GEMV_MAX_ROWS, dtype)
     model = build_model(gguf, config, plan, info.rank, device, dtype, comm.all_reduce, comm.reduce_add_rms_norm)
+    if options.load_mode in ("mlock", "mmap+mlock") and device.type == "cpu":
+        lock_in_ram(model)
     engine = Engine(model, comm, plan, device, dtype, use_graphs=options.use_graphs)
     return Runtime(gguf, config, plan, comm, engine, device, allreduce)
+
+
+def lock_in_ram(model: torch.nn.Module) -> None:
+    """Keep the tensors a CPU model's modules hold (weights, norms, the embedding table) in RAM:
+    mlock(2), as llama.cpp's mlock load modes do. GPU workers keep no weights in host memory.
+    A refusal (the RLIMIT_MEMLOCK limit) is a warning, as in llama.cpp: the model runs unlocked."""
+    storages = {}
+    for module in model.modules():
+        for value in [*vars(module).values(), *module._buffers.values()]:
+            if isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.numel():
+                storage = value.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    for address, nbytes in storages.items():
+        if libc.mlock(address, nbytes) != 0:
+            reason = os.strerror(ctypes.get_errno())
+            print(f"warning: could not lock the model in RAM ({sum(storages.values()) / 2**20:.0f} MiB; mlock: {reason}); "
+                  "it runs unlocked. Raise the limit with 'ulimit -l'", file=sys.stderr)
+            return

@@ -58,7 +58,8 @@ def flags(**given: Any) -> BenchParams:
     lists = {name: given.pop(name, []) for name in names}
     return bench_params(**lists, device=given.pop("device", "cpu"), repetitions=given.pop("repetitions", 1),
                         warmup=True, output=given.pop("output", "md"), flash_attn=given.pop("flash_attn", []),
-                        n_threads=given.pop("n_threads", []))
+                        n_threads=given.pop("n_threads", []), load_mode=given.pop("load_mode", []),
+                        mmap=given.pop("mmap", []))
 
 
 def bench_output(params: BenchParams) -> str:
@@ -247,6 +248,22 @@ def test_flash_attention_on_is_a_column_and_a_field_as_in_llama_bench(tiny_model
     assert [r["flash_attn"] for r in default] == [-1]
     with pytest.raises(LlamatpError, match="-fa 0: llamatp's attention is always fused"):
         flags(models=[tiny_model], flash_attn=["1,0"])
+
+
+def test_load_modes_are_a_column_and_a_field_as_in_llama_bench(tiny_model: str) -> None:
+    """-lm none,mmap loads the model twice, once per mode (the lm column and load_mode field say
+    which); -mmp 0|1, llama-bench's older spelling, asks for none and mmap; dio is refused."""
+    params = flags(models=[tiny_model], n_prompt=["8"], n_gen=["0"], load_mode=["none,mmap"])
+    header, _, *rows = table(bench_output(params))
+    assert [row[header.index("lm")] for row in rows] == ["none", "mmap"]
+    records = [json.loads(line) for line in bench_output(flags(models=[tiny_model], n_prompt=["8"], n_gen=["0"],
+                                                               mmap=["0"], output="jsonl")).splitlines()]
+    assert [r["load_mode"] for r in records] == ["none"]
+    assert flags(models=[tiny_model], mmap=["1"], load_mode=["mlock"]).load_mode == ("mlock", "mmap")
+    with pytest.raises(LlamatpError, match="-lm dio: llamatp reads weights through the page cache"):
+        flags(models=[tiny_model], load_mode=["dio"])
+    with pytest.raises(LlamatpError, match="-mmp takes 0 or 1, got 'yes'"):
+        flags(models=[tiny_model], mmap=["yes"])
 
 
 def test_threads_are_set_per_test_and_shown(tiny_model: str) -> None:

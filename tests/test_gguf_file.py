@@ -105,6 +105,27 @@ def test_smollm2_tensors_match_gguf_reader(smollm2_path: Path, smollm2_reader: G
         assert np.array_equal(gguf.raw(t.name).reshape(-1), t.data.reshape(-1).view(np.uint8)), t.name
 
 
+def test_plain_reads_give_the_bytes_of_the_memory_map(smollm2_path: Path) -> None:
+    """Load mode none: each tensor, or a run of its rows, read from the file, no map kept."""
+    mapped, read = GGUFFile(smollm2_path), GGUFFile(smollm2_path, memory_map=False)
+    assert not hasattr(read, "_data")
+    for name, info in mapped.tensors.items():
+        assert np.array_equal(read.raw(name), mapped.raw(name)), name
+    rows = range(5, 17)
+    assert np.array_equal(read.raw("token_embd.weight", rows), mapped.raw("token_embd.weight")[5:17])
+
+
+def test_a_file_cut_short_after_opening_is_an_error_in_plain_reads(tmp_path: Path, smollm2_path: Path) -> None:
+    copy = tmp_path / "model.gguf"
+    copy.write_bytes(smollm2_path.read_bytes())
+    gguf = GGUFFile(copy, memory_map=False)
+    last = max(gguf.tensors.values(), key=lambda t: t.offset)
+    with open(copy, "r+b") as f:
+        f.truncate(last.offset + 10)
+    with pytest.raises(LlamatpError, match=f"ended while reading tensor '{last.name}'"):
+        gguf.raw(last.name)
+
+
 # --- typed metadata ----------------------------------------------------------------------
 
 
