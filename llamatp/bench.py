@@ -118,7 +118,8 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
                  n_gpu_layers: Sequence[str], split_mode: Sequence[str], main_gpu: Sequence[str],
                  tensor_split: Sequence[str], type_k: Sequence[str], type_v: Sequence[str], device: str | None,
                  repetitions: int, warmup: bool, output: str, flash_attn: Sequence[str] = (),
-                 n_threads: Sequence[str] = (), load_mode: Sequence[str] = (), mmap: Sequence[str] = ()) -> BenchParams:
+                 n_threads: Sequence[str] = (), load_mode: Sequence[str] = (), mmap: Sequence[str] = (),
+                 direct_io: Sequence[str] = ()) -> BenchParams:
     """Flags as typed (each repeatable, each a comma list) to BenchParams; unset ones keep the defaults."""
 
     def ints(values: Sequence[str], allow_negative: bool = False) -> tuple[int, ...]:
@@ -142,7 +143,9 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
         "type_v": tuple(check_cache_type(t, "-ctv") for t in items(type_v)),
         "flash_attn": tuple(check_flash_attn(v) for v in items(flash_attn)),
         "n_threads": ints(n_threads, allow_negative=True),
-        "load_mode": tuple(check_load_mode(v) for v in items(load_mode)) + tuple(_mmap_mode(v) for v in items(mmap)),
+        "load_mode": tuple(check_load_mode(v) for v in items(load_mode))
+        + tuple(_older_load_mode(v, "-mmp", "mmap") for v in items(mmap))
+        + tuple(_older_load_mode(v, "-dio", "dio") for v in items(direct_io)),
     }
     if any(v < 1 for v in given["n_batch"] + given["n_ubatch"]):
         raise LlamatpError("-b and -ub must be at least 1")
@@ -150,11 +153,11 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
     return replace(params, device=device, repetitions=repetitions, warmup=warmup, output=output)
 
 
-def _mmap_mode(value: str) -> str:
-    """llama-bench's older -mmp 0|1 as a load mode."""
+def _older_load_mode(value: str, flag: str, mode: str) -> str:
+    """llama-bench's older -mmp 0|1 and -dio 0|1 as load modes: 1 is `mode`, 0 none."""
     if value not in ("0", "1"):
-        raise LlamatpError(f"-mmp takes 0 or 1, got '{value}'")
-    return "mmap" if value == "1" else "none"
+        raise LlamatpError(f"{flag} takes 0 or 1, got '{value}'")
+    return mode if value == "1" else "none"
 
 
 # --- tests -------------------------------------------------------------------------------------

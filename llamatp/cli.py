@@ -52,10 +52,10 @@ Escape = Annotated[bool, typer.Option("-e/--no-escape", "--escape", help="proces
 GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
 Threads = Annotated[int, typer.Option("-t", "--threads", help="CPU threads of each worker (<= 0: the cores shared out among CPU workers)")]
 FlashAttn = Annotated[str, typer.Option("-fa", "--flash-attn", help="flash attention: on, off or auto; llamatp's attention is always fused, so off is refused")]
-LoadMode = Annotated[Optional[str], typer.Option("-lm", "--load-mode", help="how weights are read: mmap (default), none (plain reads, no memory map), mlock or mmap+mlock (CPU workers then keep their weights locked in RAM)")]
+LoadMode = Annotated[Optional[str], typer.Option("-lm", "--load-mode", help="how weights are read: mmap (default), none (plain reads, no memory map), dio (direct I/O, past the page cache), mlock or mmap+mlock (CPU workers then keep their weights locked in RAM)")]
 NoMmap = Annotated[bool, typer.Option("--no-mmap", help="read weights with plain reads, no memory map (-lm none)")]
 Mlock = Annotated[bool, typer.Option("--mlock", help="CPU workers keep their weights locked in RAM (-lm mmap+mlock)")]
-LOAD_MODES = ("none", "mmap", "mlock", "mmap+mlock")
+LOAD_MODES = ("none", "mmap", "mlock", "mmap+mlock", "dio")
 
 
 def user_errors(fn: Command) -> Command:
@@ -135,10 +135,7 @@ def check_flash_attn(value: str, flag: str = "-fa") -> int:
 
 
 def check_load_mode(value: str, flag: str = "-lm") -> str:
-    """One of llama.cpp's load modes; direct I/O (dio) is not one llamatp has."""
-    if value == "dio":
-        raise LlamatpError(f"{flag} dio: llamatp reads weights through the page cache, not with direct I/O "
-                           f"(use {', '.join(LOAD_MODES)})")
+    """One of llama.cpp's load modes."""
     if value not in LOAD_MODES:
         raise LlamatpError(f"{flag}: unknown load mode '{value}' (use {', '.join(LOAD_MODES)})")
     return value
@@ -443,8 +440,9 @@ def bench(
     cache_type_v: Annotated[Optional[list[str]], typer.Option("-ctv", "--cache-type-v", help="KV cache types for V (default: the compute type)")] = None,
     threads: Annotated[Optional[list[str]], typer.Option("-t", "--threads", help="CPU threads of each worker, comma list (default: the cores shared out among CPU workers)")] = None,
     flash_attn: Annotated[Optional[list[str]], typer.Option("-fa", "--flash-attn", help="on or auto, comma list (default: auto); off is refused, the attention being always fused")] = None,
-    load_mode: Annotated[Optional[list[str]], typer.Option("-lm", "--load-mode", help="none, mmap, mlock, mmap+mlock; comma list (default: mmap)")] = None,
+    load_mode: Annotated[Optional[list[str]], typer.Option("-lm", "--load-mode", help="none, mmap, mlock, mmap+mlock, dio; comma list (default: mmap)")] = None,
     mmap: Annotated[Optional[list[str]], typer.Option("-mmp", "--mmap", help="0 (-lm none) or 1 (-lm mmap), comma list; older spelling of -lm")] = None,
+    direct_io: Annotated[Optional[list[str]], typer.Option("-dio", "--direct-io", help="0 (-lm none) or 1 (-lm dio), comma list; older spelling of -lm")] = None,
     device: Device = None,
     repetitions: Annotated[int, typer.Option("-r", "--repetitions", help="times to repeat each test")] = 5,
     no_warmup: Annotated[bool, typer.Option("--no-warmup", help="skip the warm-up run before each test")] = False,
@@ -457,7 +455,7 @@ def bench(
         model or [], n_prompt or [], n_gen or [], n_pg or [], n_depth or [], batch_size or [], ubatch_size or [],
         gpu_layers or [], split_mode or [], main_gpu or [], tensor_split or [], cache_type_k or [],
         cache_type_v or [], device, repetitions, not no_warmup, output, flash_attn=flash_attn or [],
-        n_threads=threads or [], load_mode=load_mode or [], mmap=mmap or [],
+        n_threads=threads or [], load_mode=load_mode or [], mmap=mmap or [], direct_io=direct_io or [],
     )
     run_bench(params)
 

@@ -8,10 +8,13 @@ error instead of a huge allocation, a long loop or a traceback.
 from __future__ import annotations
 
 import math
+import mmap
+import os
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
@@ -19,6 +22,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 from llamatp.errors import LlamatpError
 
 GGUF_MAGIC = b"GGUF"
+DIRECT_IO_ALIGN = 4096  # O_DIRECT reads start, end and land on boundaries of this many bytes
+DIRECT_IO_CHUNK = 1 << 30  # Linux reads at most about 2 GiB a call
 MAX_DIMS = 4
 
 # Smallest encoding of each metadata value type, in bytes (strings: the u64 length).
@@ -52,12 +57,16 @@ class TensorInfo:
         return self.shape[-1] // block * size
 
 
+Access = Literal["mmap", "read", "direct"]
+
+
 class GGUFFile:
     """A validated GGUF file. Its header is read through a memory map; tensor bytes come from
-    the map, or with `memory_map=False` (llama.cpp's load mode none) from plain reads, each
-    tensor's rows as they are asked for, no map kept."""
+    the map (`access="mmap"`), or, each tensor's rows as they are asked for and no map kept,
+    from plain reads ("read", llama.cpp's load mode none) or reads that bypass the page cache
+    ("direct", load mode dio; plain reads where the file system refuses O_DIRECT, with a warning)."""
 
-    def __init__(self, path: str | Path, memory_map: bool = True) -> None:
+    def __init__(self, path: str | Path, access: Access = "mmap") -> None:
         self.path = Path(path)
         if self.path.is_dir():
             raise LlamatpError(f"model file {self.path} is a directory")
@@ -71,8 +80,12 @@ class GGUFFile:
         header.run()
         self.metadata: dict[str, Any] = header.metadata
         self.tensors: dict[str, TensorInfo] = {t.name: t for t in header.tensors}
-        self.memory_map = memory_map
-        if not memory_map:
+        self.access = access
+        if access == "direct" and not _direct_io_works(self.path):
+            print(f"warning: {self.path}: the file system refuses direct I/O; reading through the page cache",
+                  file=sys.stderr)
+            self.access = "read"
+        if self.access != "mmap":
             del self._data
 
     @property
@@ -134,16 +147,43 @@ class GGUFFile:
         info = self.tensor(name)
         rows = rows if rows is not None else range(info.n_elements // info.shape[-1])
         start, stop = info.offset + rows.start * info.row_bytes, info.offset + rows.stop * info.row_bytes
-        if self.memory_map:
-            data = self._data[start:stop]
-        else:
-            try:
-                data = np.fromfile(self.path, dtype=np.uint8, count=stop - start, offset=start)
-            except OSError as e:
-                raise LlamatpError(f"cannot read {self.path}: {e.strerror or e}") from None
-            if data.size != stop - start:
-                raise LlamatpError(f"{self.path} ended while reading tensor '{name}' (truncated or changed?)")
+        if self.access == "mmap":
+            return self._data[start:stop].reshape(len(rows), info.row_bytes)
+        try:
+            data = _read_direct(self.path, start, stop) if self.access == "direct" else \
+                np.fromfile(self.path, dtype=np.uint8, count=stop - start, offset=start)
+        except OSError as e:
+            raise LlamatpError(f"cannot read {self.path}: {e.strerror or e}") from None
+        if data.size != stop - start:
+            raise LlamatpError(f"{self.path} ended while reading tensor '{name}' (truncated or changed?)")
         return data.reshape(len(rows), info.row_bytes)
+
+
+def _direct_io_works(path: Path) -> bool:
+    if not hasattr(os, "O_DIRECT"):
+        return False
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
+    except OSError:
+        return False
+    return True
+
+
+def _read_direct(path: Path, start: int, stop: int) -> np.ndarray:
+    """Bytes [start, stop) read with O_DIRECT into page-aligned memory (as many as there are)."""
+    first, last = start // DIRECT_IO_ALIGN * DIRECT_IO_ALIGN, -(-stop // DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN
+    buffer = mmap.mmap(-1, last - first)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        done = 0
+        while done < last - first:
+            got = os.preadv(fd, [memoryview(buffer)[done : done + DIRECT_IO_CHUNK]], first + done)
+            if got == 0:
+                break
+            done += got
+    finally:
+        os.close(fd)
+    return np.frombuffer(buffer, dtype=np.uint8)[start - first : min(stop, first + done) - first]
 
 
 class _HeaderParser:

@@ -15,7 +15,7 @@ from llamatp.config import ModelConfig, load_config
 from llamatp.devices import free_memory
 from llamatp.engine import Engine
 from llamatp.errors import LlamatpError
-from llamatp.gguf_file import GGUFFile
+from llamatp.gguf_file import Access, GGUFFile
 from llamatp.kv_cache import dtype_name
 from llamatp.linear import GEMV_MAX_ROWS
 from llamatp.launch import WorkerInfo
@@ -37,8 +37,13 @@ class ModelOptions:
     cache_type_k: str | None = None  # None: the compute type
     cache_type_v: str | None = None
     n_threads: int = 0  # CPU threads of each worker; <= 0: the cores shared out among CPU workers
-    load_mode: str = "mmap"  # llama.cpp's: none, mmap, mlock or mmap+mlock
+    load_mode: str = "mmap"  # llama.cpp's: none, mmap, mlock, mmap+mlock or dio
     use_graphs: bool = True
+
+
+# How each load mode reads the weights; the mlock modes also lock a CPU worker's (`lock_in_ram`).
+GGUF_ACCESS: dict[str, Access] = {"none": "read", "mmap": "mmap", "mlock": "read", "mmap+mlock": "mmap",
+                                  "dio": "direct"}
 
 
 @dataclass
@@ -80,7 +85,7 @@ def check_host_memory(options: ModelOptions) -> None:
 
 
 def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
-    gguf = GGUFFile(options.model, memory_map=options.load_mode in ("mmap", "mmap+mlock"))
+    gguf = GGUFFile(options.model, access=GGUF_ACCESS[options.load_mode])
     config = load_config(gguf)
     plan = plan_for(options, gguf, config)
     if plan.world_size != info.world:

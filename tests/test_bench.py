@@ -59,7 +59,7 @@ def flags(**given: Any) -> BenchParams:
     return bench_params(**lists, device=given.pop("device", "cpu"), repetitions=given.pop("repetitions", 1),
                         warmup=True, output=given.pop("output", "md"), flash_attn=given.pop("flash_attn", []),
                         n_threads=given.pop("n_threads", []), load_mode=given.pop("load_mode", []),
-                        mmap=given.pop("mmap", []))
+                        mmap=given.pop("mmap", []), direct_io=given.pop("direct_io", []))
 
 
 def bench_output(params: BenchParams) -> str:
@@ -252,16 +252,17 @@ def test_flash_attention_on_is_a_column_and_a_field_as_in_llama_bench(tiny_model
 
 def test_load_modes_are_a_column_and_a_field_as_in_llama_bench(tiny_model: str) -> None:
     """-lm none,mmap loads the model twice, once per mode (the lm column and load_mode field say
-    which); -mmp 0|1, llama-bench's older spelling, asks for none and mmap; dio is refused."""
+    which); -mmp 0|1 and -dio 0|1, llama-bench's older spellings, ask for none, mmap and dio."""
     params = flags(models=[tiny_model], n_prompt=["8"], n_gen=["0"], load_mode=["none,mmap"])
     header, _, *rows = table(bench_output(params))
     assert [row[header.index("lm")] for row in rows] == ["none", "mmap"]
     records = [json.loads(line) for line in bench_output(flags(models=[tiny_model], n_prompt=["8"], n_gen=["0"],
                                                                mmap=["0"], output="jsonl")).splitlines()]
     assert [r["load_mode"] for r in records] == ["none"]
-    assert flags(models=[tiny_model], mmap=["1"], load_mode=["mlock"]).load_mode == ("mlock", "mmap")
-    with pytest.raises(LlamatpError, match="-lm dio: llamatp reads weights through the page cache"):
-        flags(models=[tiny_model], load_mode=["dio"])
+    assert flags(models=[tiny_model], mmap=["1"], load_mode=["mlock"], direct_io=["1,0"]).load_mode == (
+        "mlock", "mmap", "dio", "none")
+    with pytest.raises(LlamatpError, match="-lm: unknown load mode 'fast'"):
+        flags(models=[tiny_model], load_mode=["fast"])
     with pytest.raises(LlamatpError, match="-mmp takes 0 or 1, got 'yes'"):
         flags(models=[tiny_model], mmap=["yes"])
 

@@ -181,11 +181,12 @@ def test_run_under_torchrun_joins_its_process_group(smollm2_path: Path) -> None:
     assert result.stdout == single.stdout  # rank 0 alone writes, and the text is the same
 
 
-@pytest.mark.parametrize("flags", [("-lm", "none"), ("--no-mmap",), ("--mlock",), ("-lm", "mlock")])
+@pytest.mark.parametrize("flags", [("-lm", "none"), ("--no-mmap",), ("--mlock",), ("-lm", "mlock"), ("-lm", "dio")])
 def test_every_load_mode_generates_what_the_memory_map_does(
         greedy: subprocess.CompletedProcess[str], smollm2_path: Path, flags: tuple[str, ...]) -> None:
-    """Plain reads (none) give the same weights as the memory map; mlock keeps a CPU worker's
-    weights in RAM or, where the limit refuses, says so in a warning and runs unlocked."""
+    """Plain reads (none) and direct I/O (dio) give the same weights as the memory map; mlock
+    keeps a CPU worker's weights in RAM or, where the limit refuses, says so in a warning and
+    runs unlocked."""
     result = llamatp("run", "-m", smollm2_path, *GREEDY, *flags)
     assert result.returncode == 0, result.stderr
     assert result.stdout == greedy.stdout
@@ -233,8 +234,7 @@ BAD_INPUTS = [
     ("unknown KV cache type", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-ctv", "int3"], "-ctv: unknown KV cache type 'int3'"),
     ("flash attention off", ["run", "-m", "{tiny}", "-p", "hi", "-fa", "off"], "-fa off: llamatp's attention is always fused (flash) attention"),
     ("unknown flash attention value", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-fa", "maybe"], "-fa: unknown value 'maybe' (use on, off or auto)"),
-    ("direct I/O load mode", ["run", "-m", "{tiny}", "-p", "hi", "-lm", "dio"], "-lm dio: llamatp reads weights through the page cache"),
-    ("unknown load mode", ["perplexity", "-m", "{tiny}", "-f", "{prose}", "-lm", "fast"], "-lm: unknown load mode 'fast' (use none, mmap, mlock, mmap+mlock)"),
+    ("unknown load mode", ["perplexity", "-m", "{tiny}", "-f", "{prose}", "-lm", "fast"], "-lm: unknown load mode 'fast' (use none, mmap, mlock, mmap+mlock, dio)"),
     ("a load mode given twice", ["run", "-m", "{tiny}", "-p", "hi", "-lm", "mmap", "--no-mmap"], "give -lm/--load-mode or --no-mmap/--mlock, not both"),
     ("unknown flag", ["run", "-m", "{tiny}", "-p", "hi", "--no-such-flag"], "No such option: --no-such-flag"),
     ("flag without its value", ["run", "-m", "{tiny}", "-p"], "requires an argument"),

@@ -16,8 +16,9 @@ from gguf.constants import GGMLQuantizationType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llamatp import gguf_file
 from llamatp.errors import LlamatpError
-from llamatp.gguf_file import GGUFFile
+from llamatp.gguf_file import Access, GGUFFile
 
 Q = GGMLQuantizationType
 
@@ -105,25 +106,37 @@ def test_smollm2_tensors_match_gguf_reader(smollm2_path: Path, smollm2_reader: G
         assert np.array_equal(gguf.raw(t.name).reshape(-1), t.data.reshape(-1).view(np.uint8)), t.name
 
 
-def test_plain_reads_give_the_bytes_of_the_memory_map(smollm2_path: Path) -> None:
-    """Load mode none: each tensor, or a run of its rows, read from the file, no map kept."""
-    mapped, read = GGUFFile(smollm2_path), GGUFFile(smollm2_path, memory_map=False)
+@pytest.mark.parametrize("access", ["read", "direct"])
+def test_plain_and_direct_reads_give_the_bytes_of_the_memory_map(smollm2_path: Path, access: Access) -> None:
+    """Load modes none and dio: each tensor, or a run of its rows, read from the file, no map kept."""
+    mapped, read = GGUFFile(smollm2_path), GGUFFile(smollm2_path, access=access)
     assert not hasattr(read, "_data")
-    for name, info in mapped.tensors.items():
+    for name in mapped.tensors:
         assert np.array_equal(read.raw(name), mapped.raw(name)), name
     rows = range(5, 17)
     assert np.array_equal(read.raw("token_embd.weight", rows), mapped.raw("token_embd.weight")[5:17])
 
 
-def test_a_file_cut_short_after_opening_is_an_error_in_plain_reads(tmp_path: Path, smollm2_path: Path) -> None:
+@pytest.mark.parametrize("access", ["read", "direct"])
+def test_a_file_cut_short_after_opening_is_an_error_in_reads(tmp_path: Path, smollm2_path: Path,
+                                                             access: Access) -> None:
     copy = tmp_path / "model.gguf"
     copy.write_bytes(smollm2_path.read_bytes())
-    gguf = GGUFFile(copy, memory_map=False)
+    gguf = GGUFFile(copy, access=access)
     last = max(gguf.tensors.values(), key=lambda t: t.offset)
     with open(copy, "r+b") as f:
         f.truncate(last.offset + 10)
     with pytest.raises(LlamatpError, match=f"ended while reading tensor '{last.name}'"):
         gguf.raw(last.name)
+
+
+def test_direct_reads_fall_back_to_plain_reads_where_the_file_system_refuses_them(
+        smollm2_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gguf_file, "_direct_io_works", lambda path: False)  # as a file system without O_DIRECT
+    gguf = GGUFFile(smollm2_path, access="direct")
+    assert gguf.access == "read"
+    assert "the file system refuses direct I/O; reading through the page cache" in capfd.readouterr().err
+    assert np.array_equal(gguf.raw("output_norm.weight"), GGUFFile(smollm2_path).raw("output_norm.weight"))
 
 
 # --- typed metadata ----------------------------------------------------------------------
