@@ -177,10 +177,11 @@ def _read_direct(path: Path, start: int, stop: int) -> np.ndarray:
     try:
         done = 0
         while done < last - first:
-            got = os.preadv(fd, [memoryview(buffer)[done : done + DIRECT_IO_CHUNK]], first + done)
-            if got == 0:
-                break
+            want = min(DIRECT_IO_CHUNK, last - first - done)
+            got = os.preadv(fd, [memoryview(buffer)[done : done + want]], first + done)
             done += got
+            if got < want:  # the end of the file (the next offset would not be aligned)
+                break
     finally:
         os.close(fd)
     return np.frombuffer(buffer, dtype=np.uint8)[start - first : min(stop, first + done) - first]
