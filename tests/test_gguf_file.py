@@ -117,6 +117,16 @@ def test_plain_and_direct_reads_give_the_bytes_of_the_memory_map(smollm2_path: P
     assert np.array_equal(read.raw("token_embd.weight", rows), mapped.raw("token_embd.weight")[5:17])
 
 
+def test_direct_reads_larger_than_one_call_come_in_pieces(smollm2_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read past what one call takes (1 GiB; 12 KiB here) goes on where the last call ended,
+    up to the end of the file."""
+    monkeypatch.setattr(gguf_file, "DIRECT_IO_CHUNK", 3 * gguf_file.DIRECT_IO_ALIGN)
+    mapped, read = GGUFFile(smollm2_path), GGUFFile(smollm2_path, access="direct")
+    last = max(mapped.tensors.values(), key=lambda t: t.offset).name
+    for name in ("token_embd.weight", "blk.0.attn_q.weight", last):
+        assert np.array_equal(read.raw(name), mapped.raw(name)), name
+
+
 @pytest.mark.parametrize("access", ["read", "direct"])
 def test_a_file_cut_short_after_opening_is_an_error_in_reads(tmp_path: Path, smollm2_path: Path,
                                                              access: Access) -> None:
