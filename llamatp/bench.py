@@ -46,7 +46,7 @@ from llamatp.plan import Plan
 from llamatp.runtime import ModelOptions, check_host_memory, open_runtime
 from llamatp.tokenizer import Tokenizer
 
-OUTPUT_FORMATS = ("md", "csv", "json", "jsonl")
+OUTPUT_FORMATS = ("md", "csv", "json", "jsonl", "sql")
 MAX_LIST_VALUES = 1000  # of one list or range of -p, -n, -d, -b, ...
 _RANGE = re.compile(r"(-?\d+)(?:-(\d+)(?:([+*])(\d+))?)?(?:,|$)")
 
@@ -607,10 +607,25 @@ class Printer:
             self._line(buffer.getvalue())
         elif self.fmt == "json":
             self.out.write(("" if self.first else ",\n") + textwrap.indent(json.dumps(r, indent=2), "  "))
+        elif self.fmt == "sql":
+            self._sql(r)
         else:
             self._line(json.dumps(r))
         self.first = False
         self.out.flush()
+
+    def _sql(self, r: dict[str, Any]) -> None:
+        """llama-bench's fields only (those up to stddev_ts), so that the rows go into a table
+        llama-bench made (`llama-bench -o sql | sqlite3 db`, read by llama.cpp's compare-llama-bench.py)."""
+        fields = list(r)[: list(r).index("stddev_ts") + 1]
+        if self.first:
+            self._line("CREATE TABLE IF NOT EXISTS llama_bench (")
+            for i, k in enumerate(fields):
+                kind = "REAL" if isinstance(r[k], float) else "INTEGER" if isinstance(r[k], int) else "TEXT"
+                self._line(f"  {k} {kind}{',' if i < len(fields) - 1 else ''}")
+            self._line(");\n")
+        values = ", ".join("'" + _csv_value(r[k]).replace("'", "''") + "'" for k in fields)
+        self._line(f"INSERT INTO llama_bench ({', '.join(fields)}) VALUES ({values});")
 
     def close(self) -> None:
         if self.first:

@@ -446,7 +446,7 @@ def bench(
     device: Device = None,
     repetitions: Annotated[int, typer.Option("-r", "--repetitions", help="times to repeat each test")] = 5,
     no_warmup: Annotated[bool, typer.Option("--no-warmup", help="skip the warm-up run before each test")] = False,
-    output: Annotated[str, typer.Option("-o", "--output", help="md, csv, json or jsonl")] = "md",
+    output: Annotated[str, typer.Option("-o", "--output", help="md, csv, json, jsonl or sql")] = "md",
 ) -> None:
     """Measure prompt processing and generation speed, like llama-bench."""
     from llamatp.bench import bench_params, run_bench

@@ -6,6 +6,7 @@ import csv
 import io
 import itertools
 import json
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -248,6 +249,22 @@ def test_flash_attention_on_is_a_column_and_a_field_as_in_llama_bench(tiny_model
     assert [r["flash_attn"] for r in default] == [-1]
     with pytest.raises(LlamatpError, match="-fa 0: llamatp's attention is always fused"):
         flags(models=[tiny_model], flash_attn=["1,0"])
+
+
+def test_sql_output_fills_a_llama_bench_table(tiny_model: str) -> None:
+    """-o sql: llama-bench's CREATE TABLE and one INSERT per test, with llama-bench's fields only,
+    so that the rows go into a database llama-bench made (llama.cpp's compare-llama-bench.py reads
+    those); a quote in a path stays a quote."""
+    quoted = Path(tiny_model).with_name("it's tiny.gguf")
+    quoted.write_bytes(Path(tiny_model).read_bytes())
+    sql = bench_output(flags(models=[str(quoted)], n_prompt=["8"], n_gen=["2"], output="sql"))
+    db = sqlite3.connect(":memory:")
+    db.executescript(sql + sql)  # a second run adds to the table the first made
+    columns = [row[1] for row in db.execute("PRAGMA table_info(llama_bench)")]
+    assert columns == LLAMA_BENCH_FIELDS[: LLAMA_BENCH_FIELDS.index("stddev_ts") + 1]
+    rows = db.execute("SELECT model_filename, n_prompt, n_gen, avg_ts FROM llama_bench").fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [(str(quoted), 8, 0), (str(quoted), 0, 2)] * 2
+    assert all(r[3] > 0 for r in rows)
 
 
 def test_load_modes_are_a_column_and_a_field_as_in_llama_bench(tiny_model: str) -> None:
