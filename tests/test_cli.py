@@ -193,6 +193,16 @@ def test_every_load_mode_generates_what_the_memory_map_does(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("split_mode", ["tensor", "layer"])
+def test_split_ranks_read_their_shards_without_a_memory_map(smollm2_path: Path, split_mode: str) -> None:
+    """-lm none over two CPU workers: each reads only the rows of its shard, with plain reads,
+    and the text is the single device's."""
+    args = ("run", "-m", smollm2_path, "-p", PROMPT, "-n", "6", "--temp", "0", "-c", "256")
+    split = llamatp(*args, "-dev", "cpu,cpu", "-sm", split_mode, "-lm", "none")
+    assert split.returncode == 0, split.stderr
+    assert split.stdout == llamatp(*args).stdout
+
+
 @pytest.mark.parametrize("value", ["on", "auto", "1"])
 def test_llama_cpp_flash_attention_flag_is_accepted_where_it_asks_for_what_llamatp_does(
         smollm2_path: Path, value: str) -> None:
