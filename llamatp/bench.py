@@ -111,6 +111,8 @@ class BenchParams:
     repetitions: int = 5
     warmup: bool = True
     output: str = "md"
+    delay: int = 0  # seconds to cool off before each test
+    progress: bool = False  # a line on stderr per step, as llama-bench's --progress
 
 
 def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence[str], n_pg: Sequence[str],
@@ -119,7 +121,7 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
                  tensor_split: Sequence[str], type_k: Sequence[str], type_v: Sequence[str], device: str | None,
                  repetitions: int, warmup: bool, output: str, flash_attn: Sequence[str] = (),
                  n_threads: Sequence[str] = (), load_mode: Sequence[str] = (), mmap: Sequence[str] = (),
-                 direct_io: Sequence[str] = ()) -> BenchParams:
+                 direct_io: Sequence[str] = (), delay: int = 0, progress: bool = False) -> BenchParams:
     """Flags as typed (each repeatable, each a comma list) to BenchParams; unset ones keep the defaults."""
 
     def ints(values: Sequence[str], allow_negative: bool = False) -> tuple[int, ...]:
@@ -130,6 +132,8 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
 
     if repetitions < 1:
         raise LlamatpError(f"-r must be at least 1, got {repetitions}")
+    if delay < 0:
+        raise LlamatpError(f"--delay must be 0 or more seconds, got {delay}")
     if output not in OUTPUT_FORMATS:
         raise LlamatpError(f"unknown output format '{output}' (use {', '.join(OUTPUT_FORMATS)})")
     given = {
@@ -150,7 +154,8 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
     if any(v < 1 for v in given["n_batch"] + given["n_ubatch"]):
         raise LlamatpError("-b and -ub must be at least 1")
     params = BenchParams(**{key: value for key, value in given.items() if value})  # type: ignore[arg-type]
-    return replace(params, device=device, repetitions=repetitions, warmup=warmup, output=output)
+    return replace(params, device=device, repetitions=repetitions, warmup=warmup, output=output, delay=delay,
+                   progress=progress)
 
 
 def _older_load_mode(value: str, flag: str, mode: str) -> str:
@@ -239,12 +244,17 @@ def check_gpu_layers(tests: list[BenchTest], n_layers: dict[str, int]) -> None:
 
 @dataclass(frozen=True)
 class BenchGroup:
-    """Tests that run on one loaded model, in one launch."""
+    """Tests that run on one loaded model, in one launch; `first` is the number of the first of
+    them among all `total` tests (for --progress)."""
 
     options: ModelOptions
     tests: tuple[BenchTest, ...]
     repetitions: int
     warmup: bool
+    delay: int = 0
+    progress: bool = False
+    first: int = 1
+    total: int = 1
 
 
 @dataclass
@@ -258,7 +268,7 @@ class Measurement:
     decode_weight_bytes: int  # weight bytes that all devices together read for one generated token
 
 
-def group_of(tests: Sequence[BenchTest], repetitions: int, warmup: bool) -> BenchGroup:
+def group_of(tests: Sequence[BenchTest], params: BenchParams, first: int = 1, total: int = 1) -> BenchGroup:
     t = tests[0]
     options = ModelOptions(
         model=t.model, devices=t.devices, split_mode=t.split_mode if len(t.devices) > 1 else "none",  # type: ignore[arg-type]
@@ -266,7 +276,8 @@ def group_of(tests: Sequence[BenchTest], repetitions: int, warmup: bool) -> Benc
         tensor_split=t.tensor_split if t.split_mode != "none" else (), cache_type_k=t.type_k, cache_type_v=t.type_v,
         n_threads=t.n_threads, load_mode=t.load_mode,
     )
-    return BenchGroup(options, tuple(tests), repetitions, warmup)
+    return BenchGroup(options, tuple(tests), params.repetitions, params.warmup, params.delay, params.progress, first,
+                      total)
 
 
 class BenchRunner:
@@ -361,11 +372,17 @@ def _measure_group(group: BenchGroup, info: WorkerInfo) -> list[Measurement]:
         bos = tokenizer.bos_id if tokenizer.add_bos else None
         runner = BenchRunner(rt.engine, rt.comm, rt.config.n_vocab, bos, rt.engine.synchronize)
         results = []
-        for test in group.tests:
+        for number, test in enumerate(group.tests, group.first):
             label = f"{test.name} (sm {test.split_mode}, {devices_label(test.devices)})"
 
-            def show(step: str, done: int, label: str = label) -> None:
+            def show(step: str, done: int, label: str = label, number: int = number) -> None:
                 progress.update(task, description=f"{label}: {step}", completed=done, total=group.repetitions)
+                if group.progress and info.rank == 0:
+                    print(f"llamatp bench: benchmark {number}/{group.total}: {label}: {step}", file=sys.stderr,
+                          flush=True)
+
+            if group.delay:
+                time.sleep(group.delay)
 
             runner.use_context(test.n_ctx)
             test_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -652,9 +669,11 @@ def run_bench(params: BenchParams, out: TextIO | None = None) -> None:
     check_gpu_layers(tests, {path: s.n_layers for path, s in models.items()})
     system = system_info()
     printer = Printer(params.output, markdown_columns(params, tests), system, out or sys.stdout)
+    first = 1
     try:
         for _, same_model in itertools.groupby(tests, key=lambda t: t.load_key):
-            group = group_of(list(same_model), params.repetitions, params.warmup)
+            group = group_of(list(same_model), params, first, len(tests))
+            first += len(group.tests)
             check_host_memory(group.options)
             for m in launch(functools.partial(group_job, group), list(group.options.devices)):
                 printer.add(record(m, models[m.test.model], system), m.test.name)

@@ -446,6 +446,8 @@ def bench(
     device: Device = None,
     repetitions: Annotated[int, typer.Option("-r", "--repetitions", help="times to repeat each test")] = 5,
     no_warmup: Annotated[bool, typer.Option("--no-warmup", help="skip the warm-up run before each test")] = False,
+    delay: Annotated[int, typer.Option("--delay", help="seconds to wait before each test (to let the GPUs cool)")] = 0,
+    progress: Annotated[bool, typer.Option("--progress", help="a line on stderr for each step of each test")] = False,
     output: Annotated[str, typer.Option("-o", "--output", help="md, csv, json, jsonl or sql")] = "md",
 ) -> None:
     """Measure prompt processing and generation speed, like llama-bench."""
@@ -456,6 +458,7 @@ def bench(
         gpu_layers or [], split_mode or [], main_gpu or [], tensor_split or [], cache_type_k or [],
         cache_type_v or [], device, repetitions, not no_warmup, output, flash_attn=flash_attn or [],
         n_threads=threads or [], load_mode=load_mode or [], mmap=mmap or [], direct_io=direct_io or [],
+        delay=delay, progress=progress,
     )
     run_bench(params)
 

@@ -60,7 +60,8 @@ def flags(**given: Any) -> BenchParams:
     return bench_params(**lists, device=given.pop("device", "cpu"), repetitions=given.pop("repetitions", 1),
                         warmup=True, output=given.pop("output", "md"), flash_attn=given.pop("flash_attn", []),
                         n_threads=given.pop("n_threads", []), load_mode=given.pop("load_mode", []),
-                        mmap=given.pop("mmap", []), direct_io=given.pop("direct_io", []))
+                        mmap=given.pop("mmap", []), direct_io=given.pop("direct_io", []),
+                        delay=given.pop("delay", 0), progress=given.pop("progress", False))
 
 
 def bench_output(params: BenchParams) -> str:
@@ -249,6 +250,19 @@ def test_flash_attention_on_is_a_column_and_a_field_as_in_llama_bench(tiny_model
     assert [r["flash_attn"] for r in default] == [-1]
     with pytest.raises(LlamatpError, match="-fa 0: llamatp's attention is always fused"):
         flags(models=[tiny_model], flash_attn=["1,0"])
+
+
+def test_progress_lines_and_a_delay_before_each_test(tiny_model: str, capfd: pytest.CaptureFixture[str]) -> None:
+    """--progress: a line on stderr per step, numbered over all tests (as llama-bench's);
+    --delay: that many seconds before each test."""
+    start = time.perf_counter()
+    bench_output(flags(models=[tiny_model], n_prompt=["8"], n_gen=["2"], progress=True, delay=1))
+    assert time.perf_counter() - start >= 2
+    lines = capfd.readouterr().err.splitlines()
+    assert "llamatp bench: benchmark 1/2: pp8 (sm layer, CPU): warm-up" in lines
+    assert "llamatp bench: benchmark 2/2: tg2 (sm layer, CPU): repetition 1/1" in lines
+    with pytest.raises(LlamatpError, match="--delay must be 0 or more seconds, got -1"):
+        flags(models=[tiny_model], delay=-1)
 
 
 def test_sql_output_fills_a_llama_bench_table(tiny_model: str) -> None:
