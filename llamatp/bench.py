@@ -46,7 +46,7 @@ from llamatp.plan import Plan
 from llamatp.runtime import ModelOptions, check_host_memory, open_runtime
 from llamatp.tokenizer import Tokenizer
 
-OUTPUT_FORMATS = ("md", "csv", "json", "jsonl", "sql")
+OUTPUT_FORMATS = ("md", "csv", "json", "jsonl", "sql", "none")
 MAX_LIST_VALUES = 1000  # of one list or range of -p, -n, -d, -b, ...
 _RANGE = re.compile(r"(-?\d+)(?:-(\d+)(?:([+*])(\d+))?)?(?:,|$)")
 
@@ -111,6 +111,7 @@ class BenchParams:
     repetitions: int = 5
     warmup: bool = True
     output: str = "md"
+    output_err: str = "none"  # a second format, on stderr
     delay: int = 0  # seconds to cool off before each test
     progress: bool = False  # a line on stderr per step, as llama-bench's --progress
 
@@ -121,7 +122,8 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
                  tensor_split: Sequence[str], type_k: Sequence[str], type_v: Sequence[str], device: str | None,
                  repetitions: int, warmup: bool, output: str, flash_attn: Sequence[str] = (),
                  n_threads: Sequence[str] = (), load_mode: Sequence[str] = (), mmap: Sequence[str] = (),
-                 direct_io: Sequence[str] = (), delay: int = 0, progress: bool = False) -> BenchParams:
+                 direct_io: Sequence[str] = (), delay: int = 0, progress: bool = False,
+                 output_err: str = "none") -> BenchParams:
     """Flags as typed (each repeatable, each a comma list) to BenchParams; unset ones keep the defaults."""
 
     def ints(values: Sequence[str], allow_negative: bool = False) -> tuple[int, ...]:
@@ -134,8 +136,9 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
         raise LlamatpError(f"-r must be at least 1, got {repetitions}")
     if delay < 0:
         raise LlamatpError(f"--delay must be 0 or more seconds, got {delay}")
-    if output not in OUTPUT_FORMATS:
-        raise LlamatpError(f"unknown output format '{output}' (use {', '.join(OUTPUT_FORMATS)})")
+    for flag, fmt in (("-o", output), ("-oe", output_err)):
+        if fmt not in OUTPUT_FORMATS:
+            raise LlamatpError(f"{flag}: unknown output format '{fmt}' (use {', '.join(OUTPUT_FORMATS)})")
     given = {
         "models": tuple(resolve_model(m) for m in items(models)) or (resolve_model(None),),
         "n_prompt": ints(n_prompt), "n_gen": ints(n_gen), "n_pg": tuple(parse_pair(p) for p in n_pg),
@@ -154,8 +157,8 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
     if any(v < 1 for v in given["n_batch"] + given["n_ubatch"]):
         raise LlamatpError("-b and -ub must be at least 1")
     params = BenchParams(**{key: value for key, value in given.items() if value})  # type: ignore[arg-type]
-    return replace(params, device=device, repetitions=repetitions, warmup=warmup, output=output, delay=delay,
-                   progress=progress)
+    return replace(params, device=device, repetitions=repetitions, warmup=warmup, output=output,
+                   output_err=output_err, delay=delay, progress=progress)
 
 
 def _older_load_mode(value: str, flag: str, mode: str) -> str:
@@ -660,15 +663,18 @@ def _pad(text: str, width: int) -> str:
     return text.ljust(-width) if width < 0 else text.rjust(width)
 
 
-def run_bench(params: BenchParams, out: TextIO | None = None) -> None:
-    """Run every test; print each group's rows (to stdout by default) as the group finishes."""
+def run_bench(params: BenchParams, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    """Run every test; print each group's rows as the group finishes: in `params.output` to
+    stdout (or `out`), and in `params.output_err` to stderr (or `err`)."""
     tests = bench_tests(params)
     if not tests:
         raise LlamatpError("no tests to run: every -p, -n and -pg value is 0")
     models = {path: summarize_model(path) for path in params.models}
     check_gpu_layers(tests, {path: s.n_layers for path, s in models.items()})
     system = system_info()
-    printer = Printer(params.output, markdown_columns(params, tests), system, out or sys.stdout)
+    columns = markdown_columns(params, tests)
+    printers = [Printer(fmt, columns, system, stream) for fmt, stream in
+                ((params.output, out or sys.stdout), (params.output_err, err or sys.stderr)) if fmt != "none"]
     first = 1
     try:
         for _, same_model in itertools.groupby(tests, key=lambda t: t.load_key):
@@ -676,6 +682,8 @@ def run_bench(params: BenchParams, out: TextIO | None = None) -> None:
             first += len(group.tests)
             check_host_memory(group.options)
             for m in launch(functools.partial(group_job, group), list(group.options.devices)):
-                printer.add(record(m, models[m.test.model], system), m.test.name)
+                for printer in printers:
+                    printer.add(record(m, models[m.test.model], system), m.test.name)
     finally:
-        printer.close()
+        for printer in printers:
+            printer.close()

@@ -448,17 +448,23 @@ def bench(
     no_warmup: Annotated[bool, typer.Option("--no-warmup", help="skip the warm-up run before each test")] = False,
     delay: Annotated[int, typer.Option("--delay", help="seconds to wait before each test (to let the GPUs cool)")] = 0,
     progress: Annotated[bool, typer.Option("--progress", help="a line on stderr for each step of each test")] = False,
-    output: Annotated[str, typer.Option("-o", "--output", help="md, csv, json, jsonl or sql")] = "md",
+    output: Annotated[str, typer.Option("-o", "--output", help="md, csv, json, jsonl, sql or none")] = "md",
+    output_err: Annotated[str, typer.Option("-oe", "--output-err", help="a second format, printed to stderr (default: none)")] = "none",
+    list_devices: Annotated[bool, typer.Option("--list-devices", help="list the devices and exit")] = False,
 ) -> None:
     """Measure prompt processing and generation speed, like llama-bench."""
     from llamatp.bench import bench_params, run_bench
+    from llamatp.devices import list_devices as device_lines
 
+    if list_devices:
+        print("\n".join(device_lines()))
+        return
     params = bench_params(
         model or [], n_prompt or [], n_gen or [], n_pg or [], n_depth or [], batch_size or [], ubatch_size or [],
         gpu_layers or [], split_mode or [], main_gpu or [], tensor_split or [], cache_type_k or [],
         cache_type_v or [], device, repetitions, not no_warmup, output, flash_attn=flash_attn or [],
         n_threads=threads or [], load_mode=load_mode or [], mmap=mmap or [], direct_io=direct_io or [],
-        delay=delay, progress=progress,
+        delay=delay, progress=progress, output_err=output_err,
     )
     run_bench(params)
 

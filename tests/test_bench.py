@@ -61,7 +61,8 @@ def flags(**given: Any) -> BenchParams:
                         warmup=True, output=given.pop("output", "md"), flash_attn=given.pop("flash_attn", []),
                         n_threads=given.pop("n_threads", []), load_mode=given.pop("load_mode", []),
                         mmap=given.pop("mmap", []), direct_io=given.pop("direct_io", []),
-                        delay=given.pop("delay", 0), progress=given.pop("progress", False))
+                        delay=given.pop("delay", 0), progress=given.pop("progress", False),
+                        output_err=given.pop("output_err", "none"))
 
 
 def bench_output(params: BenchParams) -> str:
@@ -263,6 +264,16 @@ def test_progress_lines_and_a_delay_before_each_test(tiny_model: str, capfd: pyt
     assert "llamatp bench: benchmark 2/2: tg2 (sm layer, CPU): repetition 1/1" in lines
     with pytest.raises(LlamatpError, match="--delay must be 0 or more seconds, got -1"):
         flags(models=[tiny_model], delay=-1)
+
+
+def test_a_second_format_goes_to_stderr(tiny_model: str) -> None:
+    """-oe: the same results in a second format on stderr (-o none leaves stdout empty)."""
+    out, err = io.StringIO(), io.StringIO()
+    run_bench(flags(models=[tiny_model], n_prompt=["8"], n_gen=["0"], output="none", output_err="jsonl"), out, err)
+    assert out.getvalue() == ""
+    assert [json.loads(line)["n_prompt"] for line in err.getvalue().splitlines()] == [8]
+    with pytest.raises(LlamatpError, match="-oe: unknown output format 'xml'"):
+        flags(models=[tiny_model], output_err="xml")
 
 
 def test_sql_output_fills_a_llama_bench_table(tiny_model: str) -> None:
