@@ -7,7 +7,9 @@ that does not escape HTML). Any error it raises becomes a one-line LlamatpError.
 
 import functools
 import json
+import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -23,6 +25,26 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+
+def chosen_template(text: str | None, path: Path | None) -> str | None:
+    """The template that --chat-template (Jinja text, or the name chatml) or --chat-template-file
+    give, checked now; None: the model's own."""
+    if text is not None and path is not None:
+        raise LlamatpError("give --chat-template or --chat-template-file, not both")
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise LlamatpError(f"cannot read chat template file {path}: {getattr(e, 'strerror', None) or e}") from None
+    elif text is not None and re.fullmatch(r"[\w.-]+", text):
+        if text != "chatml":
+            raise LlamatpError(f"--chat-template {text}: the one template known by name is chatml; give the "
+                               "template's Jinja text, or --chat-template-file")
+        text = CHATML_TEMPLATE
+    if text is not None:
+        _compile(text)
+    return text
 
 
 def _raise_exception(message: str) -> None:

@@ -270,6 +270,10 @@ def run(
     no_display_prompt: Annotated[bool, typer.Option("--no-display-prompt", help="do not echo the prompt")] = False,
     conversation: Annotated[Optional[bool], typer.Option("-cnv/-no-cnv", "--conversation/--no-conversation", help="chat through the model's template")] = None,
     system_prompt: Annotated[str, typer.Option("-sys", "--system-prompt", help="system message in conversation mode")] = "",
+    single_turn: Annotated[bool, typer.Option("-st", "--single-turn", help="a conversation of one exchange: answer the prompt (or one line of input) and exit")] = False,
+    chat_template: Annotated[Optional[str], typer.Option("--chat-template", help="conversation template in place of the model's: its Jinja text, or chatml")] = None,
+    chat_template_file: Annotated[Optional[Path], typer.Option("--chat-template-file", help="conversation template from a Jinja file")] = None,
+    jinja: Annotated[bool, typer.Option("--jinja/--no-jinja", help="templates are rendered with Jinja (always; --no-jinja is refused)")] = True,
     verbose_prompt: Annotated[bool, typer.Option("--verbose-prompt", help="print the prompt's tokens")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the memory plan per device and exit")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="print the plan and details")] = False,
@@ -292,6 +296,13 @@ def run(
         raise LlamatpError(f"-s must be -1 (random) or 0 to {MAX_SEED}, got {seed}")
     check_flash_attn(flash_attn)
     mode = load_mode_of(load_mode, no_mmap, mlock)
+    if not jinja:
+        raise LlamatpError("--no-jinja: llamatp renders chat templates with Jinja only")
+    if single_turn and conversation is False:
+        raise LlamatpError("-st is a conversation of one exchange; it does not go with -no-cnv")
+    from llamatp.chat import chosen_template
+
+    template = chosen_template(chat_template, chat_template_file)
     text = read_prompt(prompt, file)
     if file is not None:  # as llama.cpp reads a prompt file: less one trailing newline
         text = text.removesuffix("\n")
@@ -320,7 +331,8 @@ def run(
     )
     job = RunOptions(
         model=options, prompt=text, n_predict=n_predict, sampling=sampling,
-        display_prompt=not no_display_prompt, conversation=bool(conversation), system_prompt=system_prompt,
+        display_prompt=not no_display_prompt, conversation=bool(conversation) or single_turn,
+        system_prompt=system_prompt, chat_template=template, single_turn=single_turn,
         escape=escape,
         verbose_prompt=verbose_prompt, verbose=verbose,
     )

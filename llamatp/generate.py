@@ -25,6 +25,8 @@ class RunOptions:
     display_prompt: bool = True
     conversation: bool = False
     system_prompt: str = ""
+    chat_template: str | None = None  # None: the model's own
+    single_turn: bool = False  # a conversation of one exchange
     verbose_prompt: bool = False
     verbose: bool = False
     escape: bool = True  # process escapes in chat input, as in the prompt
@@ -152,7 +154,7 @@ def _complete(opts: RunOptions, tokenizer: Tokenizer, gen: Generator, out: "_Out
 
 
 def _converse(opts: RunOptions, rt: Runtime, tokenizer: Tokenizer, gen: Generator, out: "_Output") -> None:
-    template = rt.gguf.get("tokenizer.chat_template")
+    template = opts.chat_template or rt.gguf.get("tokenizer.chat_template")
     session = ChatSession(
         template, bos_token=tokenizer.token_text(tokenizer.bos_id) if tokenizer.bos_id is not None else "",
         eos_token=tokenizer.token_text(tokenizer.eos_id) if tokenizer.eos_id is not None else "",
@@ -178,6 +180,8 @@ def _converse(opts: RunOptions, rt: Runtime, tokenizer: Tokenizer, gen: Generato
         reply.append(decoder.flush())
         out.text(reply[-1] + "\n")
         session.add_reply("".join(reply))
+        if opts.single_turn:
+            return
 
 
 class _Output:

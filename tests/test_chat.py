@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from llamatp.chat import CHATML_TEMPLATE, ChatSession, render_chat
+from llamatp.chat import CHATML_TEMPLATE, ChatSession, chosen_template, render_chat
 from llamatp.errors import LlamatpError
 
 # Written with block tags on their own, indented lines: trim_blocks and lstrip_blocks must
@@ -159,3 +159,10 @@ def test_the_second_user_turn_feeds_only_its_own_text() -> None:
 def test_a_leading_bos_is_dropped_when_the_tokenizer_adds_one() -> None:
     session = ChatSession(GEMMA, bos_token="<bos>", eos_token="<eos>", tokenizer_adds_bos=True)
     assert session.add("user", "Hello") == "<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n"
+
+
+def test_a_chosen_template_is_the_models_unless_given() -> None:
+    """--chat-template: Jinja text as given, or chatml by name; nothing given: None (the model's)."""
+    assert chosen_template(None, None) is None
+    assert chosen_template("chatml", None) == CHATML_TEMPLATE
+    assert chosen_template("{{ messages[0]['content'] }}", None) == "{{ messages[0]['content'] }}"

@@ -164,6 +164,36 @@ def test_conversation_mode_answers_each_line_of_stdin_through_the_chat_template(
     assert "Paris" in first and "Rome" in second  # the second turn sees the first
 
 
+def chat(smollm2_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "llamatp", "run", "-m", str(smollm2_path), "-n", "24", "--temp", "0",
+                           "-c", "256", *args], input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def test_single_turn_answers_the_prompt_and_reads_no_more(smollm2_path: Path) -> None:
+    """-st: a conversation of one exchange; with -p the input is not read at all."""
+    result = chat(smollm2_path, "-st", "-p", "What is the capital of France?", stdin="And of Italy?\n")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout and "Rome" not in result.stdout
+    assert len(result.stdout.strip().splitlines()) == 1
+
+
+def test_single_turn_without_a_prompt_answers_one_line(smollm2_path: Path) -> None:
+    result = chat(smollm2_path, "-st", stdin="What is the capital of France?\nAnd of Italy?\n")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout and "Rome" not in result.stdout
+
+
+def test_a_chat_template_given_replaces_the_models(smollm2_path: Path, tmp_path: Path) -> None:
+    """--chat-template (Jinja text) and --chat-template-file: this one ignores the messages and
+    lays out a plain sentence to continue, which the model completes as it completes the prompt."""
+    template = "{{ 'The capital of France is' }}"
+    (tmp_path / "t.jinja").write_text(template)
+    for flags in (("--chat-template", template), ("--chat-template-file", str(tmp_path / "t.jinja"))):
+        result = chat(smollm2_path, "-st", "-p", "Hello", "-n", "4", *flags)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(" Paris"), result.stdout
+
+
 def test_no_gpu_layers_runs_on_the_cpu(smollm2_path: Path) -> None:
     result = llamatp("run", "-m", smollm2_path, "-p", "The capital of France is", "-n", "4", "--temp", "0",
                      "-ngl", "0", "-c", "256")
@@ -246,6 +276,12 @@ BAD_INPUTS = [
     ("unknown flash attention value", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-fa", "maybe"], "-fa: unknown value 'maybe' (use on, off or auto)"),
     ("unknown load mode", ["perplexity", "-m", "{tiny}", "-f", "{prose}", "-lm", "fast"], "-lm: unknown load mode 'fast' (use none, mmap, mlock, mmap+mlock, dio)"),
     ("a load mode given twice", ["run", "-m", "{tiny}", "-p", "hi", "-lm", "mmap", "--no-mmap"], "give -lm/--load-mode or --no-mmap/--mlock, not both"),
+    ("a chat template named but not known", ["run", "-m", "{tiny}", "-p", "hi", "-cnv", "--chat-template", "llama3"], "--chat-template llama3: the one template known by name is chatml"),
+    ("a chat template that does not parse", ["run", "-m", "{tiny}", "-p", "hi", "-cnv", "--chat-template", "{{% for m in messages %}}"], "chat template: line 1:"),  # braces doubled for format()
+    ("a chat template file that is missing", ["run", "-m", "{tiny}", "-p", "hi", "-cnv", "--chat-template-file", "{dir}/absent.jinja"], "cannot read chat template file"),
+    ("two chat templates", ["run", "-m", "{tiny}", "-p", "hi", "--chat-template", "chatml", "--chat-template-file", "{notes}"], "give --chat-template or --chat-template-file, not both"),
+    ("templates without Jinja", ["run", "-m", "{tiny}", "-p", "hi", "--no-jinja"], "--no-jinja: llamatp renders chat templates with Jinja only"),
+    ("a single turn that is no conversation", ["run", "-m", "{tiny}", "-p", "hi", "-st", "-no-cnv"], "-st is a conversation of one exchange"),
     ("unknown flag", ["run", "-m", "{tiny}", "-p", "hi", "--no-such-flag"], "No such option: --no-such-flag"),
     ("flag without its value", ["run", "-m", "{tiny}", "-p"], "requires an argument"),
     ("perplexity text too short", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-c", "128"], "you need at least 256 tokens"),
