@@ -247,15 +247,12 @@ def check_gpu_layers(tests: list[BenchTest], n_layers: dict[str, int]) -> None:
 
 @dataclass(frozen=True)
 class BenchGroup:
-    """Tests that run on one loaded model, in one launch; `first` is the number of the first of
-    them among all `total` tests (for --progress)."""
+    """Tests that run on one loaded model, in one launch, as `params` ask (repetitions, warm-up,
+    delay, progress); `first` is the number of the first of them among all `total` tests."""
 
     options: ModelOptions
     tests: tuple[BenchTest, ...]
-    repetitions: int
-    warmup: bool
-    delay: int = 0
-    progress: bool = False
+    params: BenchParams
     first: int = 1
     total: int = 1
 
@@ -279,8 +276,7 @@ def group_of(tests: Sequence[BenchTest], params: BenchParams, first: int = 1, to
         tensor_split=t.tensor_split if t.split_mode != "none" else (), cache_type_k=t.type_k, cache_type_v=t.type_v,
         n_threads=t.n_threads, load_mode=t.load_mode,
     )
-    return BenchGroup(options, tuple(tests), params.repetitions, params.warmup, params.delay, params.progress, first,
-                      total)
+    return BenchGroup(options, tuple(tests), params, first, total)
 
 
 class BenchRunner:
@@ -379,18 +375,18 @@ def _measure_group(group: BenchGroup, info: WorkerInfo) -> list[Measurement]:
             label = f"{test.name} (sm {test.split_mode}, {devices_label(test.devices)})"
 
             def show(step: str, done: int, label: str = label, number: int = number) -> None:
-                progress.update(task, description=f"{label}: {step}", completed=done, total=group.repetitions)
-                if group.progress and info.rank == 0:
+                progress.update(task, description=f"{label}: {step}", completed=done, total=group.params.repetitions)
+                if group.params.progress and info.rank == 0:
                     print(f"llamatp bench: benchmark {number}/{group.total}: {label}: {step}", file=sys.stderr,
                           flush=True)
 
-            if group.delay:
-                time.sleep(group.delay)
+            if group.params.delay:
+                time.sleep(group.params.delay)
 
             runner.use_context(test.n_ctx)
             test_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             _reset_peak_memory(rt.device)
-            samples = runner.measure(test, group.repetitions, group.warmup, show)
+            samples = runner.measure(test, group.params.repetitions, group.params.warmup, show)
             peaks = cast(list[int], rt.comm.gather_object(_peak_memory(rt.device)))
             results.append(Measurement(test, test_time, samples, peaks, torch.get_num_threads(), rt.plan.cache_types,
                                        decode_weight_bytes(rt.plan, rt.gguf, rt.config)))
