@@ -55,7 +55,6 @@ FlashAttn = Annotated[str, typer.Option("-fa", "--flash-attn", help="flash atten
 LoadMode = Annotated[Optional[str], typer.Option("-lm", "--load-mode", help="how weights are read: mmap (default), none (plain reads, no memory map), dio (direct I/O, past the page cache), mlock or mmap+mlock (CPU workers then keep their weights locked in RAM)")]
 NoMmap = Annotated[bool, typer.Option("--no-mmap", help="read weights with plain reads, no memory map (-lm none)")]
 Mlock = Annotated[bool, typer.Option("--mlock", help="CPU workers keep their weights locked in RAM (-lm mmap+mlock)")]
-LOAD_MODES = ("none", "mmap", "mlock", "mmap+mlock", "dio")
 
 
 def user_errors(fn: Command) -> Command:
@@ -136,8 +135,10 @@ def check_flash_attn(value: str, flag: str = "-fa") -> int:
 
 def check_load_mode(value: str, flag: str = "-lm") -> str:
     """One of llama.cpp's load modes."""
-    if value not in LOAD_MODES:
-        raise LlamatpError(f"{flag}: unknown load mode '{value}' (use {', '.join(LOAD_MODES)})")
+    from llamatp.gguf_file import LOAD_MODE_ACCESS
+
+    if value not in LOAD_MODE_ACCESS:
+        raise LlamatpError(f"{flag}: unknown load mode '{value}' (use {', '.join(LOAD_MODE_ACCESS)})")
     return value
 
 

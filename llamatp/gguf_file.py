@@ -58,6 +58,10 @@ class TensorInfo:
 
 
 Access = Literal["mmap", "read", "direct"]
+# How each of llama.cpp's load modes (-lm) reads the file; the mlock modes also lock a CPU
+# worker's weights in RAM (`runtime.lock_in_ram`).
+LOAD_MODE_ACCESS: dict[str, Access] = {"none": "read", "mmap": "mmap", "mlock": "read", "mmap+mlock": "mmap",
+                                       "dio": "direct"}
 
 
 class GGUFFile:

@@ -15,7 +15,7 @@ from llamatp.config import ModelConfig, load_config
 from llamatp.devices import free_memory
 from llamatp.engine import Engine
 from llamatp.errors import LlamatpError
-from llamatp.gguf_file import Access, GGUFFile
+from llamatp.gguf_file import LOAD_MODE_ACCESS, GGUFFile
 from llamatp.kv_cache import dtype_name
 from llamatp.linear import GEMV_MAX_ROWS
 from llamatp.launch import WorkerInfo
@@ -39,11 +39,6 @@ class ModelOptions:
     n_threads: int = 0  # CPU threads of each worker; <= 0: the cores shared out among CPU workers
     load_mode: str = "mmap"  # llama.cpp's: none, mmap, mlock, mmap+mlock or dio
     use_graphs: bool = True
-
-
-# How each load mode reads the weights; the mlock modes also lock a CPU worker's (`lock_in_ram`).
-GGUF_ACCESS: dict[str, Access] = {"none": "read", "mmap": "mmap", "mlock": "read", "mmap+mlock": "mmap",
-                                  "dio": "direct"}
 
 
 @dataclass
@@ -85,7 +80,7 @@ def check_host_memory(options: ModelOptions) -> None:
 
 
 def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
-    gguf = GGUFFile(options.model, access=GGUF_ACCESS[options.load_mode])
+    gguf = GGUFFile(options.model, access=LOAD_MODE_ACCESS[options.load_mode])
     config = load_config(gguf)
     plan = plan_for(options, gguf, config)
     if plan.world_size != info.world:
@@ -123,10 +118,14 @@ def lock_in_ram(model: torch.nn.Module) -> None:
                 storage = value.untyped_storage()
                 storages[storage.data_ptr()] = storage.nbytes()
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mlock.argtypes = libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    locked = []
     for address, nbytes in storages.items():
         if libc.mlock(address, nbytes) != 0:
             reason = os.strerror(ctypes.get_errno())
+            for done in locked:  # all or nothing: the tensors locked so far are let go again
+                libc.munlock(*done)
             print(f"warning: could not lock the model in RAM ({sum(storages.values()) / 2**20:.0f} MiB; mlock: {reason}); "
                   "it runs unlocked. Raise the limit with 'ulimit -l'", file=sys.stderr)
             return
+        locked.append((address, nbytes))
