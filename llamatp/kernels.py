@@ -16,7 +16,6 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -487,23 +486,14 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
-    if _codes(k_cache) == _codes(v_cache) == "q4_0" and os.environ.get("LLAMATP_Q4_AFTER", "1") == "1":
-        _decode_attention_chunk_q4[(n_kv, n_chunks)](
-            q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
-            scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
-            BLOCK_G=max(16 * 32 // head_dim, triton.next_power_of_2(group)), BLOCK_N=tiling.block_n,
-            HEAD_DIM=head_dim, EMULATE=interpreted(), num_warps=tiling.num_warps, num_stages=tiling.num_stages,
-            **early_launch_args(q.device),
-        )
-    else:
-        _decode_attention_chunk[(n_kv, n_chunks)](
-            q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
-            scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
-            K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
-            K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
-            BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
-            num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
-        )
+    _decode_attention_chunk[(n_kv, n_chunks)](
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
+        scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
+        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
+        K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
+        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
+        num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
+    )
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     width = min(32, head_dim)  # a merge program's values: one block of the rounded output
@@ -563,125 +553,6 @@ if triton is not None:
         tl.store(m_ptr + rows, m_i, mask=kept)
         tl.store(s_ptr + rows, s_i, mask=kept)
         tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
-
-    @triton.jit
-    def _decode_attention_chunk_q4(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group,
-                                   window, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
-                                   BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                   EMULATE: tl.constexpr, EARLY: tl.constexpr, V_AFTER: tl.constexpr = True):
-        """`_decode_attention_chunk` for q4_0 keys and values, their scales and offsets applied
-        after the tensor cores' products, so that a pair of codes costs one or two instructions
-        on its way in. Each row of the products is one block of 32 values of one query head
-        (rows (b, h), b-major): K's row (b, h) is the query's block b, zero elsewhere, and gives a
-        partial score per key, which its key's scale of block b turns into part of the score;
-        V's row (b, h) is the softmax weights times each key's scale of block b, and of its
-        output only block b is kept. Keys enter as the f16 values 1024 + code, values as the
-        bf16 values 128 + code; the offsets come off per row at the end."""
-        wait_for_inputs(EARLY)
-        kv = tl.program_id(0)
-        c = tl.program_id(1)
-        n_chunks = tl.num_programs(1)
-        pos = tl.load(pos_ptr).to(tl.int32)
-        lo = 0
-        if window > 0:
-            lo = tl.maximum(pos - window + 1, 0)
-        per_chunk = tl.cdiv(pos + 1 - lo, n_chunks)
-        start = lo + c * per_chunk
-        stop = tl.minimum(start + per_chunk, pos + 1)
-        NB: tl.constexpr = HEAD_DIM // 32
-        R: tl.constexpr = NB * BLOCK_G
-        r = tl.arange(0, R)
-        row_block, row_head = r // BLOCK_G, r % BLOCK_G
-        d = tl.arange(0, HEAD_DIM)
-        in_row = (row_head < group)[:, None] & (d[None, :] // 32 == row_block[:, None])
-        q = tl.load(q_ptr + (kv * group + row_head)[:, None] * HEAD_DIM + d[None, :], mask=in_row, other=0.0)
-        q = (q.to(tl.float32) * scale_log2).to(tl.float16)
-        k_offset = 1032.0 * tl.sum(q.to(tl.float32), axis=1)  # (1024 + code) - (code - 8)
-        blocks = tl.arange(0, NB)
-        m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
-        s_i = tl.zeros([BLOCK_G], tl.float32)
-        acc = tl.zeros([R, HEAD_DIM], tl.float32)
-        weights = tl.zeros([R], tl.float32)  # sum of V's rows' weights, for V's offset
-        for n0 in range(start, stop, BLOCK_N):
-            n = n0 + tl.arange(0, BLOCK_N)
-            valid = n < stop
-            k = _load_q4_biased(k_ptr, kv * kc_s0, n, kc_s1, valid, tl.float16, 0x64006400, 1024, HEAD_DIM, EMULATE)
-            k_scales = tl.load(ks_ptr + kv * ks_s0 + n[None, :] * ks_s1 + blocks[:, None], mask=valid[None, :], other=0.0)
-            partial = tl.dot(q, tl.trans(k)) - k_offset[:, None]
-            scores = tl.sum(tl.reshape(partial, [NB, BLOCK_G, BLOCK_N]) * k_scales.to(tl.float32)[:, None, :], axis=0)
-            scores = tl.where(valid[None, :], scores, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(scores, axis=1))
-            alpha = tl.exp2(m_i - m_new)
-            p = tl.exp2(scores - m_new[:, None])
-            alpha_rows = tl.reshape(tl.broadcast_to(alpha[None, :], [NB, BLOCK_G]), [R])
-            if V_AFTER:
-                v_scales = tl.load(vs_ptr + kv * vs_s0 + n[None, :] * vs_s1 + blocks[:, None], mask=valid[None, :], other=0.0)
-                p_rows = tl.reshape(p[None, :, :] * v_scales.to(tl.float32)[:, None, :], [R, BLOCK_N]).to(tl.bfloat16)
-                v = _load_q4_biased(v_ptr, kv * vc_s0, n, vc_s1, valid, tl.bfloat16, 0x43004300, 128, HEAD_DIM, EMULATE)
-                if EMULATE:  # Triton's interpreter multiplies bf16 wrongly
-                    acc = acc * alpha_rows[:, None] + tl.dot(p_rows.to(tl.float32), v.to(tl.float32))
-                else:
-                    acc = acc * alpha_rows[:, None] + tl.dot(p_rows, v)
-                weights = weights * alpha_rows + tl.sum(p_rows.to(tl.float32), axis=1)
-            else:
-                p_rows = tl.reshape(tl.broadcast_to(p[None, :, :], [NB, BLOCK_G, BLOCK_N]), [R, BLOCK_N]).to(tl.float16)
-                v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
-                                      "q4_0", tl.float16, HEAD_DIM, EMULATE)
-                acc = acc * alpha_rows[:, None] + tl.dot(p_rows, v)
-            s_i = s_i * alpha + tl.sum(p, axis=1)
-            m_i = m_new
-        kept_block = d[None, :] // 32 == row_block[:, None]
-        out = tl.where(kept_block, acc - 136.0 * weights[:, None], 0.0)  # (128 + code) - (code - 8)
-        out = tl.sum(tl.reshape(out, [NB, BLOCK_G, HEAD_DIM]), axis=0)
-        g = tl.arange(0, BLOCK_G)
-        rows = (kv * n_chunks + c) * group + g
-        kept = g < group
-        tl.store(m_ptr + rows, m_i, mask=kept)
-        tl.store(s_ptr + rows, s_i, mask=kept)
-        tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], out, mask=kept[:, None])
-
-    @triton.jit
-    def _load_q4_biased(data_ptr, head_at, n, c_s1, valid, DTYPE: tl.constexpr, MAGIC: tl.constexpr,
-                        BIAS: tl.constexpr, HEAD_DIM: tl.constexpr, EMULATE: tl.constexpr):
-        """One head's q4_0 codes at positions n as [positions, HEAD_DIM] values BIAS + code of DTYPE
-        (f16 or bf16): MAGIC holds BIAS's bits in each half, whose low bits the code fills (f16
-        0x6400 is 1024, bf16 0x4300 is 128; from there up each step of the last bit is 1)."""
-        W: tl.constexpr = HEAD_DIM // 8
-        words = tl.load(data_ptr.to(tl.pointer_type(tl.int32)) + (head_at + n[:, None] * c_s1) // 4
-                        + tl.arange(0, W)[None, :], mask=valid[:, None], other=0)
-        if EMULATE:  # Triton's interpreter runs no PTX
-            c0 = (((words >> 0) & 0xF) + BIAS).to(tl.float32).to(DTYPE)
-            c1 = (((words >> 16) & 0xF) + BIAS).to(tl.float32).to(DTYPE)
-            c2 = (((words >> 4) & 0xF) + BIAS).to(tl.float32).to(DTYPE)
-            c3 = (((words >> 20) & 0xF) + BIAS).to(tl.float32).to(DTYPE)
-            c4 = (((words >> 8) & 0xF) + BIAS).to(tl.float32).to(DTYPE)
-            c5 = (((words >> 24) & 0xF) + BIAS).to(tl.float32).to(DTYPE)
-            c6 = (((words >> 12) & 0xF) + BIAS).to(tl.float32).to(DTYPE)
-            c7 = (((words >> 28) & 0xF) + BIAS).to(tl.float32).to(DTYPE)
-        else:
-            c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
-                """{
-                .reg .b32 t;
-                lop3.b32 t, $8, 0x000F000F, $9, 0xEA;
-                mov.b32 {$0, $1}, t;
-                shr.u32 t, $8, 4;
-                lop3.b32 t, t, 0x000F000F, $9, 0xEA;
-                mov.b32 {$2, $3}, t;
-                shr.u32 t, $8, 8;
-                lop3.b32 t, t, 0x000F000F, $9, 0xEA;
-                mov.b32 {$4, $5}, t;
-                shr.u32 t, $8, 12;
-                lop3.b32 t, t, 0x000F000F, $9, 0xEA;
-                mov.b32 {$6, $7}, t;
-                }""",
-                "=h,=h,=h,=h,=h,=h,=h,=h,r,r", [words, tl.full(words.shape, MAGIC, tl.int32)],
-                dtype=(tl.int16,) * 8, is_pure=True, pack=1)
-            c0, c1, c2, c3 = (c0.to(DTYPE, bitcast=True), c1.to(DTYPE, bitcast=True), c2.to(DTYPE, bitcast=True),
-                              c3.to(DTYPE, bitcast=True))
-            c4, c5, c6, c7 = (c4.to(DTYPE, bitcast=True), c5.to(DTYPE, bitcast=True), c6.to(DTYPE, bitcast=True),
-                              c7.to(DTYPE, bitcast=True))
-        codes = tl.join(tl.join(tl.join(c0, c4), tl.join(c2, c6)), tl.join(tl.join(c1, c5), tl.join(c3, c7)))
-        return tl.reshape(codes, [words.shape[0], 8 * W])
 
     @triton.jit
     def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):
