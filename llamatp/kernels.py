@@ -16,7 +16,6 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -258,8 +257,7 @@ if triton is not None:
 
     @triton.jit
     def _load_cache_block(data_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid,
-                          CODES: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr, EMULATE: tl.constexpr,
-                          EVICT_FIRST: tl.constexpr = False):
+                          CODES: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr, EMULATE: tl.constexpr):
         """The cache of one head at positions n as [positions, HEAD_DIM] values of DTYPE. Codes
         are read as int32 words (four q8_0 codes or eight q4_0 ones; Triton then moves them to
         the tensor cores' layout as 16-bit values, not byte by byte) and come out as f16."""
@@ -269,10 +267,9 @@ if triton is not None:
             W: tl.constexpr = HEAD_DIM // PER_WORD
             words_ptr = data_ptr.to(tl.pointer_type(tl.int32))
             words = tl.load(words_ptr + (head_at + rows * c_s1) // 4 + tl.arange(0, W)[None, :],
-                            mask=valid[:, None], other=0, eviction_policy="evict_first" if EVICT_FIRST else "")
+                            mask=valid[:, None], other=0)
             blocks = tl.arange(0, HEAD_DIM // 32)[None, :]
-            scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=valid[:, None], other=0.0,
-                             eviction_policy="evict_first" if EVICT_FIRST else "")
+            scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=valid[:, None], other=0.0)
             per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [n.shape[0], HEAD_DIM // 32, 32 // PER_WORD]),
                                   [n.shape[0], W])
             if CODES == "q8_0":
@@ -281,7 +278,7 @@ if triton is not None:
                 return _q4_words_f16(words, per_word, EMULATE)
         else:
             values = tl.load(data_ptr + head_at + rows * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
-                             mask=valid[:, None], other=0, eviction_policy="evict_first" if EVICT_FIRST else "")
+                             mask=valid[:, None], other=0)
             return values.to(DTYPE)
 
     @triton.jit
@@ -436,13 +433,11 @@ def decode_attention_torch(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cache
 
 
 def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
-                     window: int, scale: float, rounded: QuantizedRows | None = None,
-                     prefetch: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+                     window: int, scale: float, rounded: QuantizedRows | None = None) -> torch.Tensor:
     """`rounded` (GPU only, head_dim a multiple of 32) receives the output, flattened to one
-    row, rounded for a GEMV. `prefetch`: up to four tensors (of the weights read next) that the
-    kernel asks L2 to load while it runs."""
+    row, rounded for a GEMV."""
     if use_triton(q):
-        return decode_attention_triton(q, k_cache, v_cache, pos, window, scale, rounded, prefetch=prefetch)
+        return decode_attention_triton(q, k_cache, v_cache, pos, window, scale, rounded)
     return decode_attention_torch(q, k_cache, v_cache, pos, window, scale)
 
 
@@ -476,7 +471,7 @@ def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling
 
 def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                             window: int, scale: float, rounded: QuantizedRows | None = None,
-                            tiling: AttentionTiling | None = None, prefetch: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+                            tiling: AttentionTiling | None = None) -> torch.Tensor:
     """Flash-decoding: the keys in use are cut into as many chunks as the GPU runs programs
     at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
     is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
@@ -491,16 +486,12 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
-    prefetch = () if interpreted() else prefetch[:4]
-    spans = [arg for t in prefetch for arg in (t, t.numel() * t.element_size() // 16 * 16)]
-    spans += [q, 0] * (4 - len(prefetch))
     _decode_attention_chunk[(n_kv, n_chunks)](
-        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, *spans, group, window,
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
         scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
-        PREFETCH=len(prefetch), KV_EVICT_FIRST=os.environ.get("LLAMATP_KV_EVICT_FIRST", "0") == "1",
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -521,28 +512,17 @@ def _dot_dtype(cache: CacheTensor) -> object:
 if triton is not None:
 
     @triton.jit
-    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr,
-                                p0_ptr, p0_bytes, p1_ptr, p1_bytes, p2_ptr, p2_bytes, p3_ptr, p3_bytes, group,
+    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group,
                                 window, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                EMULATE: tl.constexpr, PREFETCH: tl.constexpr, KV_EVICT_FIRST: tl.constexpr,
-                                EARLY: tl.constexpr):
+                                EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         c = tl.program_id(1)
         n_chunks = tl.num_programs(1)
-        program, n_programs = kv * n_chunks + c, tl.num_programs(0) * n_chunks
-        if PREFETCH > 0:
-            _prefetch_share(p0_ptr, p0_bytes, program, n_programs)
-        if PREFETCH > 1:
-            _prefetch_share(p1_ptr, p1_bytes, program, n_programs)
-        if PREFETCH > 2:
-            _prefetch_share(p2_ptr, p2_bytes, program, n_programs)
-        if PREFETCH > 3:
-            _prefetch_share(p3_ptr, p3_bytes, program, n_programs)
         pos = tl.load(pos_ptr).to(tl.int32)
         lo = 0
         if window > 0:
@@ -564,34 +544,15 @@ if triton is not None:
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
             k = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
-                                  K_CODES, K_DTYPE, HEAD_DIM, EMULATE, KV_EVICT_FIRST)
+                                  K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
             v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
-                                  V_CODES, V_DTYPE, HEAD_DIM, EMULATE, KV_EVICT_FIRST)
+                                  V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
             m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
         kept = g < group
         tl.store(m_ptr + rows, m_i, mask=kept)
         tl.store(s_ptr + rows, s_i, mask=kept)
         tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
-
-    @triton.jit
-    def _prefetch_share(ptr, nbytes, program, n_programs):
-        """Asks L2 (one bulk request, from the program's first thread) for this program's share
-        of the nbytes at ptr, in pieces of 16 bytes."""
-        per_program = tl.cdiv(nbytes // 16, n_programs) * 16
-        start = program * per_program
-        size = tl.minimum(per_program, nbytes - start)
-        if size > 0:
-            tl.inline_asm_elementwise(
-                """{
-                .reg .pred first;
-                .reg .b32 t;
-                mov.u32 t, %tid.x;
-                setp.eq.u32 first, t, 0;
-                @first cp.async.bulk.prefetch.L2.global [$1], $2;
-                mov.u32 $0, 0;
-                }""",
-                "=r,l,r", [ptr.to(tl.pointer_type(tl.int8)) + start, size], dtype=tl.int32, is_pure=False, pack=1)
 
     @triton.jit
     def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):

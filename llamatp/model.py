@@ -9,7 +9,6 @@ Under layer split a rank holds whole layers and the embedding or head if it is f
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -115,29 +114,6 @@ class Attention(torch.nn.Module):
         # each KV head serves a contiguous, equal run of them; otherwise K/V are gathered.
         self.group = per_kv if kv_of_q == [i // max(per_kv, 1) for i in range(self.n_q)] else 0
         self.register_buffer("kv_of_q", torch.tensor(kv_of_q, dtype=torch.long), persistent=False)
-        self.read_next: list[StackedLinear] = [wo]  # weights read after attention, for L2 prefetch
-        self._prefetch: tuple[torch.Tensor, ...] | None = None
-
-    def prefetch(self) -> tuple[torch.Tensor, ...]:
-        """Planes of the weights read next, in order, up to LLAMATP_L2_PREFETCH_MB megabytes."""
-        if self._prefetch is None:
-            budget = float(os.environ.get("LLAMATP_L2_PREFETCH_MB", "0")) * 1e6
-            planes = []
-            for stacked in self.read_next:
-                for part in stacked.parts:
-                    w = part.packed
-                    if w is None:
-                        continue
-                    for plane in (w.quants, w.high_bits, w.scales, w.sub_scales):
-                        if plane is None:
-                            continue
-                        nbytes = plane.numel() * plane.element_size()
-                        if budget <= 0 or len(planes) == 4:
-                            break
-                        planes.append(plane.view(-1)[: int(min(nbytes, budget)) // plane.element_size()])
-                        budget -= nbytes
-            self._prefetch = tuple(planes)
-        return self._prefetch
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor,
                 mask: torch.Tensor | None, rounded: QuantizedRows | None = None) -> torch.Tensor:
@@ -156,7 +132,7 @@ class Attention(torch.nn.Module):
             q1 = q.view(self.n_kv, self.group, hd)
             # The kernel rounds its output for wo's GEMV, a head's values at a time.
             rounded_out = self.wo.rounded_input(1, q.device) if hd % 32 == 0 else None
-            out = decode_attention(q1, k_cache, v_cache, pos, self.window, self.scale, rounded_out, self.prefetch())
+            out = decode_attention(q1, k_cache, v_cache, pos, self.window, self.scale, rounded_out)
             out = out.view(1, self.n_q, hd)
         else:
             kv_len = mask.shape[-1]
@@ -221,7 +197,6 @@ class Block(torch.nn.Module):
         self.post_attn_norm, self.post_ffn_norm = post_attn_norm, post_ffn_norm
         self.swa = swa
         self.all_reduce, self.add_norm = all_reduce, add_norm
-        attn.read_next = [attn.wo, ffn.gate_up]
 
     def forward(self, x: torch.Tensor | None, pending: torch.Tensor | None, pos: torch.Tensor, k_cache: CacheTensor,
                 v_cache: CacheTensor, masks: dict[bool, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
