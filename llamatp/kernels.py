@@ -273,13 +273,24 @@ if triton is not None:
             per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [n.shape[0], HEAD_DIM // 32, 32 // PER_WORD]),
                                   [n.shape[0], W])
             if CODES == "q8_0":
-                return _q8_words_f16(words, per_word, EMULATE)
+                values = _q8_words_f16(words, per_word, EMULATE)
             else:
-                return _q4_words_f16(words, per_word, EMULATE)
+                values = _q4_words_f16(words, per_word, EMULATE)
+            return values if EMULATE else _fence_operand(values)
         else:
             values = tl.load(data_ptr + head_at + rows * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
                              mask=valid[:, None], other=0)
             return values.to(DTYPE)
+
+    @triton.jit
+    def _fence_operand(values):
+        """values (f16) unchanged, through an instruction Triton's layout passes cannot see past.
+        Triton sizes the tensor cores' operand registers from the narrowest type the operand's
+        values were computed from, and halves it past every join; the joins of the codes' halves
+        would make it think they were 8-bit (4 values a register instead of 2), which sends both
+        operands and the softmax weights through shared memory and moves every register pair."""
+        return tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [values], dtype=tl.float16,
+                                         is_pure=False, pack=2)
 
     @triton.jit
     def _q8_words_f16(words, scales, EMULATE: tl.constexpr):
