@@ -16,7 +16,6 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -504,7 +503,6 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
-        SLICES=int(os.environ.get("LLAMATP_ATTENTION_SLICES", "1")) if _codes(k_cache) != "float" else 1,
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -530,10 +528,8 @@ if triton is not None:
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                EMULATE: tl.constexpr, EARLY: tl.constexpr, SLICES: tl.constexpr = 1):
-        """One chunk of one KV head's keys for the `group` query heads that share it. With SLICES > 1
-        each block of keys is cut into that many slices, each with its own running softmax (one
-        warp's work, with no exchange between warps inside the loop), merged once at the end."""
+                                EMULATE: tl.constexpr, EARLY: tl.constexpr):
+        """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         c = tl.program_id(1)
@@ -552,15 +548,9 @@ if triton is not None:
             q = q.to(tl.float32) * scale_log2
             scale_log2 = 1.0
         q = q.to(K_DTYPE)
-        if SLICES == 1:
-            m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
-            s_i = tl.zeros([BLOCK_G], tl.float32)
-            acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
-        else:
-            q = tl.broadcast_to(q[None, :, :], [SLICES, BLOCK_G, HEAD_DIM])
-            m_i = tl.full([SLICES, BLOCK_G], float("-inf"), tl.float32)
-            s_i = tl.zeros([SLICES, BLOCK_G], tl.float32)
-            acc = tl.zeros([SLICES, BLOCK_G, HEAD_DIM], tl.float32)
+        m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+        s_i = tl.zeros([BLOCK_G], tl.float32)
+        acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
@@ -568,19 +558,7 @@ if triton is not None:
                                   K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
             v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
                                   V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
-            if SLICES == 1:
-                m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
-            else:
-                PER: tl.constexpr = BLOCK_N // SLICES
-                m_i, s_i, acc = _attend_slices(q, tl.reshape(k, [SLICES, PER, HEAD_DIM]),
-                                               tl.reshape(v, [SLICES, PER, HEAD_DIM]),
-                                               tl.reshape(valid, [SLICES, PER]), m_i, s_i, acc, scale_log2)
-        if SLICES > 1:
-            m_all = tl.max(m_i, axis=0)
-            weight = tl.exp2(m_i - tl.where(m_all == float("-inf"), 0.0, m_all)[None, :])
-            s_i = tl.sum(s_i * weight, axis=0)
-            acc = tl.sum(acc * weight[:, :, None], axis=0)
-            m_i = m_all
+            m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
         kept = g < group
         tl.store(m_ptr + rows, m_i, mask=kept)
@@ -597,19 +575,6 @@ if triton is not None:
         p = tl.exp2(scores - m_new[:, None])
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         return m_new, s_i * alpha + tl.sum(p, axis=1), acc
-
-    @triton.jit
-    def _attend_slices(q, k, v, valid, m_i, s_i, acc, scale_log2):
-        """`_attend_block` for each slice of keys on its own: q [S, G, D], k and v [S, keys, D]. A
-        slice may hold no valid key yet (its maximum still -inf)."""
-        scores = tl.dot(q, tl.permute(k.to(q.dtype), (0, 2, 1))) * scale_log2
-        scores = tl.where(valid[:, None, :], scores, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(scores, axis=2))
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_use)
-        p = tl.exp2(scores - m_use[:, :, None])
-        acc = acc * alpha[:, :, None] + tl.dot(p.to(v.dtype), v)
-        return m_new, s_i * alpha + tl.sum(p, axis=2), acc
 
     @triton.jit
     def _decode_attention_merge(m_ptr, s_ptr, acc_ptr, out_ptr, words_ptr, meta_ptr, group, n_chunks,
