@@ -254,6 +254,7 @@ def run(
     presence_penalty: Annotated[float, typer.Option("--presence-penalty")] = 0.0,
     frequency_penalty: Annotated[float, typer.Option("--frequency-penalty")] = 0.0,
     ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="never sample an end-of-generation token")] = False,
+    reverse_prompt: Annotated[Optional[list[str]], typer.Option("-r", "--reverse-prompt", help="halt generation at this text (repeatable); in a conversation, hand the turn back")] = None,
     threads: Threads = -1,
     gpu_layers: GpuLayers = "auto",
     device: Device = None,
@@ -308,6 +309,9 @@ def run(
     if file is not None:  # as llama.cpp reads a prompt file: less one trailing newline
         text = text.removesuffix("\n")
     text = process_escapes(text) if escape else text
+    reverse_prompts = tuple(process_escapes(r) if escape else r for r in reverse_prompt or [])
+    if "" in reverse_prompts:
+        raise LlamatpError("-r: a reverse prompt must not be empty")
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
                             gpu_layers, cache_type_k, cache_type_v, threads, mode)
     from llamatp.runtime import check_host_memory
@@ -334,7 +338,7 @@ def run(
         model=options, prompt=text, n_predict=n_predict, sampling=sampling,
         display_prompt=not no_display_prompt, conversation=bool(conversation) or single_turn,
         system_prompt=system_prompt, chat_template=template, single_turn=single_turn,
-        escape=escape,
+        escape=escape, reverse_prompts=reverse_prompts,
         verbose_prompt=verbose_prompt, verbose=verbose,
     )
     launch(functools.partial(run_job, job), list(options.devices), rank0_here=True)

@@ -30,6 +30,7 @@ class RunOptions:
     verbose_prompt: bool = False
     verbose: bool = False
     escape: bool = True  # process escapes in chat input, as in the prompt
+    reverse_prompts: tuple[str, ...] = ()  # -r: halt generation at any of these
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Generator:
         # The last token sampled and not yet decoded (a reply's end-of-turn token, or the last of
         # n_predict): the next turn's input starts with it.
         self.pending: int | None = None
+        self.halted = False
 
     @property
     def n_past(self) -> int:
@@ -93,8 +95,12 @@ class Generator:
         self.timings.prompt_tokens += len(tokens)
         self.history += tokens
 
+    def halt(self) -> None:
+        """Make `tokens` stop after the token it has just yielded (kept pending, as at n_predict)."""
+        self.halted = True
+
     def tokens(self, n_predict: int) -> Iterator[int]:
-        """Sample until an end-of-generation token, n_predict tokens, or a full context."""
+        """Sample until an end-of-generation token, n_predict tokens, a full context, or `halt`."""
         produced = 0
         while n_predict < 0 or produced < n_predict:
             start = time.perf_counter()
@@ -106,8 +112,9 @@ class Generator:
                 return
             yield token
             produced += 1
-            if produced == n_predict or self.n_past >= self.rt.plan.n_ctx:
+            if self.halted or produced == n_predict or self.n_past >= self.rt.plan.n_ctx:
                 self.pending = token  # as llama.cpp does: decoded only once something follows it
+                self.halted = False
                 return
             start = time.perf_counter()
             self.logits = self.rt.engine.decode(token, self.n_past)
@@ -115,6 +122,27 @@ class Generator:
             self.history.append(token)
             self.timings.eval_ms += (time.perf_counter() - start) * 1000
             self.timings.eval_runs += 1
+
+
+class ReversePrompts:
+    """-r: texts that halt generation once the generated text reaches one of them (the text is
+    printed), as llama-cli's reverse prompts do; a reverse prompt that is one token also matches
+    that token where its text is not printed (a special token). Every rank sees the same tokens,
+    so every rank halts at the same one."""
+
+    def __init__(self, prompts: tuple[str, ...], tokenizer: Tokenizer) -> None:
+        self.prompts = prompts
+        self.longest = max(map(len, prompts), default=0)
+        encoded = [tokenizer.encode(p, add_special=False, parse_special=True) for p in prompts]
+        self.single_tokens = {ids[0] for ids in encoded if len(ids) == 1}
+        self.tail = ""  # enough of the text's end to hold a reverse prompt that the next piece completes
+
+    def reached(self, token: int, piece: str) -> bool:
+        """Whether the text generated so far, now ending in `piece` (token's text), reaches one."""
+        if not self.prompts:
+            return False
+        self.tail = (self.tail + piece)[-(self.longest + len(piece)):]
+        return token in self.single_tokens or any(p in self.tail for p in self.prompts)
 
 
 def run_job(opts: RunOptions, info: WorkerInfo) -> None:
@@ -147,8 +175,12 @@ def _complete(opts: RunOptions, tokenizer: Tokenizer, gen: Generator, out: "_Out
     decoder = StreamDecoder(tokenizer)
     if opts.display_prompt:
         out.text(opts.prompt)
+    reverse = ReversePrompts(opts.reverse_prompts, tokenizer)
     for token in gen.tokens(opts.n_predict):
-        out.text(decoder.feed(token))
+        piece = decoder.feed(token)
+        out.text(piece)
+        if reverse.reached(token, piece):
+            gen.halt()
     out.text(decoder.flush())
     out.text("\n")
 
@@ -173,10 +205,13 @@ def _converse(opts: RunOptions, rt: Runtime, tokenizer: Tokenizer, gen: Generato
         gen.feed(tokenizer.encode(text, add_special=first, parse_special=True))
         first, text, user = False, "", None
         decoder, reply = StreamDecoder(tokenizer), []
+        reverse = ReversePrompts(opts.reverse_prompts, tokenizer)  # a reverse prompt hands the turn back
         for token in gen.tokens(opts.n_predict):
             piece = decoder.feed(token)
             reply.append(piece)
             out.text(piece)
+            if reverse.reached(token, piece):
+                gen.halt()
         reply.append(decoder.flush())
         out.text(reply[-1] + "\n")
         session.add_reply("".join(reply))

@@ -194,6 +194,25 @@ def test_a_chat_template_given_replaces_the_models(smollm2_path: Path, tmp_path:
         assert result.stdout.startswith(" Paris"), result.stdout
 
 
+def test_run_halts_at_a_reverse_prompt(smollm2_path: Path) -> None:
+    """-r: generation stops once the generated text reaches a reverse prompt, which is printed.
+    Greedy SmolLM2 continues the prompt with " Paris.\n\nThe answer is: 2018-01-22 ..."; a reverse
+    prompt may span tokens, and of several the first reached halts it."""
+    args = ("run", "-m", smollm2_path, "-p", PROMPT, "-n", "32", "--temp", "0", "-c", "256")
+    assert llamatp(*args).stdout.startswith(PROMPT + " Paris.\n\nThe answer is: 20")
+    result = llamatp(*args, "-r", ".")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == PROMPT + " Paris.\n"
+    assert llamatp(*args, "-r", "never said", "-r", "answer is").stdout == PROMPT + " Paris.\n\nThe answer is\n"
+
+
+def test_a_reverse_prompt_hands_the_turn_back_in_a_conversation(smollm2_path: Path) -> None:
+    """Each reply halts at the reverse prompt, and the next line of input is the next turn."""
+    result = chat(smollm2_path, "-cnv", "-r", "capital", stdin="What is the capital of France?\nAnd of Italy?\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines() == ["The capital", "The capital"]
+
+
 def test_no_gpu_layers_runs_on_the_cpu(smollm2_path: Path) -> None:
     result = llamatp("run", "-m", smollm2_path, "-p", "The capital of France is", "-n", "4", "--temp", "0",
                      "-ngl", "0", "-c", "256")
@@ -282,6 +301,7 @@ BAD_INPUTS = [
     ("two chat templates", ["run", "-m", "{tiny}", "-p", "hi", "--chat-template", "chatml", "--chat-template-file", "{notes}"], "give --chat-template or --chat-template-file, not both"),
     ("templates without Jinja", ["run", "-m", "{tiny}", "-p", "hi", "--no-jinja"], "--no-jinja: llamatp renders chat templates with Jinja only"),
     ("a single turn that is no conversation", ["run", "-m", "{tiny}", "-p", "hi", "-st", "-no-cnv"], "-st is a conversation of one exchange"),
+    ("an empty reverse prompt", ["run", "-m", "{tiny}", "-p", "hi", "-r", ""], "-r: a reverse prompt must not be empty"),
     ("unknown flag", ["run", "-m", "{tiny}", "-p", "hi", "--no-such-flag"], "No such option: --no-such-flag"),
     ("flag without its value", ["run", "-m", "{tiny}", "-p"], "requires an argument"),
     ("perplexity text too short", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-c", "128"], "you need at least 256 tokens"),
