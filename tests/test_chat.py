@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from llamatp.chat import CHATML_TEMPLATE, ChatSession, chosen_template, render_chat
+from llamatp.chat import CHATML_TEMPLATE, NAMED_TEMPLATES, ChatSession, chosen_template, render_chat
 from llamatp.errors import LlamatpError
 
 # Written with block tags on their own, indented lines: trim_blocks and lstrip_blocks must
@@ -52,6 +52,87 @@ GEMMA_TEXT = (
 )
 
 WITH_SYSTEM = [{"role": "system", "content": "Be brief."}, *CONVERSATION]
+
+
+# llama.cpp's tests/test-chat-template.cpp: its conversation, and the text llama.cpp's built-in
+# templates give for it (with add_generation_prompt true).
+LLAMA_CPP_CONVERSATION = [
+    {"role": "system", "content": "You are a helpful assistant"},
+    {"role": "user", "content": "Hello"},
+    {"role": "assistant", "content": "Hi there"},
+    {"role": "user", "content": "Who are you"},
+    {"role": "assistant", "content": "   I am an assistant   "},
+    {"role": "user", "content": "Another question"},
+]
+
+LLAMA_CPP_TEXT = {
+    "chatml": "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nWho are you<|im_end|>\n<|im_start|>assistant\n   I am an assistant   <|im_end|>\n<|im_start|>user\nAnother question<|im_end|>\n<|im_start|>assistant\n",
+    "llama2": "[INST] You are a helpful assistant\nHello [/INST]Hi there</s>[INST] Who are you [/INST]   I am an assistant   </s>[INST] Another question [/INST]",
+    "llama2-sys-bos": "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\nHello [/INST]Hi there</s><s>[INST] Who are you [/INST]   I am an assistant   </s><s>[INST] Another question [/INST]",
+    "llama2-sys-strip": "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\nHello [/INST]Hi there</s>[INST] Who are you [/INST]I am an assistant</s>[INST] Another question [/INST]",
+    "mistral-v1": " [INST] You are a helpful assistant\n\nHello [/INST] Hi there</s> [INST] Who are you [/INST]    I am an assistant   </s> [INST] Another question [/INST]",
+    "mistral-v3": "[INST] You are a helpful assistant\n\nHello[/INST] Hi there</s>[INST] Who are you[/INST] I am an assistant</s>[INST] Another question[/INST]",
+    "mistral-v3-tekken": "[INST]You are a helpful assistant\n\nHello[/INST]Hi there</s>[INST]Who are you[/INST]   I am an assistant   </s>[INST]Another question[/INST]",
+    "mistral-v7": "[SYSTEM_PROMPT] You are a helpful assistant[/SYSTEM_PROMPT][INST] Hello[/INST] Hi there</s>[INST] Who are you[/INST]    I am an assistant   </s>[INST] Another question[/INST]",
+    "phi3": "<|system|>\nYou are a helpful assistant<|end|>\n<|user|>\nHello<|end|>\n<|assistant|>\nHi there<|end|>\n<|user|>\nWho are you<|end|>\n<|assistant|>\n   I am an assistant   <|end|>\n<|user|>\nAnother question<|end|>\n<|assistant|>\n",
+    "phi4": "<|im_start|>system<|im_sep|>You are a helpful assistant<|im_end|><|im_start|>user<|im_sep|>Hello<|im_end|><|im_start|>assistant<|im_sep|>Hi there<|im_end|><|im_start|>user<|im_sep|>Who are you<|im_end|><|im_start|>assistant<|im_sep|>   I am an assistant   <|im_end|><|im_start|>user<|im_sep|>Another question<|im_end|><|im_start|>assistant<|im_sep|>",
+    "monarch": "system\nYou are a helpful assistant</s>\n<s>user\nHello</s>\n<s>assistant\nHi there</s>\n<s>user\nWho are you</s>\n<s>assistant\n   I am an assistant   </s>\n<s>user\nAnother question</s>\n<s>assistant\n",
+    "gemma": "<start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n<start_of_turn>model\nHi there<end_of_turn>\n<start_of_turn>user\nWho are you<end_of_turn>\n<start_of_turn>model\nI am an assistant<end_of_turn>\n<start_of_turn>user\nAnother question<end_of_turn>\n<start_of_turn>model\n",
+    "orion": "Human: You are a helpful assistant\n\nHello\n\nAssistant: </s>Hi there</s>Human: Who are you\n\nAssistant: </s>   I am an assistant   </s>Human: Another question\n\nAssistant: </s>",
+    "openchat": "You are a helpful assistant<|end_of_turn|>GPT4 Correct User: Hello<|end_of_turn|>GPT4 Correct Assistant: Hi there<|end_of_turn|>GPT4 Correct User: Who are you<|end_of_turn|>GPT4 Correct Assistant:    I am an assistant   <|end_of_turn|>GPT4 Correct User: Another question<|end_of_turn|>GPT4 Correct Assistant:",
+    "vicuna": "You are a helpful assistant\n\nUSER: Hello\nASSISTANT: Hi there</s>\nUSER: Who are you\nASSISTANT:    I am an assistant   </s>\nUSER: Another question\nASSISTANT:",
+    "vicuna-orca": "SYSTEM: You are a helpful assistant\nUSER: Hello\nASSISTANT: Hi there</s>\nUSER: Who are you\nASSISTANT:    I am an assistant   </s>\nUSER: Another question\nASSISTANT:",
+    "deepseek": "You are a helpful assistant### Instruction:\nHello\n### Response:\nHi there\n<|EOT|>\n### Instruction:\nWho are you\n### Response:\n   I am an assistant   \n<|EOT|>\n### Instruction:\nAnother question\n### Response:\n",
+    "deepseek2": "You are a helpful assistant\n\nUser: Hello\n\nAssistant: Hi there<｜end▁of▁sentence｜>User: Who are you\n\nAssistant:    I am an assistant   <｜end▁of▁sentence｜>User: Another question\n\nAssistant:",
+    "command-r": "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>You are a helpful assistant<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hello<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>Hi there<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Who are you<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>I am an assistant<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Another question<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
+    "llama3": "<|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi there<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWho are you<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nI am an assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAnother question<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+    "minicpm": "You are a helpful assistant<用户>Hello<AI>Hi there<用户>Who are you<AI>I am an assistant<用户>Another question<AI>",
+    "granite": "<|start_of_role|>system<|end_of_role|>You are a helpful assistant<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Hello<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>Hi there<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Who are you<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>   I am an assistant   <|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Another question<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>",
+    "megrez": "<|role_start|>system<|role_end|>You are a helpful assistant<|turn_end|><|role_start|>user<|role_end|>Hello<|turn_end|><|role_start|>assistant<|role_end|>Hi there<|turn_end|><|role_start|>user<|role_end|>Who are you<|turn_end|><|role_start|>assistant<|role_end|>   I am an assistant   <|turn_end|><|role_start|>user<|role_end|>Another question<|turn_end|><|role_start|>assistant<|role_end|>",
+    # test-chat-template.cpp has no case for these; their text follows llm_chat_apply_template.
+    "llama2-sys": "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\nHello [/INST]Hi there</s>[INST] Who are you [/INST]   I am an assistant   </s>[INST] Another question [/INST]",
+    "mistral-v7-tekken": "[SYSTEM_PROMPT]You are a helpful assistant[/SYSTEM_PROMPT][INST]Hello[/INST]Hi there</s>[INST]Who are you[/INST]   I am an assistant   </s>[INST]Another question[/INST]",
+    "falcon3": "<|system|>\nYou are a helpful assistant\n<|user|>\nHello\n<|assistant|>\nHi there\n<|user|>\nWho are you\n<|assistant|>\n   I am an assistant   \n<|user|>\nAnother question\n<|assistant|>\n",
+    "zephyr": "<|system|>\nYou are a helpful assistant<|endoftext|>\n<|user|>\nHello<|endoftext|>\n<|assistant|>\nHi there<|endoftext|>\n<|user|>\nWho are you<|endoftext|>\n<|assistant|>\n   I am an assistant   <|endoftext|>\n<|user|>\nAnother question<|endoftext|>\n<|assistant|>\n",
+    "deepseek3": "You are a helpful assistant\n\n<｜User｜>Hello<｜Assistant｜>Hi there<｜end▁of▁sentence｜><｜User｜>Who are you<｜Assistant｜>   I am an assistant   <｜end▁of▁sentence｜><｜User｜>Another question<｜Assistant｜>",
+    "exaone3": "[|system|]You are a helpful assistant[|endofturn|]\n[|user|]Hello\n[|assistant|]Hi there[|endofturn|]\n[|user|]Who are you\n[|assistant|]I am an assistant[|endofturn|]\n[|user|]Another question\n[|assistant|]",
+    "llama4": "<|header_start|>system<|header_end|>\n\nYou are a helpful assistant<|eot|><|header_start|>user<|header_end|>\n\nHello<|eot|><|header_start|>assistant<|header_end|>\n\nHi there<|eot|><|header_start|>user<|header_end|>\n\nWho are you<|eot|><|header_start|>assistant<|header_end|>\n\nI am an assistant<|eot|><|header_start|>user<|header_end|>\n\nAnother question<|eot|><|header_start|>assistant<|header_end|>\n\n",
+}
+
+# What the model generates for the reply "Hi there" in each named template's layout: after a
+# space where the template puts one, up to its end-of-turn text.
+GENERATED_REPLY = {
+    "chatml": "Hi there<|im_end|>",
+    "llama2": "Hi there</s>",
+    "llama2-sys": "Hi there</s>",
+    "llama2-sys-bos": "Hi there</s>",
+    "llama2-sys-strip": "Hi there</s>",
+    "mistral-v1": " Hi there</s>",
+    "mistral-v3": " Hi there</s>",
+    "mistral-v3-tekken": "Hi there</s>",
+    "mistral-v7": " Hi there</s>",
+    "mistral-v7-tekken": "Hi there</s>",
+    "phi3": "Hi there<|end|>",
+    "phi4": "Hi there<|im_end|>",
+    "falcon3": "Hi there",
+    "zephyr": "Hi there<|endoftext|>",
+    "monarch": "Hi there</s>",
+    "gemma": "Hi there<end_of_turn>",
+    "orion": "Hi there</s>",
+    "openchat": " Hi there<|end_of_turn|>",
+    "vicuna": " Hi there</s>",
+    "vicuna-orca": " Hi there</s>",
+    "deepseek": "Hi there\n<|EOT|>",
+    "deepseek2": " Hi there<｜end▁of▁sentence｜>",
+    "deepseek3": "Hi there<｜end▁of▁sentence｜>",
+    "command-r": "Hi there<|END_OF_TURN_TOKEN|>",
+    "llama3": "Hi there<|eot_id|>",
+    "minicpm": "Hi there",
+    "exaone3": "Hi there[|endofturn|]",
+    "granite": "Hi there<|end_of_text|>",
+    "megrez": "Hi there<|turn_end|>",
+    "llama4": "Hi there<|eot|>",
+}
 
 
 def render(template: str | None, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
@@ -134,12 +215,19 @@ def test_loop_controls_are_available() -> None:
     assert render(template, CONVERSATION) == "Hello"
 
 
-@pytest.mark.parametrize(("template", "end_of_turn"), [(CHATML, "<|im_end|>"), (GEMMA, "<end_of_turn>")])
-def test_turn_by_turn_text_adds_up_to_the_whole_conversation(template: str, end_of_turn: str) -> None:
-    # What the model sees: each fed text, and each reply it generated up to its end-of-turn token.
+@pytest.mark.parametrize(
+    ("template", "generated_reply"),
+    [
+        pytest.param(CHATML, "Hi there<|im_end|>", id="CHATML"),
+        pytest.param(GEMMA, "Hi there<end_of_turn>", id="GEMMA"),
+    ]
+    + [pytest.param(NAMED_TEMPLATES[name], GENERATED_REPLY[name], id=name) for name in NAMED_TEMPLATES],
+)
+def test_turn_by_turn_text_adds_up_to_the_whole_conversation(template: str, generated_reply: str) -> None:
+    # What the model sees: each fed text, and each reply as it generated it.
     session = ChatSession(template, bos_token="<bos>", eos_token="<eos>")
     context = session.add("user", "Hello")
-    context += "Hi there" + end_of_turn
+    context += generated_reply
     session.add_reply("Hi there")
     context += session.add("user", "How are you?")
     assert context == render(template, CONVERSATION)
@@ -162,7 +250,30 @@ def test_a_leading_bos_is_dropped_when_the_tokenizer_adds_one() -> None:
 
 
 def test_a_chosen_template_is_the_models_unless_given() -> None:
-    """--chat-template: Jinja text as given, or chatml by name; nothing given: None (the model's)."""
+    """--chat-template: Jinja text as given, or a template by name; nothing given: None (the model's)."""
     assert chosen_template(None, None) is None
     assert chosen_template("chatml", None) == CHATML_TEMPLATE
+    assert chosen_template("llama3", None) == NAMED_TEMPLATES["llama3"]
     assert chosen_template("{{ messages[0]['content'] }}", None) == "{{ messages[0]['content'] }}"
+
+
+@pytest.mark.parametrize("name", NAMED_TEMPLATES)
+def test_named_templates_give_llama_cpps_text(name: str) -> None:
+    """As llama.cpp's built-in templates, which spell out their tokens: bos_token and eos_token unused."""
+    assert render(NAMED_TEMPLATES[name], LLAMA_CPP_CONVERSATION) == LLAMA_CPP_TEXT[name]
+
+
+def test_trimming_templates_trim_only_what_c_isspace_matches() -> None:
+    messages = [{"role": "user", "content": "\u3000\xa0Hello\t\v\f\r\n "}]
+    assert render(NAMED_TEMPLATES["llama3"], messages, add_generation_prompt=False) == (
+        "<|start_header_id|>user<|end_header_id|>\n\n\u3000\xa0Hello<|eot_id|>"
+    )
+
+
+def test_an_unknown_template_name_is_a_one_line_error_listing_the_known_names() -> None:
+    with pytest.raises(LlamatpError, match=r"^--chat-template llama5: no template has that name") as caught:
+        chosen_template("llama5", None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "(known: " + ", ".join(sorted(NAMED_TEMPLATES)) + ")" in message
+    assert message.endswith("give the template's Jinja text, or --chat-template-file")
