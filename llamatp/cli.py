@@ -273,7 +273,7 @@ def run(
     conversation: Annotated[Optional[bool], typer.Option("-cnv/-no-cnv", "--conversation/--no-conversation", help="chat through the model's template")] = None,
     system_prompt: Annotated[str, typer.Option("-sys", "--system-prompt", help="system message in conversation mode")] = "",
     single_turn: Annotated[bool, typer.Option("-st", "--single-turn", help="a conversation of one exchange: answer the prompt (or one line of input) and exit")] = False,
-    chat_template: Annotated[Optional[str], typer.Option("--chat-template", help="conversation template in place of the model's: its Jinja text, or chatml")] = None,
+    chat_template: Annotated[Optional[str], typer.Option("--chat-template", help="conversation template in place of the model's: its Jinja text, or a llama.cpp built-in name (chatml, llama2, mistral-v7, gemma, llama3, ...)")] = None,
     chat_template_file: Annotated[Optional[Path], typer.Option("--chat-template-file", help="conversation template from a Jinja file")] = None,
     jinja: Annotated[bool, typer.Option("--jinja/--no-jinja", help="templates are rendered with Jinja (always; --no-jinja is refused)")] = True,
     verbose_prompt: Annotated[bool, typer.Option("--verbose-prompt", help="print the prompt's tokens")] = False,

@@ -5,7 +5,8 @@ from datetime import datetime
 import pytest
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from llamatp.chat import CHATML_TEMPLATE, NAMED_TEMPLATES, ChatSession, chosen_template, render_chat
+from llamatp.chat import ChatSession, chosen_template, render_chat
+from llamatp.chat_templates import CHATML_TEMPLATE, NAMED_TEMPLATES
 from llamatp.errors import LlamatpError
 
 # Written with block tags on their own, indented lines: trim_blocks and lstrip_blocks must

@@ -295,7 +295,7 @@ BAD_INPUTS = [
     ("unknown flash attention value", ["perplexity", "-m", "{tiny}", "-f", "{short}", "-fa", "maybe"], "-fa: unknown value 'maybe' (use on, off or auto)"),
     ("unknown load mode", ["perplexity", "-m", "{tiny}", "-f", "{prose}", "-lm", "fast"], "-lm: unknown load mode 'fast' (use none, mmap, mlock, mmap+mlock, dio)"),
     ("a load mode given twice", ["run", "-m", "{tiny}", "-p", "hi", "-lm", "mmap", "--no-mmap"], "give -lm/--load-mode or --no-mmap/--mlock, not both"),
-    ("a chat template named but not known", ["run", "-m", "{tiny}", "-p", "hi", "-cnv", "--chat-template", "llama3"], "--chat-template llama3: the one template known by name is chatml"),
+    ("a chat template named but not known", ["run", "-m", "{tiny}", "-p", "hi", "-cnv", "--chat-template", "llama5"], "--chat-template llama5: no template has that name"),
     ("a chat template that does not parse", ["run", "-m", "{tiny}", "-p", "hi", "-cnv", "--chat-template", "{{% for m in messages %}}"], "chat template: line 1:"),  # braces doubled for format()
     ("a chat template file that is missing", ["run", "-m", "{tiny}", "-p", "hi", "-cnv", "--chat-template-file", "{dir}/absent.jinja"], "cannot read chat template file"),
     ("two chat templates", ["run", "-m", "{tiny}", "-p", "hi", "--chat-template", "chatml", "--chat-template-file", "{notes}"], "give --chat-template or --chat-template-file, not both"),
