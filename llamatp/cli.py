@@ -51,6 +51,7 @@ CacheTypeV = Annotated[Optional[str], typer.Option("-ctv", "--cache-type-v", hel
 Escape = Annotated[bool, typer.Option("-e/--no-escape", "--escape", help="process escapes in the prompt (\\n, \\t, \\xHH, ...)")]
 GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
 Threads = Annotated[int, typer.Option("-t", "--threads", help="CPU threads of each worker (<= 0: the cores shared out among CPU workers)")]
+ThreadsBatch = Annotated[int, typer.Option("-tb", "--threads-batch", help="CPU threads of each worker while a prompt is processed (<= 0: as -t)")]
 FlashAttn = Annotated[str, typer.Option("-fa", "--flash-attn", help="flash attention: on, off or auto; llamatp's attention is always fused, so off is refused")]
 LoadMode = Annotated[Optional[str], typer.Option("-lm", "--load-mode", help="how weights are read: mmap (default), none (plain reads, no memory map), dio (direct I/O, past the page cache), mlock or mmap+mlock (CPU workers then keep their weights locked in RAM)")]
 NoMmap = Annotated[bool, typer.Option("--no-mmap", help="read weights with plain reads, no memory map (-lm none)")]
@@ -184,7 +185,7 @@ def resolve_devices(device: str | None, split_mode: str, main_gpu: int, gpu_laye
 def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size: int, device: str | None,
                   split_mode: str, tensor_split: str | None, main_gpu: int, gpu_layers: str,
                   cache_type_k: str | None = None, cache_type_v: str | None = None, n_threads: int = 0,
-                  load_mode: str = "mmap") -> ModelOptions:
+                  load_mode: str = "mmap", n_threads_batch: int = 0) -> ModelOptions:
     from llamatp.cache_types import check_cache_type
     from llamatp.runtime import ModelOptions
 
@@ -205,7 +206,8 @@ def model_options(model: str | None, ctx_size: int, batch_size: int, ubatch_size
     return ModelOptions(
         model=resolve_model(model), devices=tuple(devices), split_mode=split_mode if len(devices) > 1 else "none",
         n_ctx=ctx_size, n_batch=batch_size, n_ubatch=min(ubatch_size, batch_size), tensor_split=proportions,
-        cache_type_k=type_k, cache_type_v=type_v, n_threads=n_threads, load_mode=load_mode,
+        cache_type_k=type_k, cache_type_v=type_v, n_threads=n_threads, n_threads_batch=n_threads_batch,
+        load_mode=load_mode,
     )
 
 
@@ -256,6 +258,7 @@ def run(
     ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="never sample an end-of-generation token")] = False,
     reverse_prompt: Annotated[Optional[list[str]], typer.Option("-r", "--reverse-prompt", help="halt generation at this text (repeatable); in a conversation, hand the turn back")] = None,
     threads: Threads = -1,
+    threads_batch: ThreadsBatch = -1,
     gpu_layers: GpuLayers = "auto",
     device: Device = None,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="list the devices and exit")] = False,
@@ -313,7 +316,7 @@ def run(
     if "" in reverse_prompts:
         raise LlamatpError("-r: a reverse prompt must not be empty")
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
-                            gpu_layers, cache_type_k, cache_type_v, threads, mode)
+                            gpu_layers, cache_type_k, cache_type_v, threads, mode, threads_batch)
     from llamatp.runtime import check_host_memory
 
     if dry_run or verbose:  # the plan printed is the one checked, the host's memory included
@@ -362,6 +365,7 @@ def perplexity(
     cache_type_v: CacheTypeV = None,
     flash_attn: FlashAttn = "auto",
     threads: Threads = -1,
+    threads_batch: ThreadsBatch = -1,
     load_mode: LoadMode = None,
     no_mmap: NoMmap = False,
     mlock: Mlock = False,
@@ -380,7 +384,7 @@ def perplexity(
                            f"each chunk, got {ctx_size}")
     text = read_prompt(None, file)
     options = model_options(model, ctx_size, batch_size, ubatch_size, device, split_mode, tensor_split, main_gpu,
-                            gpu_layers, cache_type_k, cache_type_v, threads, mode)
+                            gpu_layers, cache_type_k, cache_type_v, threads, mode, threads_batch)
     check_host_memory(options)
     launch(functools.partial(perplexity_job, PerplexityOptions(options, text, chunks)), list(options.devices),
            rank0_here=True)

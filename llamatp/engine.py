@@ -33,8 +33,10 @@ def pipeline_micro_batches(n_tokens: int, n_stages: int, dequantizes: bool) -> i
 
 class Engine:
     def __init__(self, model: Transformer, comm: Comm, plan: Plan, device: torch.device, dtype: torch.dtype,
-                 use_graphs: bool = True) -> None:
+                 use_graphs: bool = True, batch_threads: int = 0) -> None:
+        """`batch_threads` (CPU workers, -tb): torch's threads while a prompt runs; 0: as for decode."""
         self.model, self.comm, self.plan = model, comm, plan
+        self.batch_threads = batch_threads
         self.device, self.dtype = device, dtype
         self.n_ctx = plan.n_ctx
         self.vocab_widths = [len(s.vocab) for s in plan.shards]
@@ -73,15 +75,21 @@ class Engine:
 
         `repeated`: the caller will run passes of this length at this start again (bench
         repetitions, perplexity chunks), so on GPUs they are captured as CUDA graphs."""
-        outputs = []
-        step = self.plan.n_ubatch
-        for i in range(0, len(tokens), step):
-            chunk = tokens[i : i + step]
-            wanted = all_logits or i + step >= len(tokens)
-            logits = self._forward_chunk(chunk, start + i, last_only=not all_logits, repeated=repeated)
-            if wanted:
-                outputs.append(logits)
-        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+        decode_threads = torch.get_num_threads()
+        if self.batch_threads:
+            torch.set_num_threads(self.batch_threads)
+        try:
+            outputs = []
+            step = self.plan.n_ubatch
+            for i in range(0, len(tokens), step):
+                chunk = tokens[i : i + step]
+                wanted = all_logits or i + step >= len(tokens)
+                logits = self._forward_chunk(chunk, start + i, last_only=not all_logits, repeated=repeated)
+                if wanted:
+                    outputs.append(logits)
+            return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+        finally:
+            torch.set_num_threads(decode_threads)
 
     @torch.inference_mode()
     def decode(self, token: int, pos: int) -> torch.Tensor:

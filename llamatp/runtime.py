@@ -25,7 +25,7 @@ from llamatp.plan import Plan, SplitMode, check_fits, check_shard_fits, make_pla
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """What `-m -c -b -ub -sm -dev -ts -ctk -ctv -t -lm` ask for; shared by run, perplexity and bench."""
+    """What `-m -c -b -ub -sm -dev -ts -ctk -ctv -t -tb -lm` ask for; shared by run, perplexity and bench."""
 
     model: str
     devices: tuple[str, ...]
@@ -37,6 +37,7 @@ class ModelOptions:
     cache_type_k: str | None = None  # None: the compute type
     cache_type_v: str | None = None
     n_threads: int = 0  # CPU threads of each worker; <= 0: the cores shared out among CPU workers
+    n_threads_batch: int = 0  # CPU threads of each worker for prompts; <= 0: as n_threads
     load_mode: str = "mmap"  # llama.cpp's: none, mmap, mlock, mmap+mlock or dio
     use_graphs: bool = True
 
@@ -95,6 +96,7 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
         torch.set_num_threads(options.n_threads)
     elif device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world))
+    batch_threads = options.n_threads_batch if device.type == "cpu" and options.n_threads_batch > 0 else 0
     comm = init_process_group(info.rank, info.world, device)
     dtype = compute_dtype(info.device)
     allreduce = "none"
@@ -103,7 +105,7 @@ def open_runtime(options: ModelOptions, info: WorkerInfo) -> Runtime:
     model = build_model(gguf, config, plan, info.rank, device, dtype, comm.all_reduce, comm.reduce_add_rms_norm)
     if options.load_mode in ("mlock", "mmap+mlock") and device.type == "cpu":
         lock_in_ram(model)
-    engine = Engine(model, comm, plan, device, dtype, use_graphs=options.use_graphs)
+    engine = Engine(model, comm, plan, device, dtype, use_graphs=options.use_graphs, batch_threads=batch_threads)
     return Runtime(gguf, config, plan, comm, engine, device, allreduce)
 
 

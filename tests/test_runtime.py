@@ -1,4 +1,5 @@
-"""What a worker does with its model beyond building it: keeping it in RAM (load modes mlock)."""
+"""What a worker does with its model beyond building it: keeping it in RAM (load modes mlock), and
+the CPU threads it runs prompts and decode steps with (-t, -tb)."""
 
 import re
 from pathlib import Path
@@ -6,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from llamatp.runtime import lock_in_ram
+from llamatp.launch import WorkerInfo
+from llamatp.runtime import ModelOptions, lock_in_ram, open_runtime
 
 
 def locked_kib() -> int:
@@ -28,3 +30,20 @@ def test_lock_in_ram_locks_every_tensor_a_module_holds_or_warns(capfd: pytest.Ca
         assert locked_kib() == before
     else:
         assert locked_kib() - before >= 6 * 1024
+
+
+def test_a_cpu_worker_runs_prompts_on_the_batch_threads_and_decode_on_its_threads(smollm2_path: Path) -> None:
+    """-tb: a prompt (any pass of Engine.forward) runs with n_threads_batch threads, a decode step
+    with n_threads, as llama.cpp's -tb and -t."""
+    before = torch.get_num_threads()
+    try:
+        options = ModelOptions(model=str(smollm2_path), devices=("cpu",), n_ctx=64, n_threads=2, n_threads_batch=1)
+        engine = open_runtime(options, WorkerInfo(0, 1, "cpu")).engine
+        threads_seen: list[int] = []
+        engine.model.register_forward_pre_hook(lambda module, args: threads_seen.append(torch.get_num_threads()))
+        engine.forward([1, 2, 3], 0)
+        engine.decode(4, 3)
+        assert threads_seen == [1, 2]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
