@@ -8,6 +8,9 @@ hidden states from stage to stage and the last stage broadcasts the logits.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from llamatp.comm import Comm
@@ -75,19 +78,27 @@ class Engine:
 
         `repeated`: the caller will run passes of this length at this start again (bench
         repetitions, perplexity chunks), so on GPUs they are captured as CUDA graphs."""
-        decode_threads = torch.get_num_threads()
-        if self.batch_threads:
-            torch.set_num_threads(self.batch_threads)
-        try:
-            outputs = []
-            step = self.plan.n_ubatch
+        outputs = []
+        step = self.plan.n_ubatch
+        with self._batch_threads():
             for i in range(0, len(tokens), step):
                 chunk = tokens[i : i + step]
                 wanted = all_logits or i + step >= len(tokens)
                 logits = self._forward_chunk(chunk, start + i, last_only=not all_logits, repeated=repeated)
                 if wanted:
                     outputs.append(logits)
-            return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+    @contextmanager
+    def _batch_threads(self) -> Iterator[None]:
+        """torch's threads set to `batch_threads` (-tb), where given, while a prompt runs."""
+        if not self.batch_threads:
+            yield
+            return
+        decode_threads = torch.get_num_threads()
+        torch.set_num_threads(self.batch_threads)
+        try:
+            yield
         finally:
             torch.set_num_threads(decode_threads)
 
