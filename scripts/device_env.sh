@@ -12,6 +12,12 @@ synth_reference_models() {
   $L synth llama3-70b -t q4_0 --vocab $V -o $M/70b-q4_0.gguf 2>/dev/null &
   wait; ls -la $M
 }
+# The 8B Q4_0 file and a 2-layer slice of its shape (for logit comparisons), written side by side.
+synth_8b_and_slice() {
+  $L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null &
+  $L synth llama3-8b -t q4_0 --set n_layer=2 --vocab $V -o $M/8b-2layers-q4_0.gguf 2>/dev/null
+  wait
+}
 # llamatp bench as a markdown table appended to $OUT/bench.md; T sets the time limit, R the repetitions.
 bench_md() {
   timeout -k 5 ${T:-240} $L bench -r ${R:-3} -o md "$@" 2>>$OUT/bench_err.log | grep -v '^build' | tee -a $OUT/bench.md

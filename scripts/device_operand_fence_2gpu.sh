@@ -7,9 +7,7 @@ source scripts/device_env.sh
 export LLAMATP_WATCHDOG=300 R=5
 nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c
 copy_bandwidth
-$L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null &
-$L synth llama3-8b -t q4_0 --set n_layer=2 --vocab $V -o $M/8b-2layers-q4_0.gguf 2>/dev/null
-wait
+synth_8b_and_slice
 for cache in q8_0 q4_0; do
   step "logits with a $cache cache, 2 GPUs tensor against one"
   timeout -k 5 180 python3 scripts/compare_splits.py $M/8b-2layers-q4_0.gguf --devices cuda:0,cuda:1 --modes tensor \

@@ -7,9 +7,7 @@ set -uo pipefail
 source scripts/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader
 step synth
-$L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null &
-$L synth llama3-8b -t q4_0 --set n_layer=2 --vocab $V -o $M/8b-2layers-q4_0.gguf 2>/dev/null &
-wait
+synth_8b_and_slice
 step cuda vs cpu logits; timeout -k 5 120 python3 scripts/compare_splits.py $M/8b-2layers-q4_0.gguf --devices cuda:0 --base-device cpu --modes none --n-prompt 64 --n-decode 8 > $OUT/cmp.log 2>&1; grep -v "^rank" $OUT/cmp.log | tail -4
 step bench 8b q4_0, early launch; bench_md -m $M/8b-q4_0.gguf -p 512 -n 128 -d 0,8192
 step bench 8b q4_0, LLAMATP_PDL=0; LLAMATP_PDL=0 bench_md -m $M/8b-q4_0.gguf -p 512 -n 128
