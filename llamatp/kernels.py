@@ -257,11 +257,10 @@ if triton is not None:
 
     @triton.jit
     def _load_cache_block(data_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid,
-                          CODES: tl.constexpr, HEAD_DIM: tl.constexpr):
-        """The cache of one head at positions n as stored: values [positions, HEAD_DIM], or codes
-        as int32 words (four q8_0 codes or eight q4_0 ones) with each word's scale beside it.
-        `_cache_values` turns them into values; loads and conversion are apart so that a block's
-        V can be in flight while its K is multiplied."""
+                          CODES: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr, EMULATE: tl.constexpr):
+        """The cache of one head at positions n as [positions, HEAD_DIM] values of DTYPE. Codes
+        are read as int32 words (four q8_0 codes or eight q4_0 ones; Triton then moves them to
+        the tensor cores' layout as 16-bit values, not byte by byte) and come out as f16."""
         rows = n[:, None]
         if CODES != "float":
             PER_WORD: tl.constexpr = 4 if CODES == "q8_0" else 8
@@ -273,26 +272,15 @@ if triton is not None:
             scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=valid[:, None], other=0.0)
             per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [n.shape[0], HEAD_DIM // 32, 32 // PER_WORD]),
                                   [n.shape[0], W])
-            return words, per_word
+            if CODES == "q8_0":
+                values = _q8_words_f16(words, per_word, EMULATE)
+            else:
+                values = _q4_words_f16(words, per_word, EMULATE)
+            return values if EMULATE else _fence_operand(values)
         else:
             values = tl.load(data_ptr + head_at + rows * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
                              mask=valid[:, None], other=0)
-            return values, values
-
-    @triton.jit
-    def _cache_values(stored, scales, CODES: tl.constexpr, DTYPE: tl.constexpr, EMULATE: tl.constexpr):
-        """What `_load_cache_block` read, as values of DTYPE (codes come out as f16; Triton then
-        moves them to the tensor cores' layout as 16-bit values, not byte by byte)."""
-        if CODES == "float":
-            values = stored.to(DTYPE)
-        else:
-            if CODES == "q8_0":
-                values = _q8_words_f16(stored, scales, EMULATE)
-            else:
-                values = _q4_words_f16(stored, scales, EMULATE)
-            if not EMULATE:
-                values = _fence_operand(values)
-        return values
+            return values.to(DTYPE)
 
     @triton.jit
     def _fence_operand(values):
@@ -467,16 +455,12 @@ def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor
 @dataclass(frozen=True)
 class AttentionTiling:
     """Keys per step, programs per multiprocessor to spread the keys over (at most), warps
-    per program, key blocks in flight (Triton's software pipelining), and the registers a
-    thread may use (0: as many as the compiler likes), which decides how many programs fit a
-    multiprocessor at once."""
+    per program, and key blocks in flight (Triton's software pipelining)."""
 
     block_n: int
     programs_per_sm: int
     num_warps: int
     num_stages: int = 3
-    max_registers: int = 0
-    v_late: int = 0
 
 
 # From `scripts/bench_attention.py` timings on an H100 over the 8B, 8B-over-2 and 70B-over-4
@@ -486,9 +470,8 @@ class AttentionTiling:
 # slower at depth 64, where most steps run. q4_0: q8_0's tiling was again the least total time
 # (8B heads, 24 tilings).
 _CODES_TILING = AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)
-_Q4_TILING = AttentionTiling(block_n=128, programs_per_sm=4, num_warps=4, num_stages=1, max_registers=128)
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
-                  "q8_0": _CODES_TILING, "q4_0": _Q4_TILING}
+                  "q8_0": _CODES_TILING, "q4_0": _CODES_TILING}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
@@ -519,9 +502,8 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
-        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, V_LATE=bool(tiling.v_late), EMULATE=interpreted(),
+        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
-        **({"maxnreg": tiling.max_registers} if tiling.max_registers else {}),
     )
     out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
@@ -546,7 +528,7 @@ if triton is not None:
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                V_LATE: tl.constexpr, EMULATE: tl.constexpr, EARLY: tl.constexpr):
+                                EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
@@ -572,18 +554,11 @@ if triton is not None:
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
-            k, k_scales = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
-                                            K_CODES, HEAD_DIM)
-            if not V_LATE:
-                v, v_scales = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
-                                                V_CODES, HEAD_DIM)
-            k = _cache_values(k, k_scales, K_CODES, K_DTYPE, EMULATE)
-            scores = tl.dot(q, tl.trans(k.to(q.dtype))) * scale_log2
-            if V_LATE:
-                v, v_scales = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
-                                                V_CODES, HEAD_DIM)
-            v = _cache_values(v, v_scales, V_CODES, V_DTYPE, EMULATE)
-            m_i, s_i, acc = _attend_block(scores, v, valid, m_i, s_i, acc)
+            k = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
+                                  K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
+            v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
+                                  V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
+            m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
         kept = g < group
         tl.store(m_ptr + rows, m_i, mask=kept)
@@ -591,9 +566,9 @@ if triton is not None:
         tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
 
     @triton.jit
-    def _attend_block(scores, v, valid, m_i, s_i, acc):
-        """One block of keys' scores (base 2) into a running softmax: max m_i, sum s_i, weighted
-        values acc."""
+    def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):
+        """One block of keys into a running softmax (base 2): max m_i, sum s_i, weighted values acc."""
+        scores = tl.dot(q, tl.trans(k.to(q.dtype))) * scale_log2
         scores = tl.where(valid[None, :], scores, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(scores, axis=1))
         alpha = tl.exp2(m_i - m_new)
