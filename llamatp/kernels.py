@@ -17,7 +17,6 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 from __future__ import annotations
 
 from dataclasses import dataclass
-import os
 
 import torch
 import torch.nn.functional as F
@@ -504,7 +503,6 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
-        TRIGGER_LATE=os.environ.get("LLAMATP_ATTENTION_TRIGGER") == "late",
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -530,13 +528,9 @@ if triton is not None:
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                EMULATE: tl.constexpr, EARLY: tl.constexpr, TRIGGER_LATE: tl.constexpr):
+                                EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
-        if TRIGGER_LATE:
-            if EARLY:
-                tl.extra.cuda.gdc_wait()
-        else:
-            wait_for_inputs(EARLY)
+        wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         c = tl.program_id(1)
         n_chunks = tl.num_programs(1)
@@ -565,9 +559,6 @@ if triton is not None:
             v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
                                   V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
             m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
-        if TRIGGER_LATE:
-            if EARLY:
-                tl.extra.cuda.gdc_launch_dependents()
         rows = (kv * n_chunks + c) * group + g
         kept = g < group
         tl.store(m_ptr + rows, m_i, mask=kept)
