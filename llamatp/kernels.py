@@ -257,30 +257,44 @@ if triton is not None:
 
     @triton.jit
     def _load_cache_block(data_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid,
-                          CODES: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr, EMULATE: tl.constexpr):
-        """The cache of one head at positions n as [positions, HEAD_DIM] values of DTYPE. Codes
-        are read as int32 words (four q8_0 codes or eight q4_0 ones; Triton then moves them to
-        the tensor cores' layout as 16-bit values, not byte by byte) and come out as f16."""
+                          CODES: tl.constexpr, HEAD_DIM: tl.constexpr):
+        """The cache of one head at positions n as stored: values [positions, HEAD_DIM], or codes
+        as int32 words (four q8_0 codes or eight q4_0 ones) [positions, words] with their scales
+        [positions, HEAD_DIM // 32] (the values again for a float cache). `_cache_values` turns
+        them into values."""
         rows = n[:, None]
         if CODES != "float":
-            PER_WORD: tl.constexpr = 4 if CODES == "q8_0" else 8
-            W: tl.constexpr = HEAD_DIM // PER_WORD
+            W: tl.constexpr = HEAD_DIM // (4 if CODES == "q8_0" else 8)
             words_ptr = data_ptr.to(tl.pointer_type(tl.int32))
             words = tl.load(words_ptr + (head_at + rows * c_s1) // 4 + tl.arange(0, W)[None, :],
                             mask=valid[:, None], other=0)
             blocks = tl.arange(0, HEAD_DIM // 32)[None, :]
             scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=valid[:, None], other=0.0)
-            per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [n.shape[0], HEAD_DIM // 32, 32 // PER_WORD]),
-                                  [n.shape[0], W])
-            if CODES == "q8_0":
-                values = _q8_words_f16(words, per_word, EMULATE)
-            else:
-                values = _q4_words_f16(words, per_word, EMULATE)
-            return values if EMULATE else _fence_operand(values)
+            return words, scales
         else:
             values = tl.load(data_ptr + head_at + rows * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
                              mask=valid[:, None], other=0)
-            return values.to(DTYPE)
+            return values, values
+
+    @triton.jit
+    def _cache_values(stored, scales, CODES: tl.constexpr, DTYPE: tl.constexpr, EMULATE: tl.constexpr):
+        """What `_load_cache_block` read as values of DTYPE. Codes come out as f16 (Triton then
+        moves them to the tensor cores' layout as 16-bit values, not byte by byte)."""
+        if CODES == "float":
+            values = stored.to(DTYPE)
+        else:
+            PER_WORD: tl.constexpr = 4 if CODES == "q8_0" else 8
+            rows: tl.constexpr = stored.shape[0]
+            W: tl.constexpr = stored.shape[1]
+            per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [rows, W * PER_WORD // 32, 32 // PER_WORD]),
+                                  [rows, W])
+            if CODES == "q8_0":
+                values = _q8_words_f16(stored, per_word, EMULATE)
+            else:
+                values = _q4_words_f16(stored, per_word, EMULATE)
+            if not EMULATE:
+                values = _fence_operand(values)
+        return values
 
     @triton.jit
     def _fence_operand(values):
@@ -551,13 +565,32 @@ if triton is not None:
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+        # Codes are read one block ahead, into registers: the loads of block i + 1 are in flight
+        # while block i is converted and multiplied. (A float cache is pipelined by Triton.)
+        READ_AHEAD: tl.constexpr = K_CODES != "float" or V_CODES != "float"
+        if READ_AHEAD:
+            n = start + tl.arange(0, BLOCK_N)
+            k_next, ks_next = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, n < stop,
+                                                K_CODES, HEAD_DIM)
+            v_next, vs_next = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, n < stop,
+                                                V_CODES, HEAD_DIM)
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
-            k = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
-                                  K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
-            v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
-                                  V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
+            if READ_AHEAD:
+                k, k_scales, v, v_scales = k_next, ks_next, v_next, vs_next
+                ahead = n + BLOCK_N
+                k_next, ks_next = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, ahead, kc_s1, ks_s1,
+                                                    ahead < stop, K_CODES, HEAD_DIM)
+                v_next, vs_next = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, ahead, vc_s1, vs_s1,
+                                                    ahead < stop, V_CODES, HEAD_DIM)
+            else:
+                k, k_scales = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
+                                                K_CODES, HEAD_DIM)
+                v, v_scales = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
+                                                V_CODES, HEAD_DIM)
+            k = _cache_values(k, k_scales, K_CODES, K_DTYPE, EMULATE)
+            v = _cache_values(v, v_scales, V_CODES, V_DTYPE, EMULATE)
             m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
         kept = g < group
