@@ -17,6 +17,7 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 
 import torch
 import torch.nn.functional as F
@@ -469,12 +470,15 @@ def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor
 @dataclass(frozen=True)
 class AttentionTiling:
     """Keys per step, programs per multiprocessor to spread the keys over (at most), warps
-    per program, and key blocks in flight (Triton's software pipelining)."""
+    per program, key blocks in flight (Triton's software pipelining), and whether codes are
+    read one block ahead into registers (block i + 1's loads in flight while block i is
+    converted and multiplied)."""
 
     block_n: int
     programs_per_sm: int
     num_warps: int
     num_stages: int = 3
+    read_ahead: bool = False
 
 
 # From `scripts/bench_attention.py` timings on an H100 over the 8B, 8B-over-2 and 70B-over-4
@@ -483,9 +487,10 @@ class AttentionTiling:
 # hide the loads' latency instead. Float: 128 keys a step were 2% faster at depth 8192 but 12%
 # slower at depth 64, where most steps run. q4_0: q8_0's tiling was again the least total time
 # (8B heads, 24 tilings).
-_CODES_TILING = AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
-                  "q8_0": _CODES_TILING, "q4_0": _CODES_TILING}
+                  "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1),
+                  "q4_0": AttentionTiling(block_n=int(os.environ.get("LLAMATP_Q4_BLOCK", "128")), programs_per_sm=2,
+                                          num_warps=4, num_stages=1, read_ahead=True)}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
@@ -516,7 +521,8 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
-        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
+        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, READ_AHEAD=tiling.read_ahead,
+        EMULATE=interpreted(),
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -542,7 +548,7 @@ if triton is not None:
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                EMULATE: tl.constexpr, EARLY: tl.constexpr):
+                                READ_AHEAD: tl.constexpr, EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
@@ -565,9 +571,6 @@ if triton is not None:
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
-        # Codes are read one block ahead, into registers: the loads of block i + 1 are in flight
-        # while block i is converted and multiplied. (A float cache is pipelined by Triton.)
-        READ_AHEAD: tl.constexpr = K_CODES != "float" or V_CODES != "float"
         if READ_AHEAD:
             n = start + tl.arange(0, BLOCK_N)
             k_next, ks_next = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, n < stop,
