@@ -17,7 +17,6 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 from __future__ import annotations
 
 from dataclasses import dataclass
-import os
 
 import torch
 import torch.nn.functional as F
@@ -271,7 +270,10 @@ if triton is not None:
                             mask=valid[:, None], other=0)
             blocks = tl.arange(0, HEAD_DIM // 32)[None, :]
             scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=valid[:, None], other=0.0)
-            return words, scales
+            PER_WORD: tl.constexpr = HEAD_DIM // W
+            per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [n.shape[0], HEAD_DIM // 32, 32 // PER_WORD]),
+                                  [n.shape[0], W])
+            return words, per_word
         else:
             values = tl.load(data_ptr + head_at + rows * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
                              mask=valid[:, None], other=0)
@@ -284,15 +286,10 @@ if triton is not None:
         if CODES == "float":
             values = stored.to(DTYPE)
         else:
-            PER_WORD: tl.constexpr = 4 if CODES == "q8_0" else 8
-            rows: tl.constexpr = stored.shape[0]
-            W: tl.constexpr = stored.shape[1]
-            per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [rows, W * PER_WORD // 32, 32 // PER_WORD]),
-                                  [rows, W])
             if CODES == "q8_0":
-                values = _q8_words_f16(stored, per_word, EMULATE)
+                values = _q8_words_f16(stored, scales, EMULATE)
             else:
-                values = _q4_words_f16(stored, per_word, EMULATE)
+                values = _q4_words_f16(stored, scales, EMULATE)
             if not EMULATE:
                 values = _fence_operand(values)
         return values
@@ -345,8 +342,10 @@ if triton is not None:
     def _q4_words_f16(words, scales, EMULATE: tl.constexpr):
         """int32 words [rows, cols] of eight q4_0 codes times their f16 scales [rows, cols], as
         f16 [rows, 8 * cols], each product rounded once. Codes 2k and 2k + 1 sit at bits 4k and
-        16 + 4k: the word shifted by 4k, masked and or-ed with 0x6400 in each half, is the f16
-        pair 1024 + code, from which an exact subtraction of 1032 leaves code - 8."""
+        16 + 4k. In each half of the word, a code in bits 0-3 or-ed with 0x6400 is the f16
+        1024 + code, and one in bits 4-7 or-ed with 0x5400 is 64 + code (the exponent of 64 puts
+        a unit at bit 4); an exact subtraction of 1032 or 72 leaves code - 8. One shift by 8
+        brings the other two codes of each half to bits 0-7."""
         if EMULATE:  # Triton's interpreter runs no PTX
             f = scales.to(tl.float32)
             c0 = ((((words >> 0) & 0xF) - 8).to(tl.float32) * f).to(tl.float16)
@@ -360,26 +359,25 @@ if triton is not None:
         else:
             c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
                 """{
-                .reg .b32 t, magic, s2;
-                mov.b32 magic, 0x64086408;
+                .reg .b32 t, high, low_bias, high_bias, s2;
+                mov.b32 low_bias, 0x64086408;
+                mov.b32 high_bias, 0x54805480;
                 mov.b32 s2, {$9, $9};
                 lop3.b32 t, $8, 0x000F000F, 0x64006400, 0xEA;
-                sub.rn.f16x2 t, t, magic;
+                sub.rn.f16x2 t, t, low_bias;
                 mul.rn.f16x2 t, t, s2;
                 mov.b32 {$0, $1}, t;
-                shr.u32 t, $8, 4;
-                lop3.b32 t, t, 0x000F000F, 0x64006400, 0xEA;
-                sub.rn.f16x2 t, t, magic;
+                lop3.b32 t, $8, 0x00F000F0, 0x54005400, 0xEA;
+                sub.rn.f16x2 t, t, high_bias;
                 mul.rn.f16x2 t, t, s2;
                 mov.b32 {$2, $3}, t;
-                shr.u32 t, $8, 8;
-                lop3.b32 t, t, 0x000F000F, 0x64006400, 0xEA;
-                sub.rn.f16x2 t, t, magic;
+                shr.u32 high, $8, 8;
+                lop3.b32 t, high, 0x000F000F, 0x64006400, 0xEA;
+                sub.rn.f16x2 t, t, low_bias;
                 mul.rn.f16x2 t, t, s2;
                 mov.b32 {$4, $5}, t;
-                shr.u32 t, $8, 12;
-                lop3.b32 t, t, 0x000F000F, 0x64006400, 0xEA;
-                sub.rn.f16x2 t, t, magic;
+                lop3.b32 t, high, 0x00F000F0, 0x54005400, 0xEA;
+                sub.rn.f16x2 t, t, high_bias;
                 mul.rn.f16x2 t, t, s2;
                 mov.b32 {$6, $7}, t;
                 }""",
@@ -486,11 +484,11 @@ class AttentionTiling:
 # Triton's pipelining of its loads made them no faster, and two programs per multiprocessor
 # hide the loads' latency instead. Float: 128 keys a step were 2% faster at depth 8192 but 12%
 # slower at depth 64, where most steps run. q4_0: q8_0's tiling was again the least total time
-# (8B heads, 24 tilings).
+# (8B heads, 24 tilings); reading ahead made the 8B model 1.1% faster at depth 8192 (for q8_0,
+# whose words take twice the registers, 0.6% slower).
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
                   "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1),
-                  "q4_0": AttentionTiling(block_n=int(os.environ.get("LLAMATP_Q4_BLOCK", "128")), programs_per_sm=2,
-                                          num_warps=4, num_stages=1, read_ahead=True)}
+                  "q4_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1, read_ahead=True)}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
@@ -590,9 +588,10 @@ if triton is not None:
             else:
                 k, k_scales = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
                                                 K_CODES, HEAD_DIM)
+            k = _cache_values(k, k_scales, K_CODES, K_DTYPE, EMULATE)
+            if not READ_AHEAD:  # loaded after K's conversion: fewer registers alive at once
                 v, v_scales = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
                                                 V_CODES, HEAD_DIM)
-            k = _cache_values(k, k_scales, K_CODES, K_DTYPE, EMULATE)
             v = _cache_values(v, v_scales, V_CODES, V_DTYPE, EMULATE)
             m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
