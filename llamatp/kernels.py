@@ -17,6 +17,7 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 
 import torch
 import torch.nn.functional as F
@@ -488,7 +489,8 @@ class AttentionTiling:
 # whose words take twice the registers, 0.6% slower).
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
                   "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1),
-                  "q4_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1, read_ahead=True)}
+                  "q4_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1,
+                                          read_ahead=os.environ.get("LLAMATP_Q4_READ_AHEAD", "1") == "1")}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
