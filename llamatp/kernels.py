@@ -17,7 +17,6 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 from __future__ import annotations
 
 from dataclasses import dataclass
-import os
 
 import torch
 import torch.nn.functional as F
@@ -258,42 +257,30 @@ if triton is not None:
 
     @triton.jit
     def _load_cache_block(data_ptr, scale_ptr, head_at, head_scale_at, n, c_s1, s_s1, valid,
-                          CODES: tl.constexpr, HEAD_DIM: tl.constexpr):
-        """The cache of one head at positions n as stored: values [positions, HEAD_DIM], or codes
-        as int32 words (four q8_0 codes or eight q4_0 ones) [positions, words] with their scales
-        [positions, HEAD_DIM // 32] (the values again for a float cache). `_cache_values` turns
-        them into values."""
+                          CODES: tl.constexpr, DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr, EMULATE: tl.constexpr):
+        """The cache of one head at positions n as [positions, HEAD_DIM] values of DTYPE. Codes
+        are read as int32 words (four q8_0 codes or eight q4_0 ones; Triton then moves them to
+        the tensor cores' layout as 16-bit values, not byte by byte) and come out as f16."""
         rows = n[:, None]
         if CODES != "float":
-            W: tl.constexpr = HEAD_DIM // (4 if CODES == "q8_0" else 8)
+            PER_WORD: tl.constexpr = 4 if CODES == "q8_0" else 8
+            W: tl.constexpr = HEAD_DIM // PER_WORD
             words_ptr = data_ptr.to(tl.pointer_type(tl.int32))
             words = tl.load(words_ptr + (head_at + rows * c_s1) // 4 + tl.arange(0, W)[None, :],
                             mask=valid[:, None], other=0)
             blocks = tl.arange(0, HEAD_DIM // 32)[None, :]
             scales = tl.load(scale_ptr + head_scale_at + rows * s_s1 + blocks, mask=valid[:, None], other=0.0)
-            PER_WORD: tl.constexpr = HEAD_DIM // W
             per_word = tl.reshape(tl.broadcast_to(scales[:, :, None], [n.shape[0], HEAD_DIM // 32, 32 // PER_WORD]),
                                   [n.shape[0], W])
-            return words, per_word
+            if CODES == "q8_0":
+                values = _q8_words_f16(words, per_word, EMULATE)
+            else:
+                values = _q4_words_f16(words, per_word, EMULATE)
+            return values if EMULATE else _fence_operand(values)
         else:
             values = tl.load(data_ptr + head_at + rows * c_s1 + tl.arange(0, HEAD_DIM)[None, :],
                              mask=valid[:, None], other=0)
-            return values, values
-
-    @triton.jit
-    def _cache_values(stored, scales, CODES: tl.constexpr, DTYPE: tl.constexpr, EMULATE: tl.constexpr):
-        """What `_load_cache_block` read as values of DTYPE. Codes come out as f16 (Triton then
-        moves them to the tensor cores' layout as 16-bit values, not byte by byte)."""
-        if CODES == "float":
-            values = stored.to(DTYPE)
-        else:
-            if CODES == "q8_0":
-                values = _q8_words_f16(stored, scales, EMULATE)
-            else:
-                values = _q4_words_f16(stored, scales, EMULATE)
-            if not EMULATE:
-                values = _fence_operand(values)
-        return values
+            return values.to(DTYPE)
 
     @triton.jit
     def _fence_operand(values):
@@ -469,15 +456,12 @@ def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor
 @dataclass(frozen=True)
 class AttentionTiling:
     """Keys per step, programs per multiprocessor to spread the keys over (at most), warps
-    per program, key blocks in flight (Triton's software pipelining), and whether codes are
-    read one block ahead into registers (block i + 1's loads in flight while block i is
-    converted and multiplied)."""
+    per program, and key blocks in flight (Triton's software pipelining)."""
 
     block_n: int
     programs_per_sm: int
     num_warps: int
     num_stages: int = 3
-    read_ahead: bool = False
 
 
 # From `scripts/bench_attention.py` timings on an H100 over the 8B, 8B-over-2 and 70B-over-4
@@ -485,12 +469,10 @@ class AttentionTiling:
 # Triton's pipelining of its loads made them no faster, and two programs per multiprocessor
 # hide the loads' latency instead. Float: 128 keys a step were 2% faster at depth 8192 but 12%
 # slower at depth 64, where most steps run. q4_0: q8_0's tiling was again the least total time
-# (8B heads, 24 tilings); reading ahead made the 8B model 1.1% faster at depth 8192 (for q8_0,
-# whose words take twice the registers, 0.6% slower).
+# (8B heads, 24 tilings).
+_CODES_TILING = AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1)
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
-                  "q8_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1),
-                  "q4_0": AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1,
-                                          read_ahead=os.environ.get("LLAMATP_Q4_READ_AHEAD", "1") == "1")}
+                  "q8_0": _CODES_TILING, "q4_0": _CODES_TILING}
 
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
@@ -521,8 +503,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
-        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, READ_AHEAD=tiling.read_ahead,
-        EMULATE=interpreted(),
+        BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -548,7 +529,7 @@ if triton is not None:
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                READ_AHEAD: tl.constexpr, EMULATE: tl.constexpr, EARLY: tl.constexpr):
+                                EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
@@ -571,30 +552,13 @@ if triton is not None:
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
-        if READ_AHEAD:
-            n = start + tl.arange(0, BLOCK_N)
-            k_next, ks_next = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, n < stop,
-                                                K_CODES, HEAD_DIM)
-            v_next, vs_next = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, n < stop,
-                                                V_CODES, HEAD_DIM)
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
-            if READ_AHEAD:
-                k, k_scales, v, v_scales = k_next, ks_next, v_next, vs_next
-                ahead = n + BLOCK_N
-                k_next, ks_next = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, ahead, kc_s1, ks_s1,
-                                                    ahead < stop, K_CODES, HEAD_DIM)
-                v_next, vs_next = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, ahead, vc_s1, vs_s1,
-                                                    ahead < stop, V_CODES, HEAD_DIM)
-            else:
-                k, k_scales = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
-                                                K_CODES, HEAD_DIM)
-            k = _cache_values(k, k_scales, K_CODES, K_DTYPE, EMULATE)
-            if not READ_AHEAD:  # loaded after K's conversion: fewer registers alive at once
-                v, v_scales = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
-                                                V_CODES, HEAD_DIM)
-            v = _cache_values(v, v_scales, V_CODES, V_DTYPE, EMULATE)
+            k = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
+                                  K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
+            v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
+                                  V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
             m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
         kept = g < group
