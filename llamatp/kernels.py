@@ -17,6 +17,7 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 
 import torch
 import torch.nn.functional as F
@@ -504,6 +505,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
+        KEYS_MAJOR=os.environ.get("LLAMATP_ATTENTION_KEYS_MAJOR") == "1",
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -529,7 +531,7 @@ if triton is not None:
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                EMULATE: tl.constexpr, EARLY: tl.constexpr):
+                                KEYS_MAJOR: tl.constexpr, EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
@@ -549,9 +551,14 @@ if triton is not None:
             q = q.to(tl.float32) * scale_log2
             scale_log2 = 1.0
         q = q.to(K_DTYPE)
+        if KEYS_MAJOR:
+            q = tl.trans(q)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
-        acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+        if KEYS_MAJOR:
+            acc = tl.zeros([HEAD_DIM, BLOCK_G], tl.float32)
+        else:
+            acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
@@ -559,12 +566,18 @@ if triton is not None:
                                   K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
             v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
                                   V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
-            m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
+            if KEYS_MAJOR:
+                m_i, s_i, acc = _attend_block_keys_major(q, k, v, valid, m_i, s_i, acc, scale_log2)
+            else:
+                m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
         rows = (kv * n_chunks + c) * group + g
         kept = g < group
         tl.store(m_ptr + rows, m_i, mask=kept)
         tl.store(s_ptr + rows, s_i, mask=kept)
-        tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
+        if KEYS_MAJOR:
+            tl.store(acc_ptr + rows[None, :] * HEAD_DIM + d[:, None], acc, mask=kept[None, :])
+        else:
+            tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
 
     @triton.jit
     def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):
@@ -576,6 +589,18 @@ if triton is not None:
         p = tl.exp2(scores - m_new[:, None])
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         return m_new, s_i * alpha + tl.sum(p, axis=1), acc
+
+    @triton.jit
+    def _attend_block_keys_major(q_t, k, v, valid, m_i, s_i, acc_t, scale_log2):
+        """`_attend_block` with keys as the rows of the products (so that Hopper's warpgroup
+        products take them): scores [keys, queries], acc_t [HEAD_DIM, queries]."""
+        scores = tl.dot(k.to(q_t.dtype), q_t) * scale_log2
+        scores = tl.where(valid[:, None], scores, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(scores, axis=0))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(scores - m_new[None, :])
+        acc_t = acc_t * alpha[None, :] + tl.dot(tl.trans(v), p.to(v.dtype))
+        return m_new, s_i * alpha + tl.sum(p, axis=0), acc_t
 
     @triton.jit
     def _decode_attention_merge(m_ptr, s_ptr, acc_ptr, out_ptr, words_ptr, meta_ptr, group, n_chunks,
