@@ -37,7 +37,8 @@ from llamatp.kv_cache import QUANTIZERS, CacheTensor, pack_q4
 HEAD_DIM = 128
 # (name, KV heads on the GPU, query heads per KV head)
 SHAPES = [("8B", 8, 4), ("8B/2", 4, 4), ("70B/4", 2, 8)]
-SWEEP = {"block_n": [32, 64, 128], "programs_per_sm": [1, 2, 4, 8], "num_warps": [1, 2, 4], "num_stages": [1, 2, 3, 4]}
+SWEEP = {"block_n": [32, 64, 128], "programs_per_sm": [1, 2, 4, 8], "num_warps": [1, 2, 4], "num_stages": [1, 2, 3, 4],
+         "keys_major": [0, 1]}
 
 
 def cache(values: torch.Tensor, cache_type: str) -> CacheTensor:

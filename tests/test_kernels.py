@@ -1,5 +1,6 @@
 """The fused GPU kernels compute what their plain-torch twins compute (Triton's interpreter on CPU)."""
 
+import dataclasses
 import os
 
 import pytest
@@ -147,10 +148,12 @@ def test_decode_attention_merges_more_chunks_than_one_round_of_loads() -> None:
 
 @pytest.mark.parametrize("type_k, type_v", [("q8_0", "q8_0"), ("q8_0", "f32"), ("f32", "q8_0"),
                                             ("q4_0", "q4_0"), ("q4_0", "f32"), ("f32", "q4_0"), ("q8_0", "q4_0")])
-def test_decode_attention_reads_a_quantized_cache_as_torch_does(type_k: str, type_v: str) -> None:
+@pytest.mark.parametrize("keys_major", [False, True])
+def test_decode_attention_reads_a_quantized_cache_as_torch_does(type_k: str, type_v: str, keys_major: bool) -> None:
     """Codes times scales, per block of 32 values of a head (two blocks here), multiplied in f16
     (the query too), so they agree with torch's f32 to f16's precision. No slot past the query is
-    read; K and V may hold different types, of different strides."""
+    read; K and V may hold different types, of different strides. Keys or query heads as the
+    rows of the products, the result is the same."""
     g = torch.Generator().manual_seed(7)
     n_kv, group, hd, n_ctx, pos = 2, 3, 64, 300, 250
     q = torch.randn(n_kv, group, hd, generator=g)
@@ -159,7 +162,8 @@ def test_decode_attention_reads_a_quantized_cache_as_torch_does(type_k: str, typ
     ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, 0, 0.125)
     for c in (k_cache, v_cache):
         (c.scale if c.scale is not None else c.data)[:, pos + 1 :] = float("nan")
-    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.125, tiling=MANY_CHUNKS)
+    tiling = dataclasses.replace(MANY_CHUNKS, keys_major=keys_major)
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.125, tiling=tiling)
     torch.testing.assert_close(fast, ref, rtol=2e-3, atol=3e-4)
 
 

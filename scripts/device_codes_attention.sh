@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One GPU: decode attention over q8_0/q4_0 codes with the operand fence (this build) against the
-# build before it (.carry/baseline), kernel alone and in the 8B model at depth 0 and 8192.
+# One GPU: decode attention over q8_0/q4_0 codes, this build against an earlier one
+# (.carry/baseline), kernel alone and in the 8B model at depth 0 and 8192.
 set -uo pipefail
 source scripts/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c

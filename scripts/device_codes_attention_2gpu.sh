@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Two GPUs: the operand fence of the q8_0/q4_0 decode attention (this build) against the build
-# before it (.carry/baseline): logits of tensor split against one GPU with each cache, then 8B
-# Q4_0 tensor-split tg128 at depth 0 and 8192 (`-r 5`) with q8_0 and q4_0 caches.
+# Two GPUs: the q8_0/q4_0 decode attention of this build against an earlier one
+# (.carry/baseline): logits of tensor split against one GPU with each cache, then 8B Q4_0
+# tensor-split tg128 at depth 0 and 8192 (`-r 5`) with q8_0 and q4_0 caches.
 set -uo pipefail
 source scripts/device_env.sh
 export LLAMATP_WATCHDOG=300 R=5
