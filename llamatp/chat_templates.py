@@ -63,6 +63,35 @@ _VICUNA = (
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
 
+# prefix: what opens the text; sep: what follows a role's tag; reply: the generation prompt.
+_GLM = (
+    "{{ prefix }}"
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>' + sep + message['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ reply }}{% endif %}"
+)
+
+# roles: the roles written; messages of other roles are left out.
+_EXAONE = (
+    "{% for message in messages if message['role'] in roles %}"
+    "{{ '[|' + message['role'] + '|]' + message['content'] | trim(ws) }}"
+    "{{ '\n' if message['role'] == 'user' else '[|endofturn|]\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '[|assistant|]' }}{% endif %}"
+)
+
+# default_system: the system message written when the conversation opens without one; turn_end:
+# what ends each message; think: what follows the generation prompt.
+_BAILING = (
+    "{% if default_system and (not messages or messages[0]['role'] != 'system') %}"
+    "{{ '<role>SYSTEM</role>' + default_system + turn_end }}"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{{ '<role>' + ('HUMAN' if message['role'] == 'user' else message['role'] | upper) + '</role>' }}"
+    "{{ message['content'] + turn_end }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<role>ASSISTANT</role>' + think }}{% endif %}"
+)
+
 NAMED_TEMPLATES: dict[str, str] = {
     "chatml": CHATML_TEMPLATE,
     "llama2": _WS + "{% set sys_tags, next_inst, strip = false, '[INST] ', false %}" + _LLAMA2,
@@ -187,6 +216,9 @@ NAMED_TEMPLATES: dict[str, str] = {
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
     ),
+    "chatglm3": "{% set prefix, sep, reply = '[gMASK]sop', '\n ', '<|assistant|>' %}" + _GLM,
+    "chatglm4": "{% set prefix, sep, reply = '[gMASK]<sop>', '\n', '<|assistant|>\n' %}" + _GLM,
+    "glmedge": "{% set prefix, sep, reply = '', '\n', '<|assistant|>' %}" + _GLM,
     "minicpm": _WS + (
         "{% for message in messages %}"
         "{% if message['role'] == 'user' %}{{ '<用户>' + message['content'] | trim(ws) + '<AI>' }}"
@@ -194,15 +226,15 @@ NAMED_TEMPLATES: dict[str, str] = {
         "{% endif %}"
         "{% endfor %}"
     ),
-    "exaone3": _WS + (
-        "{% for message in messages %}"
-        "{% if message['role'] == 'system' %}{{ '[|system|]' + message['content'] | trim(ws) + '[|endofturn|]\n' }}"
-        "{% elif message['role'] == 'user' %}{{ '[|user|]' + message['content'] | trim(ws) + '\n' }}"
-        "{% elif message['role'] == 'assistant' %}"
-        "{{ '[|assistant|]' + message['content'] | trim(ws) + '[|endofturn|]\n' }}"
-        "{% endif %}"
+    "exaone3": _WS + "{% set roles = ['system', 'user', 'assistant'] %}" + _EXAONE,
+    "exaone4": _WS + "{% set roles = ['system', 'user', 'assistant', 'tool'] %}" + _EXAONE,
+    # The reply's header follows a last user message, whatever add_generation_prompt says.
+    "rwkv-world": _WS + (
+        "{% set names = {'system': 'System', 'user': 'User', 'assistant': 'Assistant'} %}"
+        "{% for message in messages if message['role'] in names %}"
+        "{{ names[message['role']] + ': ' + message['content'] | trim(ws) + '\n\n' }}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '[|assistant|]' }}{% endif %}"
+        "{% if messages and messages[-1]['role'] == 'user' %}{{ 'Assistant:' }}{% endif %}"
     ),
     "granite": (
         "{% for message in messages %}"
@@ -212,17 +244,114 @@ NAMED_TEMPLATES: dict[str, str] = {
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|start_of_role|>assistant<|end_of_role|>' }}{% endif %}"
     ),
+    # Only a first system message is kept.
+    "gigachat": (
+        "{{ '<s>' }}"
+        "{% for message in messages %}"
+        "{% if loop.first and message['role'] == 'system' %}{{ message['content'] + '<|message_sep|>' }}"
+        "{% elif message['role'] == 'user' %}"
+        "{{ 'user<|role_sep|>' + message['content'] + '<|message_sep|>' }}"
+        "{{ 'available functions<|role_sep|>[]<|message_sep|>' }}"
+        "{% elif message['role'] == 'assistant' %}"
+        "{{ 'assistant<|role_sep|>' + message['content'] + '<|message_sep|>' }}"
+        "{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ 'assistant<|role_sep|>' }}{% endif %}"
+    ),
     "megrez": (
         "{% for message in messages %}"
         "{{ '<|role_start|>' + message['role'] + '<|role_end|>' + message['content'] + '<|turn_end|>' }}"
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|role_start|>assistant<|role_end|>' }}{% endif %}"
     ),
+    "yandex": (
+        "{% for message in messages %}"
+        "{% if message['role'] == 'user' %}{{ ' Пользователь: ' + message['content'] + '\n\n' }}"
+        "{% elif message['role'] == 'assistant' %}{{ ' Ассистент: ' + message['content'] + '\n\n' }}"
+        "{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ ' Ассистент:[SEP]' }}{% endif %}"
+    ),
+    "bailing": "{% set default_system, turn_end, think = '', '', '' %}" + _BAILING,
+    "bailing-think": "{% set default_system, turn_end, think = '', '', '<think>' %}" + _BAILING,
+    "bailing2": "{% set default_system, turn_end, think = 'detailed thinking off', '<|role_end|>', '' %}" + _BAILING,
     "llama4": _WS + (
         "{% for message in messages %}"
         "{{ '<|header_start|>' + message['role'] + '<|header_end|>\n\n' }}"
         "{{ message['content'] | trim(ws) + '<|eot|>' }}"
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|header_start|>assistant<|header_end|>\n\n' }}{% endif %}"
+    ),
+    "smolvlm": (
+        "{{ '<|im_start|>' }}"
+        "{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+        "{% elif message['role'] == 'user' %}{{ 'User: ' + message['content'] + '<end_of_utterance>\n' }}"
+        "{% else %}{{ 'Assistant: ' + message['content'] + '<end_of_utterance>\n' }}"
+        "{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+    ),
+    "hunyuan-moe": (
+        "{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{{ '<|startoftext|>' + message['content'] + '<|extra_4|>' }}"
+        "{% elif message['role'] == 'assistant' %}{{ message['content'] + '<|eos|>' }}"
+        "{% else %}{{ '<|startoftext|>' + message['content'] + '<|extra_0|>' }}"
+        "{% endif %}"
+        "{% endfor %}"
+    ),
+    "gpt-oss": (
+        "{% for message in messages %}"
+        "{{ '<|start|>' + message['role'] + '<|message|>' + message['content'] }}"
+        "{{ '<|return|>' if message['role'] == 'assistant' else '<|end|>' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|start|>assistant' }}{% endif %}"
+    ),
+    # Only a first system message is kept, and a reply opens with <｜hy_Assistant｜> again although
+    # the user's turn ends with it.
+    "hunyuan-dense": (
+        "{% for message in messages %}"
+        "{% if loop.first and message['role'] == 'system' %}"
+        "{{ message['content'] + '<｜hy_place▁holder▁no▁3｜>' }}"
+        "{% elif message['role'] == 'user' %}{{ '<｜hy_User｜>' + message['content'] + '<｜hy_Assistant｜>' }}"
+        "{% elif message['role'] == 'assistant' %}"
+        "{{ '<｜hy_Assistant｜>' + message['content'] + '<｜hy_place▁holder▁no▁2｜>' }}"
+        "{% endif %}"
+        "{% endfor %}"
+    ),
+    "kimi-k2": (
+        "{% set headers = {'system': '<|im_system|>system', 'user': '<|im_user|>user',"
+        " 'assistant': '<|im_assistant|>assistant', 'tool': '<|im_system|>tool'} %}"
+        "{% for message in messages %}"
+        "{% if message['role'] in headers %}{{ headers[message['role']] + '<|im_middle|>' }}{% endif %}"
+        "{{ message['content'] + '<|im_end|>' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_assistant|>assistant<|im_middle|>' }}{% endif %}"
+    ),
+    "seed_oss": _WS + (
+        "{% for message in messages %}"
+        "{{ '<seed:bos>' + message['role'] + '\n' }}"
+        "{{ message['content'] | trim(ws) if message['role'] == 'assistant' else message['content'] }}"
+        "{{ '<seed:eos>' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<seed:bos>assistant\n' }}{% endif %}"
+    ),
+    "grok-2": _WS + (
+        "{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{{ 'System: ' + message['content'] | trim(ws) + '<|separator|>\n\n' }}"
+        "{% elif message['role'] == 'user' %}{{ 'Human: ' + message['content'] | trim(ws) + '<|separator|>\n\n' }}"
+        "{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + message['content'] + '<|separator|>\n\n' }}"
+        "{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+    ),
+    "pangu-embedded": (
+        "{% set names = {'system': '系统', 'user': '用户', 'assistant': '助手', 'tool': '工具',"
+        " 'function': '方法'} %}"
+        "{% if messages and messages[0]['role'] != 'system' %}{{ '[unused9]系统：[unused10]' }}{% endif %}"
+        "{% for message in messages if message['role'] in names %}"
+        "{{ '[unused9]' + names[message['role']] + '：' + message['content'] + '[unused10]' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '[unused9]助手：' }}{% endif %}"
     ),
 }
