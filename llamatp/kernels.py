@@ -508,7 +508,9 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
-        KEYS_MAJOR=tiling.keys_major,
+        # With 256 values a head the transposed products spill registers (Triton 3.7: 240 bytes
+        # a thread over q8_0 codes), where the other way round spills none.
+        KEYS_MAJOR=tiling.keys_major and head_dim <= 128,
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
