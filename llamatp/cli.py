@@ -280,6 +280,7 @@ def run(
     chat_template_file: Annotated[Optional[Path], typer.Option("--chat-template-file", help="conversation template from a Jinja file")] = None,
     jinja: Annotated[bool, typer.Option("--jinja/--no-jinja", help="templates are rendered with Jinja (always; --no-jinja is refused)")] = True,
     verbose_prompt: Annotated[bool, typer.Option("--verbose-prompt", help="print the prompt's tokens")] = False,
+    no_warmup: Annotated[bool, typer.Option("--no-warmup", help="skip the warm-up pass before the prompt (kernels then compile in the first timed steps)")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the memory plan per device and exit")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="print the plan and details")] = False,
 ) -> None:
@@ -342,7 +343,7 @@ def run(
         display_prompt=not no_display_prompt, conversation=bool(conversation) or single_turn,
         system_prompt=system_prompt, chat_template=template, single_turn=single_turn,
         escape=escape, reverse_prompts=reverse_prompts,
-        verbose_prompt=verbose_prompt, verbose=verbose,
+        verbose_prompt=verbose_prompt, verbose=verbose, warmup=not no_warmup,
     )
     launch(functools.partial(run_job, job), list(options.devices), rank0_here=True)
 

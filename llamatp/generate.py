@@ -31,6 +31,7 @@ class RunOptions:
     verbose: bool = False
     escape: bool = True  # process escapes in chat input, as in the prompt
     reverse_prompts: tuple[str, ...] = ()  # -r: halt generation at any of these
+    warmup: bool = True  # --no-warmup turns it off
 
 
 @dataclass
@@ -149,6 +150,8 @@ def run_job(opts: RunOptions, info: WorkerInfo) -> None:
     started = time.perf_counter()
     rt = open_runtime(opts.model, info)
     tokenizer = Tokenizer.from_metadata(rt.gguf.metadata)
+    if opts.warmup:
+        warm_up(rt, tokenizer)
     timings = Timings(load_ms=(time.perf_counter() - started) * 1000)
     gen = Generator(rt, tokenizer, opts.sampling, timings)
     out = _Output(info.rank == 0)
@@ -163,6 +166,18 @@ def run_job(opts: RunOptions, info: WorkerInfo) -> None:
         print("", file=sys.stderr)
         for line in timings.lines():
             print(line, file=sys.stderr)
+
+
+def warm_up(rt: Runtime, tokenizer: Tokenizer) -> None:
+    """As llama.cpp does before a run (and counts in its load time): one pass over BOS and EOS and
+    one decode step, so that kernels are compiled and the decode step's CUDA graph is captured
+    before anything is timed. The positions they fill are written again by the prompt and the
+    tokens after it before any step reads them."""
+    tokens = [t for t in (tokenizer.bos_id, tokenizer.eos_id) if t is not None][: rt.plan.n_ctx - 1] or [0]
+    rt.engine.forward(tokens, 0)
+    if len(tokens) < rt.plan.n_ctx:
+        rt.engine.decode(tokens[-1], len(tokens))
+    rt.engine.synchronize()
 
 
 def _complete(opts: RunOptions, tokenizer: Tokenizer, gen: Generator, out: "_Output") -> None:

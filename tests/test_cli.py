@@ -127,6 +127,16 @@ def test_run_prints_llama_cpp_timings_on_stderr(greedy: subprocess.CompletedProc
     assert "tokens per second" not in greedy.stdout
 
 
+def test_run_without_its_warm_up_gives_the_same_text(greedy: subprocess.CompletedProcess[str],
+                                                     smollm2_path: Path) -> None:
+    """By default, as in llama.cpp, a pass over BOS and EOS and one decode step run before the
+    prompt (counted in the load time); what they write to the cache is written again before it
+    is read. --no-warmup skips them."""
+    result = llamatp("run", "-m", smollm2_path, *GREEDY, "--no-warmup")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == greedy.stdout
+
+
 def test_ignore_eos_generates_past_the_end_of_text_to_n_predict(smollm2_path: Path) -> None:
     """Greedy, SmolLM2 ends its answer to this prompt after 30 tokens; --ignore-eos goes on to -n."""
     args = ["run", "-m", smollm2_path, "-p", PROMPT, "-n", "40", "--temp", "0", "-c", "128", "-t", "1"]
