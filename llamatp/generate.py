@@ -170,9 +170,10 @@ def run_job(opts: RunOptions, info: WorkerInfo) -> None:
 
 def warm_up(rt: Runtime, tokenizer: Tokenizer) -> None:
     """As llama.cpp does before a run (and counts in its load time): one pass over BOS and EOS and
-    one decode step, so that kernels are compiled and the decode step's CUDA graph is captured
-    before anything is timed. The positions they fill are written again by the prompt and the
-    tokens after it before any step reads them."""
+    one decode step, so that the kernels of a short pass are compiled and first runs are over
+    before anything is timed (the decode step's CUDA graph is captured at load either way). The
+    positions they fill are written again by the prompt and the tokens after it before any step
+    reads them."""
     tokens = [t for t in (tokenizer.bos_id, tokenizer.eos_id) if t is not None][: rt.plan.n_ctx - 1] or [0]
     rt.engine.forward(tokens, 0)
     if len(tokens) < rt.plan.n_ctx:
