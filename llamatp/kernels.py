@@ -16,6 +16,7 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -482,6 +483,9 @@ DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_wa
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
     """The tiling of K's codes where K holds codes, else of V's."""
     codes = next((c for c in (_codes(k_cache), _codes(v_cache)) if c != "float"), "float")
+    if codes == "float" and (fields := os.environ.get("LLAMATP_FLOAT_TILING")):
+        block_n, programs_per_sm, num_warps, num_stages, keys_major = map(int, fields.split(","))
+        return AttentionTiling(block_n, programs_per_sm, num_warps, num_stages, bool(keys_major))
     return DECODE_TILINGS[codes]
 
 
