@@ -9,7 +9,7 @@ export LLAMATP_WATCHDOG=300 R=3 T=120
 nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c
 copy_bandwidth
 synth_8b_and_slice
-for tiling in 64,1,4,3,0 64,1,4,2,0 32,2,4,3,0 64,1,4,1,0 64,2,4,2,0 128,1,4,2,0 64,1,4,3,0; do
+for tiling in ${TILINGS:-64,1,4,3,0 64,1,4,2,0 32,2,4,3,0 64,1,4,1,0 64,2,4,2,0 128,1,4,2,0 64,1,4,3,0}; do
   step "one GPU, float tiling $tiling"
   LLAMATP_FLOAT_TILING=$tiling bench_md -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 0 -n 128 -d 0,8192
   step "two GPUs tensor, float tiling $tiling"
