@@ -16,7 +16,6 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -473,19 +472,25 @@ class AttentionTiling:
 # Triton's pipelining of its loads made them no faster, and two programs per multiprocessor
 # hide the loads' latency instead. Float: 128 keys a step were 2% faster at depth 8192 but 12%
 # slower at depth 64, where most steps run. q4_0: q8_0's tiling was again the least total time
-# (8B heads, 24 tilings). Keys as the rows of the products made the 8B model 1.8% (q4_0) and
-# 1.9% (q8_0) faster at depth 8192 on an H100; a float cache's kernel alone was 4% slower.
+# (8B heads, 24 tilings). Keys as the rows of the products made the 8B model 1.8% (q4_0) and 1.9%
+# (q8_0) faster at depth 8192 on an H100; a float cache's kernel alone was 4% slower.
 _CODES_TILING = AttentionTiling(block_n=128, programs_per_sm=2, num_warps=4, num_stages=1, keys_major=True)
 DECODE_TILINGS = {"float": AttentionTiling(block_n=64, programs_per_sm=1, num_warps=4, num_stages=3),
                   "q8_0": _CODES_TILING, "q4_0": _CODES_TILING}
+# A float cache with 4 or more KV heads on the GPU, from tilings timed in the model (where
+# kernels launch early, and the kernel alone ranks them otherwise): 8B tg128 at depth 8192 was
+# 3.7% (one H200; 1.8% on an H100) and 1.0% (two GPUs, tensor split) faster, at depth 0 0.1-0.5%
+# slower. With 2 KV heads (70B over four H200s) it was 1.2% slower at depth, so fewer heads keep
+# the tiling above.
+FLOAT_TILING_MANY_HEADS = AttentionTiling(block_n=32, programs_per_sm=2, num_warps=4, num_stages=3)
 
 
-def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor) -> AttentionTiling:
-    """The tiling of K's codes where K holds codes, else of V's."""
+def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor, n_kv: int) -> AttentionTiling:
+    """The tiling of K's codes where K holds codes, else of V's; a float cache's also depends on
+    the number of KV heads on the GPU."""
     codes = next((c for c in (_codes(k_cache), _codes(v_cache)) if c != "float"), "float")
-    if codes == "float" and (fields := os.environ.get("LLAMATP_FLOAT_TILING")):
-        block_n, programs_per_sm, num_warps, num_stages, keys_major = map(int, fields.split(","))
-        return AttentionTiling(block_n, programs_per_sm, num_warps, num_stages, bool(keys_major))
+    if codes == "float" and n_kv >= 4:
+        return FLOAT_TILING_MANY_HEADS
     return DECODE_TILINGS[codes]
 
 
@@ -499,7 +504,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     its own type, codes in f16."""
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
-    tiling = tiling or decode_tiling(k_cache, v_cache)
+    tiling = tiling or decode_tiling(k_cache, v_cache, n_kv)
     programs = tiling.programs_per_sm * sm_count(q.device)
     n_chunks = max(1, min(triton.cdiv(n_ctx, tiling.block_n), programs // max(n_kv, 1)))
     block_g = max(16, triton.next_power_of_2(group))

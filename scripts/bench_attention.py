@@ -13,8 +13,8 @@ For the query heads one GPU holds of Llama 3 8B (whole, and over 2 GPUs) and of 
 
 `--sweep` times a grid of tilings (`kernels.AttentionTiling`; `--grid` sets a field's values) at
 `--depth` and at `--short` (where most steps of a short chat run) and prints, for each cache type,
-the five of least total time over the shapes and both depths, and the current one
-(`kernels.DECODE_TILINGS`).
+the five of least total time over the shapes and both depths, and the current ones
+(`kernels.decode_tiling`, which may differ by shape).
 
     python scripts/bench_attention.py [--sweep [--grid num_warps=4,8 ...]] [--depth 8192] [--short 128] [--types bf16,q8_0,q4_0]
         [--shapes 8B,8B/2,70B/4]
@@ -213,7 +213,7 @@ def main() -> None:
             for depth, (us, nbytes) in timed.items():
                 gbps = nbytes / us / 1e3
                 print(f"{name:6} {cache_type:9} depth {depth}: {us:7.1f} us {gbps:6.0f} GB/s "
-                      f"({100 * gbps / copy_gbps:.0f}% of copy) {_tiling(cache_type)}")
+                      f"({100 * gbps / copy_gbps:.0f}% of copy) {_tiling(cache_type, n_kv)}")
             # Against one kernel that only reads the same bytes: what the deeper cache adds to each.
             reads = {depth: time_read(nbytes) for depth, (_, nbytes) in timed.items()}
             added = timed[args.depth][1] - timed[args.short][1]
@@ -239,17 +239,17 @@ def main() -> None:
                 short, _ = time_attention(cache_type, n_kv, group, args.short, tiling)
                 times.setdefault(tiling, []).append((deep, short))
         ranked = sorted(times, key=lambda t: sum(map(sum, times[t])))
-        current = _tiling(cache_type)
-        for tiling in ranked[:5] + ([current] if current in times and current not in ranked[:5] else []):
+        current = {_tiling(cache_type, n_kv) for _, n_kv, _ in shapes}
+        for tiling in ranked[:5] + [t for t in ranked[5:] if t in current]:
             per_shape = "  ".join(f"{name} {deep:5.1f}/{short:4.1f}" for (name, _, _), (deep, short)
                                in zip(shapes, times[tiling]))
             print(f"sweep {cache_type:9} total {sum(map(sum, times[tiling])):6.1f} us "
-                  f"(depth {args.depth}/{args.short}: {per_shape}){' current' if tiling == current else ''} {tiling}")
+                  f"(depth {args.depth}/{args.short}: {per_shape}){' current' if tiling in current else ''} {tiling}")
 
 
-def _tiling(cache_type: str) -> AttentionTiling:
+def _tiling(cache_type: str, n_kv: int) -> AttentionTiling:
     k, v = (cache(torch.zeros(1, 1, HEAD_DIM, device="cuda"), t) for t in kv_types(cache_type))
-    return decode_tiling(k, v)
+    return decode_tiling(k, v, n_kv)
 
 
 if __name__ == "__main__":

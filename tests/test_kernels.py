@@ -131,6 +131,26 @@ def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int) -> No
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
+def test_a_float_cache_takes_its_many_heads_tiling_from_four_kv_heads_on() -> None:
+    values, codes = (filled_cache(1, 8, 32, cache_type, torch.Generator()) for cache_type in ("f32", "q8_0"))
+    assert kernels.decode_tiling(values, values, 4) == kernels.FLOAT_TILING_MANY_HEADS
+    assert kernels.decode_tiling(values, values, 8) == kernels.FLOAT_TILING_MANY_HEADS
+    assert kernels.decode_tiling(values, values, 2) == kernels.DECODE_TILINGS["float"]
+    assert kernels.decode_tiling(codes, values, 8) == kernels.DECODE_TILINGS["q8_0"]
+
+
+@pytest.mark.parametrize("n_kv", [2, 4])
+def test_decode_attention_with_its_default_tiling_matches_torch(n_kv: int) -> None:
+    g = torch.Generator().manual_seed(n_kv)
+    group, hd, n_ctx, pos = 2, 32, 200, 150
+    q = torch.randn(n_kv, group, hd, generator=g)
+    k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
+    p = torch.tensor([pos])
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.25)
+    torch.testing.assert_close(fast, kernels.decode_attention_torch(q, k_cache, v_cache, p, 0, 0.25),
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_decode_attention_merges_more_chunks_than_one_round_of_loads() -> None:
     """The merge reads 128 chunks at a time under a running maximum; 200 chunks take two rounds,
     and keys that grow along the context put the largest score in the second."""
