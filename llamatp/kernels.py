@@ -16,6 +16,7 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,7 @@ try:
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
 
+from llamatp.errors import LlamatpError
 from llamatp.kv_cache import CacheTensor
 
 
@@ -487,11 +489,32 @@ FLOAT_TILING_MANY_HEADS = AttentionTiling(block_n=32, programs_per_sm=2, num_war
 
 def decode_tiling(k_cache: CacheTensor, v_cache: CacheTensor, n_kv: int) -> AttentionTiling:
     """The tiling of K's codes where K holds codes, else of V's; a float cache's also depends on
-    the number of KV heads on the GPU."""
+    the number of KV heads on the GPU. `LLAMATP_ATTENTION_TILING` overrides it."""
+    if (chosen := tiling_from_env()) is not None:
+        return chosen
     codes = next((c for c in (_codes(k_cache), _codes(v_cache)) if c != "float"), "float")
     if codes == "float" and n_kv >= 4:
         return FLOAT_TILING_MANY_HEADS
     return DECODE_TILINGS[codes]
+
+
+def tiling_from_env() -> AttentionTiling | None:
+    """LLAMATP_ATTENTION_TILING="block_n,programs_per_sm,num_warps,num_stages,keys_major", one
+    tiling for every cache: for timing tilings in the model (`bench`), which ranks them otherwise
+    than timing the kernel alone does."""
+    text = os.environ.get("LLAMATP_ATTENTION_TILING")
+    if not text:
+        return None
+    fields = text.split(",")
+    if len(fields) != 5 or not all(f.strip().isdigit() for f in fields):
+        raise LlamatpError(f"LLAMATP_ATTENTION_TILING={text!r}: expected five integers: keys a step, programs a "
+                           "multiprocessor, warps, pipeline stages and keys as rows (0 or 1), as in 64,1,4,3,0")
+    block_n, programs_per_sm, num_warps, num_stages, keys_major = map(int, fields)
+    if (block_n < 16 or block_n & (block_n - 1) or programs_per_sm < 1 or num_warps not in (1, 2, 4, 8)
+            or num_stages < 1 or keys_major > 1):
+        raise LlamatpError(f"LLAMATP_ATTENTION_TILING={text!r}: keys a step must be a power of two of at least 16, "
+                           "programs and stages at least 1, warps 1, 2, 4 or 8, keys as rows 0 or 1")
+    return AttentionTiling(block_n, programs_per_sm, num_warps, num_stages, bool(keys_major))
 
 
 def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from llamatp import kernels
+from llamatp.errors import LlamatpError
 from llamatp.kernels import AttentionTiling
 from llamatp.kv_cache import QUANTIZERS, CacheTensor, unpack_q4
 
@@ -137,6 +138,23 @@ def test_a_float_cache_takes_its_many_heads_tiling_from_four_kv_heads_on() -> No
     assert kernels.decode_tiling(values, values, 8) == kernels.FLOAT_TILING_MANY_HEADS
     assert kernels.decode_tiling(values, values, 2) == kernels.DECODE_TILINGS["float"]
     assert kernels.decode_tiling(codes, values, 8) == kernels.DECODE_TILINGS["q8_0"]
+
+
+def test_llamatp_attention_tiling_overrides_every_caches_tiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    values, codes = (filled_cache(1, 8, 32, cache_type, torch.Generator()) for cache_type in ("f32", "q4_0"))
+    monkeypatch.setenv("LLAMATP_ATTENTION_TILING", "64,2,4,1,1")
+    chosen = AttentionTiling(block_n=64, programs_per_sm=2, num_warps=4, num_stages=1, keys_major=True)
+    assert kernels.decode_tiling(values, values, 2) == chosen
+    assert kernels.decode_tiling(codes, codes, 8) == chosen
+
+
+@pytest.mark.parametrize("text", ["64,2,4", "64,2,4,1,x", "48,2,4,1,0", "64,0,4,1,0", "64,2,3,1,0", "64,2,4,1,2"])
+def test_a_malformed_llamatp_attention_tiling_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch,
+                                                                     text: str) -> None:
+    values = filled_cache(1, 8, 32, "f32", torch.Generator())
+    monkeypatch.setenv("LLAMATP_ATTENTION_TILING", text)
+    with pytest.raises(LlamatpError, match=f"LLAMATP_ATTENTION_TILING='{text}'"):
+        kernels.decode_tiling(values, values, 2)
 
 
 @pytest.mark.parametrize("n_kv", [2, 4])
