@@ -92,6 +92,31 @@ _BAILING = (
     "{% if add_generation_prompt %}{{ '<role>ASSISTANT</role>' + think }}{% endif %}"
 )
 
+# A tool call is written as the assistant's turn with <|tool_call|> after its header.
+_GRANITE_4 = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant_tool_call' %}"
+    "{{ '<|start_of_role|>assistant<|end_of_role|><|tool_call|>' }}"
+    "{% else %}{{ '<|start_of_role|>' + message['role'] + '<|end_of_role|>' }}"
+    "{% endif %}"
+    "{{ message['content'] + '<|end_of_text|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_of_role|>assistant<|end_of_role|>' }}{% endif %}"
+)
+
+# HunyuanVL and HunyuanOCR: tags follow the text they close; only a first system message is kept,
+# and there is no generation prompt.
+_HUNYUAN_VL = (
+    "{{ '<｜hy_begin▁of▁sentence｜>' }}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] == 'system' %}"
+    "{{ message['content'] + '<｜hy_place▁holder▁no▁3｜>' }}"
+    "{% elif message['role'] == 'user' %}{{ message['content'] + '<｜hy_User｜>' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + '<｜hy_Assistant｜>' }}"
+    "{% endif %}"
+    "{% endfor %}"
+)
+
 NAMED_TEMPLATES: dict[str, str] = {
     "chatml": CHATML_TEMPLATE,
     "llama2": _WS + "{% set sys_tags, next_inst, strip = false, '[INST] ', false %}" + _LLAMA2,
@@ -201,6 +226,8 @@ NAMED_TEMPLATES: dict[str, str] = {
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<｜Assistant｜>' }}{% endif %}"
     ),
+    # No template: the messages' text, one after another.
+    "deepseek-ocr": "{% for message in messages %}{{ message['content'] }}{% endfor %}",
     "command-r": _WS + (
         "{% set tokens = {'system': '<|SYSTEM_TOKEN|>', 'user': '<|USER_TOKEN|>', 'assistant': '<|CHATBOT_TOKEN|>'} %}"
         "{% for message in messages if message['role'] in tokens %}"
@@ -228,6 +255,12 @@ NAMED_TEMPLATES: dict[str, str] = {
     ),
     "exaone3": _WS + "{% set roles = ['system', 'user', 'assistant'] %}" + _EXAONE,
     "exaone4": _WS + "{% set roles = ['system', 'user', 'assistant', 'tool'] %}" + _EXAONE,
+    "exaone-moe": _WS + (
+        "{% for message in messages if message['role'] in ['system', 'user', 'assistant', 'tool'] %}"
+        "{{ '<|' + message['role'] + '|>\n' + message['content'] | trim(ws) + '<|endofturn|>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    ),
     # The reply's header follows a last user message, whatever add_generation_prompt says.
     "rwkv-world": _WS + (
         "{% set names = {'system': 'System', 'user': 'User', 'assistant': 'Assistant'} %}"
@@ -244,6 +277,8 @@ NAMED_TEMPLATES: dict[str, str] = {
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|start_of_role|>assistant<|end_of_role|>' }}{% endif %}"
     ),
+    "granite-4.0": _GRANITE_4,
+    "granite-4.1": _GRANITE_4,
     # Only a first system message is kept.
     "gigachat": (
         "{{ '<s>' }}"
@@ -319,6 +354,8 @@ NAMED_TEMPLATES: dict[str, str] = {
         "{% endif %}"
         "{% endfor %}"
     ),
+    "hunyuan-vl": _HUNYUAN_VL,
+    "hunyuan-ocr": _HUNYUAN_VL,  # the name llama.cpp gave it before hunyuan-vl
     "kimi-k2": (
         "{% set headers = {'system': '<|im_system|>system', 'user': '<|im_user|>user',"
         " 'assistant': '<|im_assistant|>assistant', 'tool': '<|im_system|>tool'} %}"
@@ -353,5 +390,11 @@ NAMED_TEMPLATES: dict[str, str] = {
         "{{ '[unused9]' + names[message['role']] + '：' + message['content'] + '[unused10]' }}"
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '[unused9]助手：' }}{% endif %}"
+    ),
+    "solar-open": (
+        "{% for message in messages %}"
+        "{{ '<|begin|>' + message['role'] + '<|content|>' + message['content'] + '<|end|>' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|begin|>assistant' }}{% endif %}"
     ),
 }

@@ -116,6 +116,13 @@ LLAMA_CPP_TEXT = {
     "kimi-k2": "<|im_system|>system<|im_middle|>You are a helpful assistant<|im_end|><|im_user|>user<|im_middle|>Hello<|im_end|><|im_assistant|>assistant<|im_middle|>Hi there<|im_end|><|im_user|>user<|im_middle|>Who are you<|im_end|><|im_assistant|>assistant<|im_middle|>   I am an assistant   <|im_end|><|im_user|>user<|im_middle|>Another question<|im_end|><|im_assistant|>assistant<|im_middle|>",
     "grok-2": "System: You are a helpful assistant<|separator|>\n\nHuman: Hello<|separator|>\n\nAssistant: Hi there<|separator|>\n\nHuman: Who are you<|separator|>\n\nAssistant:    I am an assistant   <|separator|>\n\nHuman: Another question<|separator|>\n\nAssistant:",
     "pangu-embedded": "[unused9]系统：You are a helpful assistant[unused10][unused9]用户：Hello[unused10][unused9]助手：Hi there[unused10][unused9]用户：Who are you[unused10][unused9]助手：   I am an assistant   [unused10][unused9]用户：Another question[unused10][unused9]助手：",
+    "granite-4.0": "<|start_of_role|>system<|end_of_role|>You are a helpful assistant<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Hello<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>Hi there<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Who are you<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>   I am an assistant   <|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Another question<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>",
+    "granite-4.1": "<|start_of_role|>system<|end_of_role|>You are a helpful assistant<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Hello<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>Hi there<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Who are you<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>   I am an assistant   <|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Another question<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>",
+    "exaone-moe": "<|system|>\nYou are a helpful assistant<|endofturn|>\n<|user|>\nHello<|endofturn|>\n<|assistant|>\nHi there<|endofturn|>\n<|user|>\nWho are you<|endofturn|>\n<|assistant|>\nI am an assistant<|endofturn|>\n<|user|>\nAnother question<|endofturn|>\n<|assistant|>\n",
+    "deepseek-ocr": "You are a helpful assistantHelloHi thereWho are you   I am an assistant   Another question",
+    "hunyuan-ocr": "<｜hy_begin▁of▁sentence｜>You are a helpful assistant<｜hy_place▁holder▁no▁3｜>Hello<｜hy_User｜>Hi there<｜hy_Assistant｜>Who are you<｜hy_User｜>   I am an assistant   <｜hy_Assistant｜>Another question<｜hy_User｜>",
+    "hunyuan-vl": "<｜hy_begin▁of▁sentence｜>You are a helpful assistant<｜hy_place▁holder▁no▁3｜>Hello<｜hy_User｜>Hi there<｜hy_Assistant｜>Who are you<｜hy_User｜>   I am an assistant   <｜hy_Assistant｜>Another question<｜hy_User｜>",
+    "solar-open": "<|begin|>system<|content|>You are a helpful assistant<|end|><|begin|>user<|content|>Hello<|end|><|begin|>assistant<|content|>Hi there<|end|><|begin|>user<|content|>Who are you<|end|><|begin|>assistant<|content|>   I am an assistant   <|end|><|begin|>user<|content|>Another question<|end|><|begin|>assistant",
 }
 
 # What the model generates for the reply "Hi there" in each named template's layout: after a
@@ -169,6 +176,13 @@ GENERATED_REPLY = {
     "seed_oss": "Hi there<seed:eos>",
     "grok-2": " Hi there<|separator|>",
     "pangu-embedded": "Hi there[unused10]",
+    "granite-4.0": "Hi there<|end_of_text|>",
+    "granite-4.1": "Hi there<|end_of_text|>",
+    "exaone-moe": "Hi there<|endofturn|>",
+    "deepseek-ocr": "Hi there",
+    "hunyuan-ocr": "Hi there<｜hy_Assistant｜>",
+    "hunyuan-vl": "Hi there<｜hy_Assistant｜>",
+    "solar-open": "<|content|>Hi there<|end|>",
 }
 
 # Turn by turn, llama.cpp's text for these does not add up to the whole conversation, nor does
@@ -313,6 +327,17 @@ def test_a_chosen_template_is_the_models_unless_given() -> None:
 def test_named_templates_give_llama_cpps_text(name: str) -> None:
     """As llama.cpp's built-in templates, which spell out their tokens: bos_token and eos_token unused."""
     assert render(NAMED_TEMPLATES[name], LLAMA_CPP_CONVERSATION) == LLAMA_CPP_TEXT[name]
+
+
+def test_granite_3_and_4_write_a_tool_call_differently() -> None:
+    messages = [{"role": "assistant_tool_call", "content": "[]"}]
+    assert render(NAMED_TEMPLATES["granite"], messages, add_generation_prompt=False) == (
+        "<|start_of_role|>assistant_tool_call<|end_of_role|><|tool_call|>[]<|end_of_text|>\n"
+    )
+    for name in ("granite-4.0", "granite-4.1"):
+        assert render(NAMED_TEMPLATES[name], messages, add_generation_prompt=False) == (
+            "<|start_of_role|>assistant<|end_of_role|><|tool_call|>[]<|end_of_text|>\n"
+        )
 
 
 def test_trimming_templates_trim_only_what_c_isspace_matches() -> None:
