@@ -157,6 +157,16 @@ def test_a_malformed_llamatp_attention_tiling_is_an_error_naming_it(monkeypatch:
         kernels.decode_tiling(values, values, 2)
 
 
+def test_a_tiling_too_large_for_shared_memory_keeps_fewer_keys_in_flight() -> None:
+    h100 = 232448  # bytes a program may take
+    chosen = kernels.DECODE_TILINGS["float"]  # 64 keys a step, three stages
+    assert kernels.fit_shared_memory(chosen, 128, 2, h100) == chosen
+    f32_256 = kernels.fit_shared_memory(chosen, 256, 4, h100)
+    assert (f32_256.block_n, f32_256.num_stages) == (64, 2)
+    small = kernels.fit_shared_memory(chosen, 256, 4, 48 * 1024)
+    assert (small.block_n, small.num_stages) == (16, 1)
+
+
 @pytest.mark.parametrize("n_kv", [2, 4])
 def test_decode_attention_with_its_default_tiling_matches_torch(n_kv: int) -> None:
     g = torch.Generator().manual_seed(n_kv)

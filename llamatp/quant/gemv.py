@@ -669,6 +669,13 @@ def sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+@functools.cache
+def max_shared_memory(device: torch.device) -> int:
+    """Bytes of shared memory one program may take on this GPU (Triton's own launch limit)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return triton.runtime.driver.active.utils.get_device_properties(index)["max_shared_mem"]
+
+
 def pick_config(w: PackedWeight, batch: int, sm_count: int, tiling: Tiling | None = None) -> GemvConfig:
     """A tiling for `batch` rows of x times `w` on a GPU with `sm_count` multiprocessors.
 
