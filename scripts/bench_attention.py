@@ -14,7 +14,9 @@ For the query heads one GPU holds of Llama 3 8B (whole, and over 2 GPUs) and of 
 `--sweep` times a grid of tilings (`kernels.AttentionTiling`; `--grid` sets a field's values) at
 `--depth` and at `--short` (where most steps of a short chat run) and prints, for each cache type,
 the five of least total time over the shapes and both depths, and the current ones
-(`kernels.decode_tiling`, which may differ by shape).
+(`kernels.decode_tiling`, which may differ by shape). The kernel alone can rank tilings otherwise
+than the model does (where kernels launch early); `device_attention_tiling_model.sh` times them
+in the model.
 
     python scripts/bench_attention.py [--sweep [--grid num_warps=4,8 ...]] [--depth 8192] [--short 128] [--types bf16,q8_0,q4_0]
         [--shapes 8B,8B/2,70B/4]
