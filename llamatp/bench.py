@@ -23,7 +23,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -116,6 +116,15 @@ class BenchParams:
     progress: bool = False  # a line on stderr per step, as llama-bench's --progress
 
 
+# llama-bench flags whose one setting in llamatp is their 0, and why no other is.
+FIXED_FLAGS = {
+    "-nkvo": "the KV cache always stays on each worker's device",
+    "-ncmoe": "no expert weights are kept on the CPU",
+    "-nopo": "every op runs on the device that holds its weights",
+    "-embd": "the tests generate text; there is no embeddings mode",
+}
+
+
 def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence[str], n_pg: Sequence[str],
                  n_depth: Sequence[str], n_batch: Sequence[str], n_ubatch: Sequence[str],
                  n_gpu_layers: Sequence[str], split_mode: Sequence[str], main_gpu: Sequence[str],
@@ -123,8 +132,9 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
                  repetitions: int, warmup: bool, output: str, flash_attn: Sequence[str] = (),
                  n_threads: Sequence[str] = (), load_mode: Sequence[str] = (), mmap: Sequence[str] = (),
                  direct_io: Sequence[str] = (), delay: int = 0, progress: bool = False,
-                 output_err: str = "none") -> BenchParams:
-    """Flags as typed (each repeatable, each a comma list) to BenchParams; unset ones keep the defaults."""
+                 output_err: str = "none", fixed: Mapping[str, Sequence[str]] | None = None) -> BenchParams:
+    """Flags as typed (each repeatable, each a comma list) to BenchParams; unset ones keep the defaults.
+    `fixed`: llama-bench flags whose setting llamatp always has, 0 (as -nkvo 0), by flag."""
 
     def ints(values: Sequence[str], allow_negative: bool = False) -> tuple[int, ...]:
         return tuple(v for text in values for v in parse_int_range(text, allow_negative))
@@ -132,6 +142,9 @@ def bench_params(models: Sequence[str], n_prompt: Sequence[str], n_gen: Sequence
     def items(values: Sequence[str]) -> list[str]:
         return [item.strip() for text in values for item in text.split(",")]
 
+    for flag, values in (fixed or {}).items():
+        if any(v != "0" for v in items(values)):
+            raise LlamatpError(f"{flag} {','.join(values)}: only 0 is supported ({FIXED_FLAGS[flag]})")
     if repetitions < 1:
         raise LlamatpError(f"-r must be at least 1, got {repetitions}")
     if delay < 0:

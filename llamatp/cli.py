@@ -52,6 +52,7 @@ Escape = Annotated[bool, typer.Option("-e/--no-escape", "--escape", help="proces
 GpuLayers = Annotated[str, typer.Option("-ngl", "--n-gpu-layers", "--gpu-layers", help="layers on the GPU: 0 (CPU only) or all (default)")]
 Threads = Annotated[int, typer.Option("-t", "--threads", help="CPU threads of each worker (<= 0: the cores shared out among CPU workers)")]
 ThreadsBatch = Annotated[int, typer.Option("-tb", "--threads-batch", help="CPU threads of each worker while a prompt is processed (<= 0: as -t)")]
+Priority = Annotated[int, typer.Option("--prio", help="process priority: -1 low, 0 normal, 1 medium, 2 high, 3 realtime (raising it needs privileges)")]
 FlashAttn = Annotated[str, typer.Option("-fa", "--flash-attn", help="flash attention: on, off or auto; llamatp's attention is always fused, so off is refused")]
 LoadMode = Annotated[Optional[str], typer.Option("-lm", "--load-mode", help="how weights are read: mmap (default), none (plain reads, no memory map), dio (direct I/O, past the page cache), mlock or mmap+mlock (CPU workers then keep their weights locked in RAM)")]
 NoMmap = Annotated[bool, typer.Option("--no-mmap", help="read weights with plain reads, no memory map (-lm none)")]
@@ -259,6 +260,7 @@ def run(
     reverse_prompt: Annotated[Optional[list[str]], typer.Option("-r", "--reverse-prompt", help="halt generation at this text (repeatable); in a conversation, hand the turn back")] = None,
     threads: Threads = -1,
     threads_batch: ThreadsBatch = -1,
+    prio: Priority = 0,
     gpu_layers: GpuLayers = "auto",
     device: Device = None,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="list the devices and exit")] = False,
@@ -286,6 +288,7 @@ def run(
 ) -> None:
     """Generate text from a prompt, or chat (-cnv)."""
     from llamatp.devices import list_devices as device_lines
+    from llamatp.launch import set_process_priority
 
     if list_devices:
         print("\n".join(device_lines()))
@@ -300,6 +303,7 @@ def run(
             raise LlamatpError(f"{flag} must be a finite number, got {value}")
     if not -1 <= seed <= MAX_SEED:
         raise LlamatpError(f"-s must be -1 (random) or 0 to {MAX_SEED}, got {seed}")
+    set_process_priority(prio)
     check_flash_attn(flash_attn)
     mode = load_mode_of(load_mode, no_mmap, mlock)
     if not jinja:
@@ -367,15 +371,17 @@ def perplexity(
     flash_attn: FlashAttn = "auto",
     threads: Threads = -1,
     threads_batch: ThreadsBatch = -1,
+    prio: Priority = 0,
     load_mode: LoadMode = None,
     no_mmap: NoMmap = False,
     mlock: Mlock = False,
 ) -> None:
     """Perplexity of a text file, as llama-perplexity computes it."""
-    from llamatp.launch import launch
+    from llamatp.launch import launch, set_process_priority
     from llamatp.perplexity import MIN_CONTEXT, PerplexityOptions, perplexity_job
     from llamatp.runtime import check_host_memory
 
+    set_process_priority(prio)
     check_flash_attn(flash_attn)
     mode = load_mode_of(load_mode, no_mmap, mlock)
     if file is None:
@@ -461,6 +467,10 @@ def bench(
     cache_type_k: Annotated[Optional[list[str]], typer.Option("-ctk", "--cache-type-k", help="KV cache types for K: f32, f16, bf16, q8_0, q4_0 (default: the compute type)")] = None,
     cache_type_v: Annotated[Optional[list[str]], typer.Option("-ctv", "--cache-type-v", help="KV cache types for V (default: the compute type)")] = None,
     threads: Annotated[Optional[list[str]], typer.Option("-t", "--threads", help="CPU threads of each worker, comma list (default: the cores shared out among CPU workers)")] = None,
+    no_kv_offload: Annotated[Optional[list[str]], typer.Option("-nkvo", "--no-kv-offload", help="0 only (llama-bench's default): the KV cache stays on the device")] = None,
+    n_cpu_moe: Annotated[Optional[list[str]], typer.Option("-ncmoe", "--n-cpu-moe", help="0 only (llama-bench's default)")] = None,
+    no_op_offload: Annotated[Optional[list[str]], typer.Option("-nopo", "--no-op-offload", help="0 only (llama-bench's default)")] = None,
+    embeddings: Annotated[Optional[list[str]], typer.Option("-embd", "--embeddings", help="0 only (llama-bench's default)")] = None,
     flash_attn: Annotated[Optional[list[str]], typer.Option("-fa", "--flash-attn", help="on or auto, comma list (default: auto); off is refused, the attention being always fused")] = None,
     load_mode: Annotated[Optional[list[str]], typer.Option("-lm", "--load-mode", help="none, mmap, mlock, mmap+mlock, dio; comma list (default: mmap)")] = None,
     mmap: Annotated[Optional[list[str]], typer.Option("-mmp", "--mmap", help="0 (-lm none) or 1 (-lm mmap), comma list; older spelling of -lm")] = None,
@@ -469,6 +479,7 @@ def bench(
     repetitions: Annotated[int, typer.Option("-r", "--repetitions", help="times to repeat each test")] = 5,
     no_warmup: Annotated[bool, typer.Option("--no-warmup", help="skip the warm-up run before each test")] = False,
     delay: Annotated[int, typer.Option("--delay", help="seconds to wait before each test (to let the GPUs cool)")] = 0,
+    prio: Priority = 0,
     progress: Annotated[bool, typer.Option("--progress", help="a line on stderr for each step of each test")] = False,
     output: Annotated[str, typer.Option("-o", "--output", help="md, csv, json, jsonl, sql or none")] = "md",
     output_err: Annotated[str, typer.Option("-oe", "--output-err", help="a second format, printed to stderr (default: none)")] = "none",
@@ -477,6 +488,7 @@ def bench(
     """Measure prompt processing and generation speed, like llama-bench."""
     from llamatp.bench import bench_params, run_bench
     from llamatp.devices import list_devices as device_lines
+    from llamatp.launch import set_process_priority
 
     if list_devices:
         print("\n".join(device_lines()))
@@ -487,7 +499,10 @@ def bench(
         cache_type_v or [], device, repetitions, not no_warmup, output, flash_attn=flash_attn or [],
         n_threads=threads or [], load_mode=load_mode or [], mmap=mmap or [], direct_io=direct_io or [],
         delay=delay, progress=progress, output_err=output_err,
+        fixed={"-nkvo": no_kv_offload or [], "-ncmoe": n_cpu_moe or [], "-nopo": no_op_offload or [],
+               "-embd": embeddings or []},
     )
+    set_process_priority(prio)
     run_bench(params)
 
 

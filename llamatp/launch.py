@@ -34,6 +34,23 @@ WORKER_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", 
 POLL_S = 0.1
 
 
+# llama.cpp's --prio levels as the nice values it sets (`set_process_priority` in its common/).
+PRIORITY_NICE = {-1: 5, 0: 0, 1: -5, 2: -10, 3: -20}
+
+
+def set_process_priority(prio: int) -> None:
+    """This process's priority, which the workers it starts inherit. Raising it needs privileges;
+    where they are lacking, a warning says so and the run goes on at the priority it had."""
+    if prio not in PRIORITY_NICE:
+        raise LlamatpError(f"--prio {prio}: use -1 (low), 0 (normal), 1 (medium), 2 (high) or 3 (realtime)")
+    if prio == 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, PRIORITY_NICE[prio])
+    except PermissionError:
+        print(f"warning: --prio {prio}: raising the priority needs privileges; it stays as it was", file=sys.stderr)
+
+
 @dataclass(frozen=True)
 class WorkerInfo:
     rank: int

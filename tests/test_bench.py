@@ -62,7 +62,7 @@ def flags(**given: Any) -> BenchParams:
                         n_threads=given.pop("n_threads", []), load_mode=given.pop("load_mode", []),
                         mmap=given.pop("mmap", []), direct_io=given.pop("direct_io", []),
                         delay=given.pop("delay", 0), progress=given.pop("progress", False),
-                        output_err=given.pop("output_err", "none"))
+                        output_err=given.pop("output_err", "none"), fixed=given.pop("fixed", None))
 
 
 def bench_output(params: BenchParams) -> str:
@@ -237,6 +237,14 @@ def test_kv_cache_types_are_columns_once_given(tiny_model: str) -> None:
     assert header[header.index("backend") + 2 : header.index("dev")] == ["type_k", "type_v"]
     assert [(row[header.index("type_k")], row[header.index("type_v")]) for row in rows] == [
         ("f32", "q8_0"), ("f32", "q8_0"), ("q8_0", "q8_0"), ("q8_0", "q8_0")]
+
+
+@pytest.mark.parametrize("flag", ["-nkvo", "-ncmoe", "-nopo", "-embd"])
+def test_llama_bench_flags_whose_only_setting_here_is_0_take_0_and_refuse_the_rest(tiny_model: str,
+                                                                                   flag: str) -> None:
+    assert flags(models=[tiny_model], fixed={flag: ["0", "0,0"]}) == flags(models=[tiny_model])
+    with pytest.raises(LlamatpError, match=f"{flag} 0,1: only 0 is supported"):
+        flags(models=[tiny_model], fixed={flag: ["0,1"]})
 
 
 def test_flash_attention_on_is_a_column_and_a_field_as_in_llama_bench(tiny_model: str) -> None:

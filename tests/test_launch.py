@@ -133,3 +133,19 @@ def test_the_run_returns_rank_0s_result_and_stops_the_others_quietly(rank0_here:
     run = run_launch(functools.partial(return_while_the_others_wait, tmp_path), 2, rank0_here)
     assert (run.returncode, run.stdout, run.stderr) == (0, "(0, 2)\n", "")
     assert_all_gone(tmp_path)
+
+
+def test_prio_sets_llama_cpps_nice_values_and_refuses_other_levels() -> None:
+    from llamatp.launch import set_process_priority
+
+    lowered = subprocess.run(
+        [sys.executable, "-c", "import os; from llamatp.launch import set_process_priority; "
+         "before = os.getpriority(os.PRIO_PROCESS, 0); set_process_priority(-1); "
+         "print(before, os.getpriority(os.PRIO_PROCESS, 0))"],
+        capture_output=True, text=True, check=True)
+    before, after = map(int, lowered.stdout.split())
+    # Low is nice 5, set (not added) as llama.cpp sets it; from above 5 that is a raise, which
+    # needs privileges.
+    assert after == 5 if before <= 5 else after in (5, before)
+    with pytest.raises(LlamatpError, match="--prio 4: use -1"):
+        set_process_priority(4)
