@@ -250,6 +250,7 @@ def run(
     seed: Annotated[int, typer.Option("-s", "--seed", help="RNG seed (-1 = random)")] = -1,
     temp: Annotated[float, typer.Option("--temp", help="temperature (0 = greedy)")] = 0.8,
     top_k: Annotated[int, typer.Option("--top-k", help="top-k sampling (<= 0 = off)")] = 40,
+    typical_p: Annotated[float, typer.Option("--typical", help="locally typical sampling, p (1.0 = off)")] = 1.0,
     top_p: Annotated[float, typer.Option("--top-p", help="top-p sampling (1.0 = off)")] = 0.95,
     min_p: Annotated[float, typer.Option("--min-p", help="min-p sampling (0.0 = off)")] = 0.05,
     repeat_penalty: Annotated[float, typer.Option("--repeat-penalty", help="penalize repeated tokens (1.0 = off)")] = 1.0,
@@ -295,8 +296,9 @@ def run(
         return
     if n_predict < -2:
         raise LlamatpError(f"-n must be -1 (until end of text), -2 (until the context is full) or >= 0, got {n_predict}")
-    if not 0.0 <= top_p <= 1.0 or not 0.0 <= min_p <= 1.0 or repeat_last_n < -1:
-        raise LlamatpError("sampling flags out of range (0 <= --top-p <= 1, 0 <= --min-p <= 1, --repeat-last-n >= -1)")
+    if not 0.0 <= top_p <= 1.0 or not 0.0 <= min_p <= 1.0 or not 0.0 <= typical_p <= 1.0 or repeat_last_n < -1:
+        raise LlamatpError("sampling flags out of range (0 <= --top-p <= 1, 0 <= --min-p <= 1, 0 <= --typical <= 1, "
+                           "--repeat-last-n >= -1)")
     for flag, value in (("--temp", temp), ("--repeat-penalty", repeat_penalty),
                         ("--presence-penalty", presence_penalty), ("--frequency-penalty", frequency_penalty)):
         if not math.isfinite(value):
@@ -338,7 +340,7 @@ def run(
     from llamatp.sampling import SamplingParams
 
     sampling = SamplingParams(
-        temp=temp, top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty,
+        temp=temp, top_k=top_k, typical_p=typical_p, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty,
         repeat_last_n=repeat_last_n, presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
         seed=seed if seed != -1 else random.getrandbits(32), ignore_eos=ignore_eos,
     )

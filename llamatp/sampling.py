@@ -1,7 +1,7 @@
 """Pick the next token from logits with llama.cpp's default sampler chain.
 
-The chain runs in llama.cpp's order: repetition penalties -> top-k -> top-p -> min-p ->
-temperature -> a random draw from the softmax of what is left. Each step narrows a set of
+The chain runs in llama.cpp's order: repetition penalties -> top-k -> typical -> top-p -> min-p
+-> temperature -> a random draw from the softmax of what is left. Each step narrows a set of
 candidate tokens, and every probability is taken over the candidates still in the set.
 """
 
@@ -18,6 +18,7 @@ class SamplingParams:
 
     temp: float = 0.8  # <= 0: greedy
     top_k: int = 40  # <= 0: off
+    typical_p: float = 1.0  # locally typical sampling (--typical); >= 1: off
     top_p: float = 0.95  # >= 1: off
     min_p: float = 0.05  # <= 0: off
     repeat_penalty: float = 1.0  # 1: off
@@ -76,6 +77,9 @@ class Sampler:
         else:
             token_ids = torch.arange(logits.numel())
 
+        if params.typical_p < 1:
+            logits, token_ids = _typical(logits, token_ids, params.typical_p)
+
         if params.top_p < 1:
             logits, token_ids = _top_p(logits, token_ids, params.top_p)
 
@@ -118,3 +122,17 @@ def _top_p(
         cumulative = (head - log_total).exp().cumsum(0)
     keep = min(int((cumulative < top_p).sum()) + 1, head.numel())
     return head[:keep], token_ids[order[:keep]]
+
+
+def _typical(
+    logits: torch.Tensor, token_ids: torch.Tensor, typical_p: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Locally typical sampling: candidates ordered by how far their surprise (-log p) is from
+    the distribution's entropy, the shortest run of them whose probability passes typical_p."""
+    log_probs = logits.log_softmax(0)
+    probs = log_probs.exp()
+    entropy = -(probs * log_probs).nansum()  # a -inf logit has p = 0 and adds nothing
+    order = (-log_probs - entropy).abs().argsort(stable=True)
+    cumulative = probs[order].cumsum(0)
+    keep = min(int((cumulative <= typical_p).sum()) + 1, order.numel())
+    return logits[order[:keep]], token_ids[order[:keep]]

@@ -1,4 +1,4 @@
-"""The sampler follows llama.cpp's chain: penalties -> top-k -> top-p -> min-p -> temperature -> draw."""
+"""The sampler follows llama.cpp's chain: penalties -> top-k -> typical -> top-p -> min-p -> temperature -> draw."""
 
 import math
 from collections import Counter
@@ -90,6 +90,25 @@ def test_top_p_measures_mass_among_the_top_k_survivors() -> None:
     probs = [0.5, 0.3, 0.15, 0.05]
     assert set(candidate_logits(make_sampler(4, top_p=0.6), logits_of(probs))) == {0, 1}
     assert set(candidate_logits(make_sampler(4, top_k=2, top_p=0.6), logits_of(probs))) == {0}
+
+
+@pytest.mark.parametrize("typical_p", [0.2, 0.5, 0.9, 0.99])
+def test_typical_keeps_the_tokens_transformers_typical_warper_keeps(typical_p: float) -> None:
+    from transformers import TypicalLogitsWarper
+
+    for trial in range(5):
+        logits = torch.randn(500, generator=torch.Generator().manual_seed(trial)) * 3
+        kept = candidate_logits(make_sampler(500, typical_p=typical_p), logits)
+        warped = TypicalLogitsWarper(mass=typical_p)(torch.zeros(1, 1, dtype=torch.long), logits[None].clone())[0]
+        assert set(kept) == set(torch.isfinite(warped).nonzero().flatten().tolist())
+
+
+def test_typical_keeps_the_tokens_nearest_the_entropy_not_the_most_likely() -> None:
+    # Entropy 1.22 nats; surprise 0.69 (id 0, 0.53 away), 1.61 (ids 1 and 2, 0.39 away), 2.30 (id 3).
+    # Nearest first: ids 1 and 2 (mass 0.4), then id 0 (0.9), then id 3.
+    logits = logits_of([0.5, 0.2, 0.2, 0.1])
+    assert set(candidate_logits(make_sampler(4, typical_p=0.3), logits)) == {1, 2}
+    assert set(candidate_logits(make_sampler(4, typical_p=0.5), logits)) == {0, 1, 2}
 
 
 def test_temperature_divides_the_surviving_logits() -> None:
