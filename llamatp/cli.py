@@ -250,6 +250,7 @@ def run(
     seed: Annotated[int, typer.Option("-s", "--seed", help="RNG seed (-1 = random)")] = -1,
     temp: Annotated[float, typer.Option("--temp", help="temperature (0 = greedy)")] = 0.8,
     top_k: Annotated[int, typer.Option("--top-k", help="top-k sampling (<= 0 = off)")] = 40,
+    top_n_sigma: Annotated[float, typer.Option("--top-nsigma", help="top-n-sigma sampling: keep logits within N standard deviations of the best (-1.0 = off)")] = -1.0,
     typical_p: Annotated[float, typer.Option("--typical", help="locally typical sampling, p (1.0 = off)")] = 1.0,
     top_p: Annotated[float, typer.Option("--top-p", help="top-p sampling (1.0 = off)")] = 0.95,
     min_p: Annotated[float, typer.Option("--min-p", help="min-p sampling (0.0 = off)")] = 0.05,
@@ -299,7 +300,7 @@ def run(
     if not 0.0 <= top_p <= 1.0 or not 0.0 <= min_p <= 1.0 or not 0.0 <= typical_p <= 1.0 or repeat_last_n < -1:
         raise LlamatpError("sampling flags out of range (0 <= --top-p <= 1, 0 <= --min-p <= 1, 0 <= --typical <= 1, "
                            "--repeat-last-n >= -1)")
-    for flag, value in (("--temp", temp), ("--repeat-penalty", repeat_penalty),
+    for flag, value in (("--temp", temp), ("--top-nsigma", top_n_sigma), ("--repeat-penalty", repeat_penalty),
                         ("--presence-penalty", presence_penalty), ("--frequency-penalty", frequency_penalty)):
         if not math.isfinite(value):
             raise LlamatpError(f"{flag} must be a finite number, got {value}")
@@ -340,7 +341,7 @@ def run(
     from llamatp.sampling import SamplingParams
 
     sampling = SamplingParams(
-        temp=temp, top_k=top_k, typical_p=typical_p, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty,
+        temp=temp, top_n_sigma=top_n_sigma, top_k=top_k, typical_p=typical_p, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty,
         repeat_last_n=repeat_last_n, presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
         seed=seed if seed != -1 else random.getrandbits(32), ignore_eos=ignore_eos,
     )

@@ -1,7 +1,7 @@
 """Pick the next token from logits with llama.cpp's default sampler chain.
 
-The chain runs in llama.cpp's order: repetition penalties -> top-k -> typical -> top-p -> min-p
--> temperature -> a random draw from the softmax of what is left. Each step narrows a set of
+The chain runs in llama.cpp's order: repetition penalties -> top-n-sigma -> top-k -> typical ->
+top-p -> min-p -> temperature -> a random draw from the softmax of what is left. Each step narrows a set of
 candidate tokens, and every probability is taken over the candidates still in the set.
 """
 
@@ -17,6 +17,7 @@ class SamplingParams:
     """llama.cpp's sampling flags (`--temp`, `--top-k`, ...) with its defaults."""
 
     temp: float = 0.8  # <= 0: greedy
+    top_n_sigma: float = -1.0  # keep logits within n standard deviations of the best (--top-nsigma); <= 0: off
     top_k: int = 40  # <= 0: off
     typical_p: float = 1.0  # locally typical sampling (--typical); >= 1: off
     top_p: float = 0.95  # >= 1: off
@@ -71,6 +72,12 @@ class Sampler:
         if params.temp <= 0:
             best = logits.argmax().view(1)
             return best, logits[best]
+
+        if params.top_n_sigma > 0:
+            # llama.cpp's statistics: over the finite logits, the population standard deviation
+            finite = logits[torch.isfinite(logits)]
+            cutoff = finite.max() - params.top_n_sigma * finite.std(correction=0)
+            logits = logits.masked_fill(logits < cutoff, float("-inf"))
 
         if 0 < params.top_k < logits.numel():
             logits, token_ids = torch.topk(logits, params.top_k)

@@ -1,4 +1,5 @@
-"""The sampler follows llama.cpp's chain: penalties -> top-k -> typical -> top-p -> min-p -> temperature -> draw."""
+"""The sampler follows llama.cpp's chain: penalties -> top-n-sigma -> top-k -> typical -> top-p -> min-p ->
+temperature -> draw."""
 
 import math
 from collections import Counter
@@ -90,6 +91,13 @@ def test_top_p_measures_mass_among_the_top_k_survivors() -> None:
     probs = [0.5, 0.3, 0.15, 0.05]
     assert set(candidate_logits(make_sampler(4, top_p=0.6), logits_of(probs))) == {0, 1}
     assert set(candidate_logits(make_sampler(4, top_k=2, top_p=0.6), logits_of(probs))) == {0}
+
+
+def test_top_n_sigma_keeps_logits_within_n_population_deviations_of_the_best() -> None:
+    logits = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0, float("-inf")])  # finite: mean 2, deviation sqrt(2)
+    for n, ids in {0.5: {0}, 1.0: {0, 1}, 2.0: {0, 1, 2}, 3.0: {0, 1, 2, 3, 4}}.items():
+        kept = candidate_logits(make_sampler(6, top_n_sigma=n, min_p=1e-9), logits)
+        assert set(kept) == ids
 
 
 @pytest.mark.parametrize("typical_p", [0.2, 0.5, 0.9, 0.99])
