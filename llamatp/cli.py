@@ -254,6 +254,8 @@ def run(
     typical_p: Annotated[float, typer.Option("--typical", help="locally typical sampling, p (1.0 = off)")] = 1.0,
     top_p: Annotated[float, typer.Option("--top-p", help="top-p sampling (1.0 = off)")] = 0.95,
     min_p: Annotated[float, typer.Option("--min-p", help="min-p sampling (0.0 = off)")] = 0.05,
+    xtc_probability: Annotated[float, typer.Option("--xtc-probability", help="XTC: how often the likeliest tokens are excluded (0.0 = off)")] = 0.0,
+    xtc_threshold: Annotated[float, typer.Option("--xtc-threshold", help="XTC: tokens of at least this probability, all but the least likely, are excluded (> 0.5 = off)")] = 0.1,
     repeat_penalty: Annotated[float, typer.Option("--repeat-penalty", help="penalize repeated tokens (1.0 = off)")] = 1.0,
     repeat_last_n: Annotated[int, typer.Option("--repeat-last-n", help="tokens the penalty looks back at (0 = off, -1 = context)")] = 64,
     presence_penalty: Annotated[float, typer.Option("--presence-penalty")] = 0.0,
@@ -297,9 +299,10 @@ def run(
         return
     if n_predict < -2:
         raise LlamatpError(f"-n must be -1 (until end of text), -2 (until the context is full) or >= 0, got {n_predict}")
-    if not 0.0 <= top_p <= 1.0 or not 0.0 <= min_p <= 1.0 or not 0.0 <= typical_p <= 1.0 or repeat_last_n < -1:
-        raise LlamatpError("sampling flags out of range (0 <= --top-p <= 1, 0 <= --min-p <= 1, 0 <= --typical <= 1, "
-                           "--repeat-last-n >= -1)")
+    if not (0.0 <= top_p <= 1.0 and 0.0 <= min_p <= 1.0 and 0.0 <= typical_p <= 1.0 and 0.0 <= xtc_probability <= 1.0
+            and 0.0 <= xtc_threshold <= 1.0 and repeat_last_n >= -1):
+        raise LlamatpError("sampling flags out of range (0 <= --top-p, --min-p, --typical, --xtc-probability, "
+                           "--xtc-threshold <= 1, --repeat-last-n >= -1)")
     for flag, value in (("--temp", temp), ("--top-nsigma", top_n_sigma), ("--repeat-penalty", repeat_penalty),
                         ("--presence-penalty", presence_penalty), ("--frequency-penalty", frequency_penalty)):
         if not math.isfinite(value):
@@ -341,7 +344,8 @@ def run(
     from llamatp.sampling import SamplingParams
 
     sampling = SamplingParams(
-        temp=temp, top_n_sigma=top_n_sigma, top_k=top_k, typical_p=typical_p, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty,
+        temp=temp, top_n_sigma=top_n_sigma, top_k=top_k, typical_p=typical_p, top_p=top_p, min_p=min_p,
+        xtc_probability=xtc_probability, xtc_threshold=xtc_threshold, repeat_penalty=repeat_penalty,
         repeat_last_n=repeat_last_n, presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
         seed=seed if seed != -1 else random.getrandbits(32), ignore_eos=ignore_eos,
     )

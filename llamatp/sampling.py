@@ -1,7 +1,7 @@
 """Pick the next token from logits with llama.cpp's default sampler chain.
 
 The chain runs in llama.cpp's order: repetition penalties -> top-n-sigma -> top-k -> typical ->
-top-p -> min-p -> temperature -> a random draw from the softmax of what is left. Each step narrows a set of
+top-p -> min-p -> XTC -> temperature -> a random draw from the softmax of what is left. Each step narrows a set of
 candidate tokens, and every probability is taken over the candidates still in the set.
 """
 
@@ -22,6 +22,8 @@ class SamplingParams:
     typical_p: float = 1.0  # locally typical sampling (--typical); >= 1: off
     top_p: float = 0.95  # >= 1: off
     min_p: float = 0.05  # <= 0: off
+    xtc_probability: float = 0.0  # how often XTC removes the likeliest tokens (--xtc-probability); 0: off
+    xtc_threshold: float = 0.1  # ... those of at least this probability but the least of them; > 0.5: off
     repeat_penalty: float = 1.0  # 1: off
     repeat_last_n: int = 64  # tokens of history the penalties look at; 0: off, -1: all of it
     frequency_penalty: float = 0.0
@@ -95,6 +97,10 @@ class Sampler:
             kept = logits >= logits.max() + math.log(params.min_p)
             logits, token_ids = logits[kept], token_ids[kept]
 
+        if params.xtc_probability > 0 and params.xtc_threshold <= 0.5 and logits.numel() > 1:
+            if float(torch.rand(1, generator=self.generator)) <= params.xtc_probability:
+                logits, token_ids = _exclude_top_choices(logits, token_ids, params.xtc_threshold)
+
         return token_ids, logits / params.temp
 
     def _apply_penalties(self, logits: torch.Tensor, history: Sequence[int]) -> None:
@@ -143,3 +149,14 @@ def _typical(
     cumulative = probs[order].cumsum(0)
     keep = min(int((cumulative <= typical_p).sum()) + 1, order.numel())
     return logits[order[:keep]], token_ids[order[:keep]]
+
+
+def _exclude_top_choices(
+    logits: torch.Tensor, token_ids: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """XTC: of the candidates whose probability reaches the threshold, all but the least likely
+    are removed (nothing is, if fewer than two reach it)."""
+    logits, order = logits.sort(descending=True)
+    above = int((logits.softmax(0) >= threshold).sum())
+    first = max(above - 1, 0)
+    return logits[first:], token_ids[order[first:]]

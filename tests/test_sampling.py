@@ -1,5 +1,5 @@
 """The sampler follows llama.cpp's chain: penalties -> top-n-sigma -> top-k -> typical -> top-p -> min-p ->
-temperature -> draw."""
+XTC -> temperature -> draw."""
 
 import math
 from collections import Counter
@@ -117,6 +117,21 @@ def test_typical_keeps_the_tokens_nearest_the_entropy_not_the_most_likely() -> N
     logits = logits_of([0.5, 0.2, 0.2, 0.1])
     assert set(candidate_logits(make_sampler(4, typical_p=0.3), logits)) == {1, 2}
     assert set(candidate_logits(make_sampler(4, typical_p=0.5), logits)) == {0, 1, 2}
+
+
+def test_xtc_excludes_all_but_the_least_likely_of_the_tokens_above_the_threshold() -> None:
+    logits = logits_of([0.4, 0.3, 0.2, 0.06, 0.04])
+    assert set(candidate_logits(make_sampler(5, xtc_probability=1.0, xtc_threshold=0.1), logits)) == {2, 3, 4}
+    assert set(candidate_logits(make_sampler(5, xtc_probability=1.0, xtc_threshold=0.35), logits)) == set(range(5))
+    for off in ({"xtc_probability": 0.0}, {"xtc_probability": 1.0, "xtc_threshold": 0.6}):
+        assert set(candidate_logits(make_sampler(5, **off), logits)) == set(range(5))
+
+
+def test_xtc_acts_on_a_draw_with_its_probability() -> None:
+    sampler = make_sampler(5, xtc_probability=0.3, xtc_threshold=0.1)
+    logits = logits_of([0.4, 0.3, 0.2, 0.06, 0.04])
+    excluded = sum(len(candidate_logits(sampler, logits)) == 3 for _ in range(2000))
+    assert 0.26 < excluded / 2000 < 0.34
 
 
 def test_temperature_divides_the_surviving_logits() -> None:
