@@ -254,6 +254,9 @@ def run(
     typical_p: Annotated[float, typer.Option("--typical", help="locally typical sampling, p (1.0 = off)")] = 1.0,
     top_p: Annotated[float, typer.Option("--top-p", help="top-p sampling (1.0 = off)")] = 0.95,
     min_p: Annotated[float, typer.Option("--min-p", help="min-p sampling (0.0 = off)")] = 0.05,
+    mirostat: Annotated[int, typer.Option("--mirostat", help="Mirostat sampling in place of the other samplers: 1 or 2 (0 = off)")] = 0,
+    mirostat_lr: Annotated[float, typer.Option("--mirostat-lr", help="Mirostat learning rate, eta")] = 0.1,
+    mirostat_ent: Annotated[float, typer.Option("--mirostat-ent", help="Mirostat target entropy, tau (bits)")] = 5.0,
     xtc_probability: Annotated[float, typer.Option("--xtc-probability", help="XTC: how often the likeliest tokens are excluded (0.0 = off)")] = 0.0,
     xtc_threshold: Annotated[float, typer.Option("--xtc-threshold", help="XTC: tokens of at least this probability, all but the least likely, are excluded (> 0.5 = off)")] = 0.1,
     repeat_penalty: Annotated[float, typer.Option("--repeat-penalty", help="penalize repeated tokens (1.0 = off)")] = 1.0,
@@ -303,7 +306,10 @@ def run(
             and 0.0 <= xtc_threshold <= 1.0 and repeat_last_n >= -1):
         raise LlamatpError("sampling flags out of range (0 <= --top-p, --min-p, --typical, --xtc-probability, "
                            "--xtc-threshold <= 1, --repeat-last-n >= -1)")
-    for flag, value in (("--temp", temp), ("--top-nsigma", top_n_sigma), ("--repeat-penalty", repeat_penalty),
+    if mirostat not in (0, 1, 2):
+        raise LlamatpError(f"--mirostat must be 0 (off), 1 or 2, got {mirostat}")
+    for flag, value in (("--temp", temp), ("--top-nsigma", top_n_sigma), ("--mirostat-lr", mirostat_lr),
+                        ("--mirostat-ent", mirostat_ent), ("--repeat-penalty", repeat_penalty),
                         ("--presence-penalty", presence_penalty), ("--frequency-penalty", frequency_penalty)):
         if not math.isfinite(value):
             raise LlamatpError(f"{flag} must be a finite number, got {value}")
@@ -345,7 +351,8 @@ def run(
 
     sampling = SamplingParams(
         temp=temp, top_n_sigma=top_n_sigma, top_k=top_k, typical_p=typical_p, top_p=top_p, min_p=min_p,
-        xtc_probability=xtc_probability, xtc_threshold=xtc_threshold, repeat_penalty=repeat_penalty,
+        xtc_probability=xtc_probability, xtc_threshold=xtc_threshold, mirostat=mirostat, mirostat_lr=mirostat_lr,
+        mirostat_ent=mirostat_ent, repeat_penalty=repeat_penalty,
         repeat_last_n=repeat_last_n, presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
         seed=seed if seed != -1 else random.getrandbits(32), ignore_eos=ignore_eos,
     )

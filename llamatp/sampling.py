@@ -1,8 +1,10 @@
 """Pick the next token from logits with llama.cpp's default sampler chain.
 
 The chain runs in llama.cpp's order: repetition penalties -> top-n-sigma -> top-k -> typical ->
-top-p -> min-p -> XTC -> temperature -> a random draw from the softmax of what is left. Each step narrows a set of
-candidate tokens, and every probability is taken over the candidates still in the set.
+top-p -> min-p -> XTC -> temperature -> a random draw from the softmax of what is left. Each step
+narrows a set of candidate tokens, and every probability is taken over the candidates still in
+the set. With `--mirostat 1` or `2` the chain is llama.cpp's Mirostat one instead: temperature ->
+Mirostat, which keeps the draws' surprise near a target by a truncation it adjusts after each draw.
 """
 
 import math
@@ -28,6 +30,9 @@ class SamplingParams:
     repeat_last_n: int = 64  # tokens of history the penalties look at; 0: off, -1: all of it
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    mirostat: int = 0  # 1 or 2: Mirostat v1 or v2 in place of the chain (--mirostat); 0: off
+    mirostat_ent: float = 5.0  # Mirostat's target surprise, bits (--mirostat-ent)
+    mirostat_lr: float = 0.1  # how fast Mirostat follows it (--mirostat-lr)
     seed: int = -1  # -1: a random seed
     ignore_eos: bool = False  # never sample an end-of-generation token (llama.cpp's --ignore-eos)
 
@@ -44,6 +49,7 @@ class Sampler:
             self.generator.seed()
         else:
             self.generator.manual_seed(params.seed)
+        self.mu = 2 * params.mirostat_ent  # Mirostat's surprise bound, adjusted after each draw
 
     @property
     def seed(self) -> int:
@@ -52,6 +58,8 @@ class Sampler:
 
     def sample(self, logits: torch.Tensor, history: Sequence[int]) -> int:
         """The next token, given the logits of the last position and the tokens so far."""
+        if self.params.mirostat:
+            return self._sample_mirostat(logits)
         token_ids, scaled_logits = self.candidates(logits, history)
         if token_ids.numel() == 1:
             return int(token_ids[0])
@@ -102,6 +110,29 @@ class Sampler:
                 logits, token_ids = _exclude_top_choices(logits, token_ids, params.xtc_threshold)
 
         return token_ids, logits / params.temp
+
+    def _sample_mirostat(self, logits: torch.Tensor) -> int:
+        """llama.cpp's Mirostat: no penalties and no other filter. v2 keeps the tokens whose
+        surprise (-log2 p) is at most mu; v1 the top k, k from the Zipf exponent that the 100 most
+        likely tokens fit. Either way mu then moves by lr times the drawn token's surprise less the
+        target."""
+        params = self.params
+        logits = logits[: self.vocab_size].to(device="cpu", dtype=torch.float32, copy=True)
+        if params.ignore_eos:
+            logits[self.eog_ids] = float("-inf")
+        if params.temp > 0:
+            logits /= params.temp
+        else:  # as llama.cpp's temperature sampler: only the best token is left
+            logits = torch.where(logits == logits.max(), 0.0, float("-inf"))
+        probs, order = logits.softmax(0).sort(descending=True)
+        if params.mirostat == 1:
+            keep = _mirostat_v1_top_k(probs, self.mu, self.vocab_size)
+        else:
+            keep = max(int((-probs.log2() <= self.mu).sum()), 1)
+        probs = probs[:keep] / probs[:keep].sum()
+        choice = int(torch.multinomial(probs, 1, generator=self.generator)) if keep > 1 else 0
+        self.mu -= params.mirostat_lr * (-math.log2(float(probs[choice])) - params.mirostat_ent)
+        return int(order[choice])
 
     def _apply_penalties(self, logits: torch.Tensor, history: Sequence[int]) -> None:
         params = self.params
@@ -160,3 +191,19 @@ def _exclude_top_choices(
     above = int((logits.softmax(0) >= threshold).sum())
     first = max(above - 1, 0)
     return logits[first:], token_ids[order[first:]]
+
+
+def _mirostat_v1_top_k(probs: torch.Tensor, mu: float, n_vocab: int) -> int:
+    """How many of the sorted probabilities Mirostat v1 keeps: the Zipf exponent s estimated by
+    least squares over the first 100, then k = (e 2^mu / (1 - n_vocab^-e))^(1/s), e = s - 1."""
+    m = min(100, probs.numel())
+    ranks = torch.arange(1, m, dtype=torch.float64)
+    t = torch.log((ranks + 1) / ranks)
+    b = torch.log(probs[: m - 1].double() / probs[1:m].double())
+    s_hat = float((t * b).sum() / (t * t).sum())
+    epsilon = s_hat - 1
+    denominator = 1 - n_vocab ** (-epsilon) if 0 < s_hat < math.inf else 0.0
+    if denominator == 0:  # nothing to fit (s = 1, or probabilities of 0 among the first 100): keep all
+        return probs.numel()
+    log_k = (math.log(epsilon / denominator) + mu * math.log(2)) / s_hat
+    return min(max(int(math.exp(min(log_k, 60.0))), 1), probs.numel())

@@ -134,6 +134,35 @@ def test_xtc_acts_on_a_draw_with_its_probability() -> None:
     assert 0.26 < excluded / 2000 < 0.34
 
 
+def test_mirostat_v2_keeps_the_tokens_of_surprise_up_to_mu_and_moves_mu_toward_the_target() -> None:
+    # Surprises 1, 2, 3 and 3 bits; a target of 1 bit starts mu at 2: tokens 0 and 1 are kept.
+    logits = logits_of([0.5, 0.25, 0.125, 0.125])
+    still = Sampler(replace(NO_FILTERS, mirostat=2, mirostat_ent=1.0, mirostat_lr=0.0), 4)
+    counts = Counter(still.sample(logits, []) for _ in range(3000))
+    assert set(counts) == {0, 1} and 0.62 < counts[0] / 3000 < 0.71  # 2/3 after renormalizing
+    moving = Sampler(replace(NO_FILTERS, mirostat=2, mirostat_ent=1.0, mirostat_lr=0.1), 4)
+    token = moving.sample(logits, [])
+    surprise = -math.log2({0: 2 / 3, 1: 1 / 3}[token])
+    assert moving.mu == pytest.approx(2.0 - 0.1 * (surprise - 1.0))
+
+
+def test_mirostat_v1_keeps_the_top_k_its_zipf_fit_gives() -> None:
+    # A Zipf distribution of exponent s: the fit recovers s, and k = (e 2^mu / (1 - n^-e))^(1/s).
+    n, s, tau = 1000, 1.3, 3.0
+    probs = 1 / torch.arange(1, n + 1, dtype=torch.float64) ** s
+    logits = (probs / probs.sum()).log().float()
+    e = s - 1
+    k = int((e * 2 ** (2 * tau) / (1 - n ** -e)) ** (1 / s))
+    sampler = Sampler(replace(NO_FILTERS, mirostat=1, mirostat_ent=tau, mirostat_lr=0.0), n)
+    drawn = {sampler.sample(logits, []) for _ in range(3000)}
+    assert max(drawn) == k - 1 and 1 < k < 50
+
+
+def test_mirostat_applies_no_penalties_as_in_llama_cpp() -> None:
+    sampler = Sampler(replace(NO_FILTERS, mirostat=2, repeat_penalty=1e9, temp=0.0), 3)
+    assert sampler.sample(logits_of([0.7, 0.2, 0.1]), history=[0]) == 0
+
+
 def test_temperature_divides_the_surviving_logits() -> None:
     logits = torch.tensor([1.0, -2.0, 0.5])
     assert candidate_logits(make_sampler(3, temp=0.5), logits) == {0: 2.0, 1: -4.0, 2: 1.0}
