@@ -6,6 +6,7 @@ import functools
 import math
 import os
 import random
+import re
 import sys
 from pathlib import Path
 from collections.abc import Callable
@@ -120,6 +121,18 @@ def parse_tensor_split(spec: str | None, separator: str = ",") -> tuple[float, .
     if not all(math.isfinite(v) and v >= 0 for v in values) or not any(values):
         raise LlamatpError(f"-ts proportions must be finite, non-negative and not all zero, got '{spec}'")
     return values
+
+
+def parse_logit_bias(text: str) -> tuple[int, float]:
+    """llama.cpp's TOKEN_ID(+/-)BIAS, as 15043+1 or 15043-inf."""
+    match = re.fullmatch(r"\s*(\d+)\s*([+-])\s*(\S+)\s*", text)
+    try:
+        bias = float(match.group(3)) if match else math.nan
+    except ValueError:
+        bias = math.nan
+    if match is None or math.isnan(bias):
+        raise LlamatpError(f"--logit-bias {text}: expected TOKEN_ID(+/-)BIAS, as 15043+1 or 15043-inf")
+    return int(match.group(1)), bias if match.group(2) == "+" else -bias
 
 
 def check_flash_attn(value: str, flag: str = "-fa") -> int:
@@ -254,6 +267,9 @@ def run(
     typical_p: Annotated[float, typer.Option("--typical", help="locally typical sampling, p (1.0 = off)")] = 1.0,
     top_p: Annotated[float, typer.Option("--top-p", help="top-p sampling (1.0 = off)")] = 0.95,
     min_p: Annotated[float, typer.Option("--min-p", help="min-p sampling (0.0 = off)")] = 0.05,
+    dynatemp_range: Annotated[float, typer.Option("--dynatemp-range", help="dynamic temperature: from --temp minus this to --temp plus this, by the entropy (0.0 = off)")] = 0.0,
+    dynatemp_exp: Annotated[float, typer.Option("--dynatemp-exp", help="dynamic temperature exponent")] = 1.0,
+    logit_bias: Annotated[Optional[list[str]], typer.Option("-l", "--logit-bias", help="TOKEN_ID(+/-)BIAS added to a token's logit, as 15043+1 or 15043-inf (repeatable)")] = None,
     mirostat: Annotated[int, typer.Option("--mirostat", help="Mirostat sampling in place of the other samplers: 1 or 2 (0 = off)")] = 0,
     mirostat_lr: Annotated[float, typer.Option("--mirostat-lr", help="Mirostat learning rate, eta")] = 0.1,
     mirostat_ent: Annotated[float, typer.Option("--mirostat-ent", help="Mirostat target entropy, tau (bits)")] = 5.0,
@@ -309,7 +325,8 @@ def run(
     if mirostat not in (0, 1, 2):
         raise LlamatpError(f"--mirostat must be 0 (off), 1 or 2, got {mirostat}")
     for flag, value in (("--temp", temp), ("--top-nsigma", top_n_sigma), ("--mirostat-lr", mirostat_lr),
-                        ("--mirostat-ent", mirostat_ent), ("--repeat-penalty", repeat_penalty),
+                        ("--mirostat-ent", mirostat_ent), ("--dynatemp-range", dynatemp_range),
+                        ("--dynatemp-exp", dynatemp_exp), ("--repeat-penalty", repeat_penalty),
                         ("--presence-penalty", presence_penalty), ("--frequency-penalty", frequency_penalty)):
         if not math.isfinite(value):
             raise LlamatpError(f"{flag} must be a finite number, got {value}")
@@ -352,7 +369,8 @@ def run(
     sampling = SamplingParams(
         temp=temp, top_n_sigma=top_n_sigma, top_k=top_k, typical_p=typical_p, top_p=top_p, min_p=min_p,
         xtc_probability=xtc_probability, xtc_threshold=xtc_threshold, mirostat=mirostat, mirostat_lr=mirostat_lr,
-        mirostat_ent=mirostat_ent, repeat_penalty=repeat_penalty,
+        mirostat_ent=mirostat_ent, dynatemp_range=dynatemp_range, dynatemp_exp=dynatemp_exp,
+        logit_bias=tuple(parse_logit_bias(text) for text in logit_bias or []), repeat_penalty=repeat_penalty,
         repeat_last_n=repeat_last_n, presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
         seed=seed if seed != -1 else random.getrandbits(32), ignore_eos=ignore_eos,
     )

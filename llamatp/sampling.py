@@ -1,10 +1,11 @@
 """Pick the next token from logits with llama.cpp's default sampler chain.
 
-The chain runs in llama.cpp's order: repetition penalties -> top-n-sigma -> top-k -> typical ->
-top-p -> min-p -> XTC -> temperature -> a random draw from the softmax of what is left. Each step
+The chain runs in llama.cpp's order: logit biases -> repetition penalties -> top-n-sigma -> top-k
+-> typical -> top-p -> min-p -> XTC -> temperature (dynamic with --dynatemp-range) -> a random draw
+from the softmax of what is left. Each step
 narrows a set of candidate tokens, and every probability is taken over the candidates still in
-the set. With `--mirostat 1` or `2` the chain is llama.cpp's Mirostat one instead: temperature ->
-Mirostat, which keeps the draws' surprise near a target by a truncation it adjusts after each draw.
+the set. With `--mirostat 1` or `2` the chain is llama.cpp's Mirostat one instead: logit biases
+-> temperature -> Mirostat, which keeps the draws' surprise near a target by a truncation it adjusts after each draw.
 """
 
 import math
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from llamatp.errors import LlamatpError
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class SamplingParams:
     typical_p: float = 1.0  # locally typical sampling (--typical); >= 1: off
     top_p: float = 0.95  # >= 1: off
     min_p: float = 0.05  # <= 0: off
+    dynatemp_range: float = 0.0  # temperature from temp - range to temp + range by the entropy; 0: off
+    dynatemp_exp: float = 1.0  # the entropy's exponent in that mapping (--dynatemp-exp)
     xtc_probability: float = 0.0  # how often XTC removes the likeliest tokens (--xtc-probability); 0: off
     xtc_threshold: float = 0.1  # ... those of at least this probability but the least of them; > 0.5: off
     repeat_penalty: float = 1.0  # 1: off
@@ -35,6 +40,7 @@ class SamplingParams:
     mirostat_lr: float = 0.1  # how fast Mirostat follows it (--mirostat-lr)
     seed: int = -1  # -1: a random seed
     ignore_eos: bool = False  # never sample an end-of-generation token (llama.cpp's --ignore-eos)
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit) (--logit-bias)
 
 
 class Sampler:
@@ -44,6 +50,8 @@ class Sampler:
         self.params = params
         self.vocab_size = vocab_size
         self.eog_ids = torch.tensor(sorted(eog_ids), dtype=torch.long)  # banned by ignore_eos
+        if any(not 0 <= token < vocab_size for token, _ in params.logit_bias):
+            raise LlamatpError(f"--logit-bias: token ids run from 0 to {vocab_size - 1} in this vocabulary")
         self.generator = torch.Generator()
         if params.seed == -1:
             self.generator.seed()
@@ -75,9 +83,7 @@ class Sampler:
         vocabulary (padded rows) and live on any device; it is not modified.
         """
         params = self.params
-        logits = logits[: self.vocab_size].to(device="cpu", dtype=torch.float32, copy=True)
-        if params.ignore_eos:
-            logits[self.eog_ids] = float("-inf")
+        logits = self._biased(logits)
         self._apply_penalties(logits, history)
         if params.temp <= 0:
             best = logits.argmax().view(1)
@@ -109,7 +115,32 @@ class Sampler:
             if float(torch.rand(1, generator=self.generator)) <= params.xtc_probability:
                 logits, token_ids = _exclude_top_choices(logits, token_ids, params.xtc_threshold)
 
-        return token_ids, logits / params.temp
+        temp = self._temperature(logits)
+        if temp <= 0:
+            best = logits.argmax().view(1)
+            return token_ids[best], logits[best]
+        return token_ids, logits / temp
+
+    def _temperature(self, logits: torch.Tensor) -> float:
+        """--temp, or with --dynatemp-range that range around it, placed by the candidates'
+        entropy (as a fraction of the most their number allows) to the power --dynatemp-exp."""
+        params = self.params
+        if params.dynatemp_range <= 0 or logits.numel() <= 1:
+            return params.temp
+        probs = logits.softmax(0)
+        entropy = float(-(probs * probs.log()).nansum())
+        low, high = max(0.0, params.temp - params.dynatemp_range), params.temp + params.dynatemp_range
+        return low + (high - low) * (entropy / math.log(logits.numel())) ** params.dynatemp_exp
+
+    def _biased(self, logits: torch.Tensor) -> torch.Tensor:
+        """A float32 CPU copy of the vocabulary's logits, with the logit biases added and, under
+        ignore_eos, end-of-generation tokens banned."""
+        logits = logits[: self.vocab_size].to(device="cpu", dtype=torch.float32, copy=True)
+        for token, bias in self.params.logit_bias:
+            logits[token] += bias
+        if self.params.ignore_eos:
+            logits[self.eog_ids] = float("-inf")
+        return logits
 
     def _sample_mirostat(self, logits: torch.Tensor) -> int:
         """llama.cpp's Mirostat: no penalties and no other filter. v2 keeps the tokens whose
@@ -117,9 +148,7 @@ class Sampler:
         likely tokens fit. Either way mu then moves by lr times the drawn token's surprise less the
         target."""
         params = self.params
-        logits = logits[: self.vocab_size].to(device="cpu", dtype=torch.float32, copy=True)
-        if params.ignore_eos:
-            logits[self.eog_ids] = float("-inf")
+        logits = self._biased(logits)
         if params.temp > 0:
             logits /= params.temp
         else:  # as llama.cpp's temperature sampler: only the best token is left

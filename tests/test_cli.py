@@ -428,3 +428,20 @@ def test_version() -> None:
     result = llamatp("--version")
     assert result.returncode == 0
     assert result.stdout == f"llamatp {importlib.metadata.version('llamatp')}\n"
+
+
+@pytest.mark.parametrize("text, expected", [("15043+1", (15043, 1.0)), ("15043-1", (15043, -1.0)),
+                                            ("5-inf", (5, float("-inf"))), ("7 + 0.5", (7, 0.5))])
+def test_logit_bias_is_read_as_llama_cpp_reads_it(text: str, expected: tuple[int, float]) -> None:
+    from llamatp.cli import parse_logit_bias
+
+    assert parse_logit_bias(text) == expected
+
+
+@pytest.mark.parametrize("text", ["abc", "5*2", "5+", "5+x", "-3+1", "5+nan"])
+def test_a_malformed_logit_bias_is_an_error_naming_it(text: str) -> None:
+    from llamatp.cli import parse_logit_bias
+    from llamatp.errors import LlamatpError
+
+    with pytest.raises(LlamatpError, match=f"--logit-bias {re.escape(text)}: expected TOKEN_ID"):
+        parse_logit_bias(text)

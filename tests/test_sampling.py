@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from llamatp.errors import LlamatpError
 from llamatp.sampling import Sampler, SamplingParams
 
 # Every filter off, temperature 1: the candidates are the whole vocabulary, logits untouched.
@@ -161,6 +162,28 @@ def test_mirostat_v1_keeps_the_top_k_its_zipf_fit_gives() -> None:
 def test_mirostat_applies_no_penalties_as_in_llama_cpp() -> None:
     sampler = Sampler(replace(NO_FILTERS, mirostat=2, repeat_penalty=1e9, temp=0.0), 3)
     assert sampler.sample(logits_of([0.7, 0.2, 0.1]), history=[0]) == 0
+
+
+def test_logit_biases_are_added_before_everything_else() -> None:
+    logits = logits_of([0.5, 0.3, 0.2])
+    biased = candidate_logits(make_sampler(3, logit_bias=((2, 1.5), (0, float("-inf"))), top_k=2), logits)
+    assert set(biased) == {1, 2} and biased[2] == pytest.approx(math.log(0.2) + 1.5)
+
+
+def test_a_logit_bias_for_a_token_outside_the_vocabulary_is_an_error() -> None:
+    with pytest.raises(LlamatpError, match="--logit-bias: token ids run from 0 to 2"):
+        make_sampler(3, logit_bias=((3, 1.0),))
+
+
+def test_dynamic_temperature_follows_the_normalized_entropy() -> None:
+    def temperature(logits: torch.Tensor, **changes: float) -> float:
+        kept = candidate_logits(make_sampler(4, temp=1.0, dynatemp_range=0.5, **changes), logits)
+        return float(logits[0]) / kept[0]  # what the candidates' logits were divided by
+
+    assert temperature(torch.full((4,), 2.0)) == pytest.approx(1.5)  # the most entropy: temp + range
+    assert temperature(torch.tensor([2.0, -40.0, -40.0, -40.0])) == pytest.approx(0.5)  # none: temp - range
+    half = logits_of([0.5, 0.5, 1e-12, 1e-12])  # entropy ln 2 of at most ln 4
+    assert temperature(half, dynatemp_exp=2.0) == pytest.approx(0.5 + 1.0 * 0.5**2, rel=1e-4)
 
 
 def test_temperature_divides_the_surviving_logits() -> None:
