@@ -156,8 +156,9 @@ def run_job(opts: RunOptions, info: WorkerInfo) -> None:
     gen = Generator(rt, tokenizer, opts.sampling, timings)
     out = _Output(info.rank == 0)
     if opts.verbose and info.rank == 0:
-        print(f"llamatp: split {rt.plan.mode} over {info.world} device(s), all-reduce: {rt.allreduce}, "
-              f"seed {gen.sampler.seed}", file=sys.stderr)
+        print(f"llamatp: split {rt.plan.mode} over {info.world} device(s), all-reduce: {rt.allreduce}", file=sys.stderr)
+        for line in gen.sampler.describe():
+            print(line, file=sys.stderr)
     if opts.conversation:
         _converse(opts, rt, tokenizer, gen, out)
     else:

@@ -64,6 +64,26 @@ class Sampler:
         """The seed in use, the random one included (llama.cpp prints it)."""
         return self.generator.initial_seed()
 
+    def describe(self) -> list[str]:
+        """llama.cpp's lines on its sampler: the seed, the parameters, the chain."""
+        p = self.params
+        if p.mirostat:
+            chain = ["logits", "logit-bias", "temp", "mirostat" if p.mirostat == 1 else "mirostat-v2"]
+        else:
+            chain = ["logits", "logit-bias", "penalties", "top-n-sigma", "top-k", "typical", "top-p", "min-p", "xtc",
+                     "temp-ext", "dist"]
+        return [
+            f"sampler seed: {self.seed}",
+            f"sampler params: repeat_last_n = {p.repeat_last_n}, repeat_penalty = {p.repeat_penalty:.3f}, "
+            f"frequency_penalty = {p.frequency_penalty:.3f}, presence_penalty = {p.presence_penalty:.3f}, "
+            f"top_k = {p.top_k}, top_p = {p.top_p:.3f}, min_p = {p.min_p:.3f}, "
+            f"xtc_probability = {p.xtc_probability:.3f}, xtc_threshold = {p.xtc_threshold:.3f}, "
+            f"typical_p = {p.typical_p:.3f}, top_n_sigma = {p.top_n_sigma:.3f}, temp = {p.temp:.3f}, "
+            f"dynatemp_range = {p.dynatemp_range:.3f}, dynatemp_exp = {p.dynatemp_exp:.3f}, "
+            f"mirostat = {p.mirostat}, mirostat_lr = {p.mirostat_lr:.3f}, mirostat_ent = {p.mirostat_ent:.3f}",
+            "sampler chain: " + " -> ".join(chain),
+        ]
+
     def sample(self, logits: torch.Tensor, history: Sequence[int]) -> int:
         """The next token, given the logits of the last position and the tokens so far."""
         if self.params.mirostat:

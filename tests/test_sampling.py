@@ -186,6 +186,16 @@ def test_dynamic_temperature_follows_the_normalized_entropy() -> None:
     assert temperature(half, dynatemp_exp=2.0) == pytest.approx(0.5 + 1.0 * 0.5**2, rel=1e-4)
 
 
+def test_the_sampler_describes_itself_as_llama_cpp_does() -> None:
+    lines = Sampler(SamplingParams(seed=7), 10).describe()
+    assert lines[0] == "sampler seed: 7"
+    assert "top_k = 40, top_p = 0.950, min_p = 0.050" in lines[1] and "mirostat = 0" in lines[1]
+    assert lines[2] == ("sampler chain: logits -> logit-bias -> penalties -> top-n-sigma -> top-k -> typical -> "
+                        "top-p -> min-p -> xtc -> temp-ext -> dist")
+    mirostat = Sampler(SamplingParams(seed=7, mirostat=2), 10).describe()
+    assert mirostat[2] == "sampler chain: logits -> logit-bias -> temp -> mirostat-v2"
+
+
 def test_temperature_divides_the_surviving_logits() -> None:
     logits = torch.tensor([1.0, -2.0, 0.5])
     assert candidate_logits(make_sampler(3, temp=0.5), logits) == {0: 2.0, 1: -4.0, 2: 1.0}
