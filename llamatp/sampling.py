@@ -2,10 +2,10 @@
 
 The chain runs in llama.cpp's order: logit biases -> repetition penalties -> top-n-sigma -> top-k
 -> typical -> top-p -> min-p -> XTC -> temperature (dynamic with --dynatemp-range) -> a random draw
-from the softmax of what is left. Each step
-narrows a set of candidate tokens, and every probability is taken over the candidates still in
-the set. With `--mirostat 1` or `2` the chain is llama.cpp's Mirostat one instead: logit biases
--> temperature -> Mirostat, which keeps the draws' surprise near a target by a truncation it adjusts after each draw.
+from the softmax of what is left. Each step narrows a set of candidate tokens, and every
+probability is taken over the candidates still in the set. With `--mirostat 1` or `2` the chain
+is llama.cpp's Mirostat one instead: logit biases -> temperature -> Mirostat, which keeps the
+draws' surprise near a target by a truncation it adjusts after each draw.
 """
 
 import math
@@ -147,8 +147,7 @@ class Sampler:
         params = self.params
         if params.dynatemp_range <= 0 or logits.numel() <= 1:
             return params.temp
-        probs = logits.softmax(0)
-        entropy = float(-(probs * probs.log()).nansum())
+        entropy = float(_entropy(logits.log_softmax(0)))
         low, high = max(0.0, params.temp - params.dynatemp_range), params.temp + params.dynatemp_range
         return low + (high - low) * (entropy / math.log(logits.numel())) ** params.dynatemp_exp
 
@@ -217,16 +216,19 @@ def _top_p(
     return head[:keep], token_ids[order[:keep]]
 
 
+def _entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """Nats; a token of probability 0 (a -inf logit) adds nothing."""
+    return -(log_probs.exp() * log_probs).nansum()
+
+
 def _typical(
     logits: torch.Tensor, token_ids: torch.Tensor, typical_p: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Locally typical sampling: candidates ordered by how far their surprise (-log p) is from
     the distribution's entropy, the shortest run of them whose probability passes typical_p."""
     log_probs = logits.log_softmax(0)
-    probs = log_probs.exp()
-    entropy = -(probs * log_probs).nansum()  # a -inf logit has p = 0 and adds nothing
-    order = (-log_probs - entropy).abs().argsort(stable=True)
-    cumulative = probs[order].cumsum(0)
+    order = (-log_probs - _entropy(log_probs)).abs().argsort(stable=True)
+    cumulative = log_probs.exp()[order].cumsum(0)
     keep = min(int((cumulative <= typical_p).sum()) + 1, order.numel())
     return logits[order[:keep]], token_ids[order[:keep]]
 
