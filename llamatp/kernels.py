@@ -518,16 +518,19 @@ def tiling_from_env() -> AttentionTiling | None:
     return AttentionTiling(block_n, programs_per_sm, num_warps, num_stages, bool(keys_major))
 
 
-def fit_shared_memory(tiling: AttentionTiling, head_dim: int, value_bytes: float, limit: int) -> AttentionTiling:
-    """Fewer key blocks in flight, then fewer keys a step, until a program's K and V blocks fit
-    `limit` bytes of shared memory. The estimate is above Triton's count for sm_90 in every case
-    compiled (f32, 256 values a head, 64 keys, three stages: 276 KB, past an H100's 227)."""
-    def needed(t: AttentionTiling) -> float:
-        return 2 * t.block_n * head_dim * value_bytes * max(t.num_stages - 1, 1) * 1.1 + 16384
+def shared_memory_needed(tiling: AttentionTiling, head_dim: int, value_bytes: float) -> float:
+    """An estimate, from above, of the bytes of shared memory a program takes for its K and V
+    blocks in flight: above Triton's count for sm_90 in every case `scripts/attention_shared_memory.py`
+    compiles (f32, 256 values a head, 64 keys, three stages: 276 KB, past an H100's 227)."""
+    return 2 * tiling.block_n * head_dim * value_bytes * max(tiling.num_stages - 1, 1) * 1.1 + 16384
 
-    while needed(tiling) > limit and tiling.num_stages > 1:
+
+def fit_shared_memory(tiling: AttentionTiling, head_dim: int, value_bytes: float, limit: int) -> AttentionTiling:
+    """Fewer key blocks in flight, then fewer keys a step, until `shared_memory_needed` fits
+    `limit` bytes."""
+    while shared_memory_needed(tiling, head_dim, value_bytes) > limit and tiling.num_stages > 1:
         tiling = dataclasses.replace(tiling, num_stages=tiling.num_stages - 1)
-    while needed(tiling) > limit and tiling.block_n > 16:
+    while shared_memory_needed(tiling, head_dim, value_bytes) > limit and tiling.block_n > 16:
         tiling = dataclasses.replace(tiling, block_n=tiling.block_n // 2)
     return tiling
 
