@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 
-from llamatp.kernels import CachePrefetch, add_rms_norm
+from llamatp.kernels import add_rms_norm
 
 if TYPE_CHECKING:
     from llamatp.fused_reduce import ReduceAddNorm
@@ -56,13 +56,12 @@ class Comm:
         return x
 
     def reduce_add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
-                            rounded: QuantizedRows | None = None, prefetch: CachePrefetch | None = None,
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
+                            rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(norm(sum of x over ranks + residual) * weight, sum + residual), as `kernels.add_rms_norm`;
         without a residual, of the sum alone."""
         if self._fused is not None and self._fused.applies(x, residual):
-            return self._fused(x, residual, weight, eps, rounded, prefetch)
-        return add_rms_norm(self.all_reduce(x), residual, weight, eps, rounded, prefetch)
+            return self._fused(x, residual, weight, eps, rounded)
+        return add_rms_norm(self.all_reduce(x), residual, weight, eps, rounded)
 
     def enable_symmetric_memory(self, width: int, max_rows: int, dtype: torch.dtype) -> str:
         """Route all-reduces of up to max_rows rows of `width` through symmetric memory, and

@@ -25,7 +25,7 @@ import torch.distributed._symmetric_memory as symm_mem
 import triton
 import triton.language as tl
 
-from llamatp.kernels import CachePrefetch, prefetch_args, prefetch_cache_chunks, store_rounded
+from llamatp.kernels import store_rounded
 from llamatp.quant.gemv import QuantizedRows, early_launch_args, wait_for_inputs
 
 
@@ -55,66 +55,51 @@ class ReduceAddNorm:
                                           and residual.is_contiguous())))
 
     def __call__(self, x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
-                 rounded: QuantizedRows | None = None, prefetch: CachePrefetch | None = None,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         out, total = torch.empty_like(x), torch.empty_like(x)
         words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
         block = triton.next_power_of_2(self.width)
-        num_warps = min(16, max(4, block // 256))
-        extra = prefetch.programs if prefetch is not None else 0
-        _reduce_add_rms_norm_kernel[(1 + extra,)](
+        _reduce_add_rms_norm_kernel[(1,)](
             x, x if residual is None else residual, weight, out, total, words, meta, self.handle.buffer_ptrs_dev,
             self.flag_handle.buffer_ptrs_dev, self.counter, self.width, eps, self.handle.rank,
-            *prefetch_args(prefetch, x),
             WORLD=self.handle.world_size, HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, BLOCK=block,
-            PREFETCH=prefetch is not None, SLOTS=32 * num_warps, EVICT_LAST=prefetch is not None and prefetch.evict_last,
-            num_warps=num_warps, **early_launch_args(x.device),
+            num_warps=min(16, max(4, block // 256)), **early_launch_args(x.device),
         )
         return out, total
 
 
 @triton.jit
 def _reduce_add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, buffers_ptr, flags_ptr,
-                                counter_ptr, width, eps, rank, pf_k_ptr, pf_v_ptr, pf_pos_ptr, pf_window, pf_n_kv,
-                                pf_k_s0, pf_k_s1, pf_v_s0, pf_v_s1, pf_chunks, pf_rows,
-                                WORLD: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ROUND: tl.constexpr,
-                                BLOCK: tl.constexpr, PREFETCH: tl.constexpr, SLOTS: tl.constexpr,
-                                EVICT_LAST: tl.constexpr, EARLY: tl.constexpr):
-    """Program 0 joins the ranks; any others ask L2 for the next attention's cache (`CachePrefetch`)."""
+                                counter_ptr, width, eps, rank, WORLD: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+                                ROUND: tl.constexpr, BLOCK: tl.constexpr, EARLY: tl.constexpr):
     wait_for_inputs(EARLY)
-    program = tl.program_id(0)
-    if program > 0:
-        if PREFETCH:
-            prefetch_cache_chunks(pf_k_ptr, pf_v_ptr, pf_pos_ptr, pf_window, pf_n_kv, pf_k_s0, pf_k_s1, pf_v_s0,
-                                  pf_v_s1, pf_chunks, pf_rows, program - 1, tl.num_programs(0) - 1, SLOTS, EVICT_LAST)
-    else:
-        cols = tl.arange(0, BLOCK)
-        mask = cols < width
-        call = tl.load(counter_ptr)
-        half = tl.multiple_of((call & 1) * WORLD * width, 16)  # width is a multiple of 32; call may wrap to negative
-        buffers = buffers_ptr.to(tl.pointer_type(tl.uint64))
-        x = tl.load(x_ptr + cols, mask=mask)
-        for r in tl.static_range(WORLD):
-            theirs = tl.multiple_of(tl.load(buffers + r).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
-            tl.store(theirs + half + rank * width + cols, x, mask=mask)
-        _barrier(flags_ptr, rank, call + 1, WORLD)
-        mine = tl.multiple_of(tl.load(buffers + rank).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
-        s = tl.zeros([BLOCK], tl.float32)
-        for r in tl.static_range(WORLD):
-            # volatile: rank r's row at this address changed since an earlier call may have cached it
-            s += tl.load(mine + half + r * width + cols, mask=mask, other=0.0, volatile=True).to(tl.float32)
-        # Rounded to the activation type as a separate all-reduce's output is, then added.
-        s = s.to(x_ptr.dtype.element_ty)
-        if HAS_RESIDUAL:
-            s += tl.load(res_ptr + cols, mask=mask, other=0.0)
-        tl.store(total_ptr + cols, s, mask=mask)
-        s32 = s.to(tl.float32)
-        rstd = tl.rsqrt(tl.sum(s32 * s32, axis=0) / width + eps)
-        out = (s32 * rstd * tl.load(w_ptr + cols, mask=mask, other=0.0)).to(out_ptr.dtype.element_ty)
-        tl.store(out_ptr + cols, out, mask=mask)
-        if ROUND:
-            store_rounded(words_ptr, meta_ptr, out, 0, 0, width // 32)
-        tl.store(counter_ptr, call + 1)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < width
+    call = tl.load(counter_ptr)
+    half = tl.multiple_of((call & 1) * WORLD * width, 16)  # width is a multiple of 32; call may wrap to negative
+    buffers = buffers_ptr.to(tl.pointer_type(tl.uint64))
+    x = tl.load(x_ptr + cols, mask=mask)
+    for r in tl.static_range(WORLD):
+        theirs = tl.multiple_of(tl.load(buffers + r).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
+        tl.store(theirs + half + rank * width + cols, x, mask=mask)
+    _barrier(flags_ptr, rank, call + 1, WORLD)
+    mine = tl.multiple_of(tl.load(buffers + rank).to(tl.pointer_type(x_ptr.dtype.element_ty)), 16)
+    s = tl.zeros([BLOCK], tl.float32)
+    for r in tl.static_range(WORLD):
+        # volatile: rank r's row at this address changed since an earlier call may have cached it
+        s += tl.load(mine + half + r * width + cols, mask=mask, other=0.0, volatile=True).to(tl.float32)
+    # Rounded to the activation type as a separate all-reduce's output is, then added.
+    s = s.to(x_ptr.dtype.element_ty)
+    if HAS_RESIDUAL:
+        s += tl.load(res_ptr + cols, mask=mask, other=0.0)
+    tl.store(total_ptr + cols, s, mask=mask)
+    s32 = s.to(tl.float32)
+    rstd = tl.rsqrt(tl.sum(s32 * s32, axis=0) / width + eps)
+    out = (s32 * rstd * tl.load(w_ptr + cols, mask=mask, other=0.0)).to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + cols, out, mask=mask)
+    if ROUND:
+        store_rounded(words_ptr, meta_ptr, out, 0, 0, width // 32)
+    tl.store(counter_ptr, call + 1)
 
 
 @triton.jit

@@ -52,19 +52,16 @@ def add_rms_norm_torch(x: torch.Tensor, residual: torch.Tensor | None, weight: t
 
 
 def add_rms_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
-                 rounded: QuantizedRows | None = None, prefetch: CachePrefetch | None = None,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(norm(x + residual) * weight, x + residual); rows are the last dimension. `rounded`
-    (GPU only) receives the first, rounded for a GEMV; `prefetch` (GPU only) is asked of L2
-    by extra programs of the kernel."""
+    (GPU only) receives the first, rounded for a GEMV."""
     if use_triton(x):
-        return add_rms_norm_triton(x, residual, weight, eps, rounded, prefetch)
+        return add_rms_norm_triton(x, residual, weight, eps, rounded)
     return add_rms_norm_torch(x, residual, weight, eps)
 
 
 def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
-                        rounded: QuantizedRows | None = None, prefetch: CachePrefetch | None = None,
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+                        rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     shape, width = x.shape, x.shape[-1]
     x2 = x.reshape(-1, width)
     out = torch.empty_like(x2)
@@ -72,13 +69,10 @@ def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: 
     res2 = residual.reshape(-1, width) if residual is not None else x2
     block = max(32, triton.next_power_of_2(width))
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
-    num_warps = min(16, max(1, block // 256))
-    extra = prefetch.programs if prefetch is not None else 0
-    _add_rms_norm_kernel[(x2.shape[0] + extra,)](
-        x2, res2, weight, out, total, words, meta, width, eps, x2.shape[0], *prefetch_args(prefetch, x2),
+    _add_rms_norm_kernel[(x2.shape[0],)](
+        x2, res2, weight, out, total, words, meta, width, eps,
         HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, BLOCK=block,
-        PREFETCH=prefetch is not None, SLOTS=32 * num_warps, EVICT_LAST=prefetch is not None and prefetch.evict_last,
-        num_warps=num_warps, **early_launch_args(x.device),
+        num_warps=min(16, max(1, block // 256)), **early_launch_args(x.device),
     )
     return out.reshape(shape), total.reshape(shape)
 
@@ -86,33 +80,24 @@ def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: 
 if triton is not None:
 
     @triton.jit
-    def _add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, width, eps, n_rows,
-                             pf_k_ptr, pf_v_ptr, pf_pos_ptr, pf_window, pf_n_kv, pf_k_s0, pf_k_s1, pf_v_s0, pf_v_s1,
-                             pf_chunks, pf_rows,
+    def _add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, total_ptr, words_ptr, meta_ptr, width, eps,
                              HAS_RESIDUAL: tl.constexpr, ROUND: tl.constexpr, EARLY: tl.constexpr,
-                             BLOCK: tl.constexpr, PREFETCH: tl.constexpr, SLOTS: tl.constexpr,
-                             EVICT_LAST: tl.constexpr):
+                             BLOCK: tl.constexpr):
         wait_for_inputs(EARLY)
         row = tl.program_id(0)
-        if row >= n_rows:  # a prefetching program (only with PREFETCH)
-            if PREFETCH:
-                prefetch_cache_chunks(pf_k_ptr, pf_v_ptr, pf_pos_ptr, pf_window, pf_n_kv, pf_k_s0, pf_k_s1, pf_v_s0,
-                                      pf_v_s1, pf_chunks, pf_rows, row - n_rows, tl.num_programs(0) - n_rows,
-                                      SLOTS, EVICT_LAST)
-        else:
-            cols = tl.arange(0, BLOCK)
-            mask = cols < width
-            s = tl.load(x_ptr + row * width + cols, mask=mask, other=0.0)
-            if HAS_RESIDUAL:
-                s = s + tl.load(res_ptr + row * width + cols, mask=mask, other=0.0)
-                tl.store(total_ptr + row * width + cols, s, mask=mask)
-            s32 = s.to(tl.float32)
-            rstd = tl.rsqrt(tl.sum(s32 * s32, axis=0) / width + eps)
-            w = tl.load(w_ptr + cols, mask=mask, other=0.0)
-            out = (s32 * rstd * w).to(out_ptr.dtype.element_ty)
-            tl.store(out_ptr + row * width + cols, out, mask=mask)
-            if ROUND:
-                store_rounded(words_ptr, meta_ptr, out, row * (width // 32), 0, width // 32)
+        cols = tl.arange(0, BLOCK)
+        mask = cols < width
+        s = tl.load(x_ptr + row * width + cols, mask=mask, other=0.0)
+        if HAS_RESIDUAL:
+            s = s + tl.load(res_ptr + row * width + cols, mask=mask, other=0.0)
+            tl.store(total_ptr + row * width + cols, s, mask=mask)
+        s32 = s.to(tl.float32)
+        rstd = tl.rsqrt(tl.sum(s32 * s32, axis=0) / width + eps)
+        w = tl.load(w_ptr + cols, mask=mask, other=0.0)
+        out = (s32 * rstd * w).to(out_ptr.dtype.element_ty)
+        tl.store(out_ptr + row * width + cols, out, mask=mask)
+        if ROUND:
+            store_rounded(words_ptr, meta_ptr, out, row * (width // 32), 0, width // 32)
 
 
     @triton.jit
@@ -550,100 +535,6 @@ def fit_shared_memory(tiling: AttentionTiling, head_dim: int, value_bytes: float
     return tiling
 
 
-def attention_chunks(device: torch.device, n_kv: int, n_ctx: int, tiling: AttentionTiling) -> int:
-    """How many chunks decode attention cuts each KV head's keys into."""
-    programs = tiling.programs_per_sm * sm_count(device)
-    return max(1, min(triton.cdiv(n_ctx, tiling.block_n), programs // max(n_kv, 1)))
-
-
-@dataclass(frozen=True)
-class CachePrefetch:
-    """A layer's keys and values that the norm before its decode attention asks L2 for (with
-    `programs` programs of its own, after the norm's wait): each attention chunk's first
-    `rows` positions at most, so that every chunk finds the same share in L2."""
-
-    k: CacheTensor
-    v: CacheTensor
-    pos: torch.Tensor
-    window: int
-    n_chunks: int
-    rows: int
-    programs: int
-    evict_last: bool
-
-
-def cache_prefetch(k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor, window: int
-                   ) -> CachePrefetch | None:
-    """LLAMATP_CACHE_PREFETCH_MB (per layer and GPU) of the layer's cache, on GPUs; None without it."""
-    budget = float(os.environ.get("LLAMATP_CACHE_PREFETCH_MB", "0")) * 1e6
-    if budget <= 0 or not pos.is_cuda or triton is None or interpreted():
-        return None
-    n_kv, n_ctx = k_cache.data.shape[:2]
-    n_chunks = attention_chunks(pos.device, n_kv, n_ctx, decode_tiling(k_cache, v_cache, n_kv))
-    row_bytes = sum(c.data.stride(1) * c.data.element_size() for c in (k_cache, v_cache))
-    rows = max(1, int(budget // (n_kv * n_chunks * row_bytes)))
-    programs = int(os.environ.get("LLAMATP_CACHE_PREFETCH_PROGRAMS", str(sm_count(pos.device))))
-    return CachePrefetch(k_cache, v_cache, pos, window, n_chunks, rows, programs,
-                         os.environ.get("LLAMATP_CACHE_PREFETCH_HINT", "normal") == "last")
-
-
-def prefetch_args(prefetch: CachePrefetch | None, dummy: torch.Tensor) -> tuple:
-    """The prefetch's kernel arguments: pointers, then integers (strides in bytes)."""
-    if prefetch is None:
-        return (dummy, dummy, dummy) + (0,) * 8
-    k, v = prefetch.k.data, prefetch.v.data
-    return (k, v, prefetch.pos, prefetch.window, k.shape[0], k.stride(0) * k.element_size(),
-            k.stride(1) * k.element_size(), v.stride(0) * v.element_size(), v.stride(1) * v.element_size(),
-            prefetch.n_chunks, prefetch.rows)
-
-
-if triton is not None:
-
-    @triton.jit
-    def prefetch_cache_chunks(k_ptr, v_ptr, pos_ptr, window, n_kv, k_s0, k_s1, v_s0, v_s1, n_chunks, rows_cap,
-                              program, n_programs, SLOTS: tl.constexpr, EVICT_LAST: tl.constexpr):
-        """Program `program` of `n_programs` asks L2 for its pieces: piece i is K (then V) of one
-        head's attention chunk, cut as `_decode_attention_chunk` cuts them, one bulk prefetch
-        a thread. SLOTS is the program's thread count, so that no piece is asked twice."""
-        pos = tl.load(pos_ptr).to(tl.int32)
-        lo = 0
-        if window > 0:
-            lo = tl.maximum(pos - window + 1, 0)
-        per_chunk = tl.cdiv(pos + 1 - lo, n_chunks)
-        piece = program + n_programs * tl.arange(0, SLOTS)
-        per_plane = n_kv * n_chunks
-        is_v = piece >= per_plane
-        within = piece % per_plane
-        head = (within // n_chunks).to(tl.int64)
-        start = lo + (within % n_chunks) * per_chunk
-        rows = tl.minimum(tl.minimum(per_chunk, pos + 1 - start), rows_cap)
-        rows = tl.where(piece < 2 * per_plane, rows, 0)
-        k_at = k_ptr.to(tl.pointer_type(tl.int8)) + head * k_s0 + start.to(tl.int64) * k_s1
-        v_at = v_ptr.to(tl.pointer_type(tl.int8)) + head * v_s0 + start.to(tl.int64) * v_s1
-        at = tl.where(is_v, v_at, k_at)
-        size = rows * tl.where(is_v, v_s1, k_s1)
-        if EVICT_LAST:
-            tl.inline_asm_elementwise(
-                """{
-                .reg .pred go;
-                .reg .b64 policy;
-                setp.gt.s32 go, $2, 0;
-                createpolicy.fractional.L2::evict_last.b64 policy, 1.0;
-                @go cp.async.bulk.prefetch.L2.global.L2::cache_hint [$1], $2, policy;
-                mov.u32 $0, 0;
-                }""",
-                "=r,l,r", [at, size], dtype=tl.int32, is_pure=False, pack=1)
-        else:
-            tl.inline_asm_elementwise(
-                """{
-                .reg .pred go;
-                setp.gt.s32 go, $2, 0;
-                @go cp.async.bulk.prefetch.L2.global [$1], $2;
-                mov.u32 $0, 0;
-                }""",
-                "=r,l,r", [at, size], dtype=tl.int32, is_pure=False, pack=1)
-
-
 def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                             window: int, scale: float, rounded: QuantizedRows | None = None,
                             tiling: AttentionTiling | None = None) -> torch.Tensor:
@@ -658,7 +549,8 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     if q.is_cuda:
         value_bytes = max(c.data.element_size() * c.data.shape[-1] / head_dim for c in (k_cache, v_cache))
         tiling = fit_shared_memory(tiling, head_dim, value_bytes, max_shared_memory(q.device))
-    n_chunks = attention_chunks(q.device, n_kv, n_ctx, tiling)
+    programs = tiling.programs_per_sm * sm_count(q.device)
+    n_chunks = max(1, min(triton.cdiv(n_ctx, tiling.block_n), programs // max(n_kv, 1)))
     block_g = max(16, triton.next_power_of_2(group))
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
 
 from llamatp.config import ModelConfig
-from llamatp.kernels import CachePrefetch, add_rms_norm, cache_prefetch, decode_attention, gated_act, rope_store_kv
+from llamatp.kernels import add_rms_norm, decode_attention, gated_act, rope_store_kv
 from llamatp.kv_cache import CacheTensor, KVCache, attention_dtype
 from llamatp.linear import Linear, StackedLinear, WeightSlice
 from llamatp.quant.dequant import dequantize_to
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     from llamatp.quant.gemv import QuantizedRows
 
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
-# (x, residual, weight, eps, rounded, prefetch) -> (norm(x + residual) * weight, x + residual), x
-# first summed over ranks where it is a partial output (`Comm.reduce_add_rms_norm`); residual may be None.
-AddNorm = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor, float, "QuantizedRows | None",
-                    "CachePrefetch | None"], tuple[torch.Tensor, torch.Tensor]]
+# (x, residual, weight, eps, rounded) -> (norm(x + residual) * weight, x + residual), x first
+# summed over ranks where it is a partial output (`Comm.reduce_add_rms_norm`); residual may be None.
+AddNorm = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor, float, "QuantizedRows | None"],
+                   tuple[torch.Tensor, torch.Tensor]]
 
 
 def no_reduce(x: torch.Tensor) -> torch.Tensor:
@@ -42,11 +42,11 @@ class RMSNorm(torch.nn.Module):
         self.weight = weight.float()
         self.eps = eps
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, rounded: QuantizedRows | None = None,
-                prefetch: CachePrefetch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None,
+                rounded: QuantizedRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(norm(x + residual), x + residual): the residual add rides along in the same kernel,
         and so does the rounding of the norm for the GEMVs that read it (`rounded`)."""
-        return add_rms_norm(x, residual, self.weight, self.eps, rounded, prefetch)
+        return add_rms_norm(x, residual, self.weight, self.eps, rounded)
 
 
 class VocabEmbedding(torch.nn.Module):
@@ -205,15 +205,12 @@ class Block(torch.nn.Module):
         the new stream and this block's own output, still to be added."""
         rows = pending if x is None else x
         rounded = self.attn.wqkv.rounded_input(rows.shape[0], rows.device)
-        prefetch = None
-        if masks[self.swa] is None and self.attn.n_q > 0:
-            prefetch = cache_prefetch(k_cache, v_cache, pos, self.attn.window)
-        normed, x = normed_sum(self.add_norm, self.attn_norm, pending, x, rounded, prefetch)
+        normed, x = normed_sum(self.add_norm, self.attn_norm, pending, x, rounded)
         h = self.attn(normed, pos, k_cache, v_cache, masks[self.swa], rounded)
         if self.post_attn_norm is not None:
             h = self.post_attn_norm(self.all_reduce(h))[0]
         rounded = self.ffn.gate_up.rounded_input(h.shape[0], h.device)
-        normed, x = normed_sum(self.add_norm, self.ffn_norm, h, x, rounded, None)
+        normed, x = normed_sum(self.add_norm, self.ffn_norm, h, x, rounded)
         h = self.ffn(normed, rounded)
         if self.post_ffn_norm is not None:
             h = self.post_ffn_norm(self.all_reduce(h))[0]
@@ -221,14 +218,14 @@ class Block(torch.nn.Module):
 
 
 def normed_sum(add_norm: AddNorm, norm: RMSNorm, output: torch.Tensor | None, residual: torch.Tensor | None,
-               rounded: QuantizedRows | None, prefetch: CachePrefetch | None) -> tuple[torch.Tensor, torch.Tensor]:
+               rounded: QuantizedRows | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(norm(output + residual), output + residual) through `add_norm`; the norm of the
     residual alone before the first block's output, or of the output alone (summed over
     ranks) where there is no residual yet."""
     if output is None:
         assert residual is not None
-        return norm(residual, None, rounded, prefetch)
-    return add_norm(output, residual, norm.weight, norm.eps, rounded, prefetch)
+        return norm(residual, None, rounded)
+    return add_norm(output, residual, norm.weight, norm.eps, rounded)
 
 
 class Transformer(torch.nn.Module):
@@ -264,7 +261,7 @@ class Transformer(torch.nn.Module):
             x, pending = x[-1:], None if pending is None else pending[-1:]
         rounded = self.head.rounded_input(x.shape[0], x.device)
         # Logits in float32: the GEMV writes them so; other paths convert.
-        normed = normed_sum(self.add_norm, self.norm, pending, x, rounded, None)[0]
+        normed = normed_sum(self.add_norm, self.norm, pending, x, rounded)[0]
         return self.head(normed, rounded, out_dtype=torch.float32).float()
 
     def _masks(self, pos: torch.Tensor, kv_len: int) -> dict[bool, torch.Tensor]:

@@ -49,15 +49,13 @@ class TwoRanks:
     def rank0_joins(self, x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
                     rounded: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         from llamatp.fused_reduce import _reduce_add_rms_norm_kernel
-        from llamatp.kernels import prefetch_args
 
         out, total = torch.empty_like(x), torch.empty_like(x)
         words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
         _reduce_add_rms_norm_kernel[(1,)](
             x, x if residual is None else residual, weight, out, total, words, meta, self.buffer_ptrs.data_ptr(),
-            self.flag_ptrs.data_ptr(), self.counter, WIDTH, 1e-6, 0, *prefetch_args(None, x), WORLD=2,
-            HAS_RESIDUAL=residual is not None, ROUND=rounded is not None, BLOCK=WIDTH, PREFETCH=False, SLOTS=32,
-            EVICT_LAST=False, EARLY=False)
+            self.flag_ptrs.data_ptr(), self.counter, WIDTH, 1e-6, 0, WORLD=2, HAS_RESIDUAL=residual is not None,
+            ROUND=rounded is not None, BLOCK=WIDTH, EARLY=False)
         return out, total
 
 
