@@ -552,18 +552,22 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     programs = tiling.programs_per_sm * sm_count(q.device)
     n_chunks = max(1, min(triton.cdiv(n_ctx, tiling.block_n), programs // max(n_kv, 1)))
     block_g = max(16, triton.next_power_of_2(group))
+    tma = (q.is_cuda and os.environ.get("LLAMATP_ATTENTION_TMA") == "1"
+           and _codes(k_cache) == "float" and _codes(v_cache) == "float")
+    descriptors = ((_descriptor(k_cache, tiling.block_n), _descriptor(v_cache, tiling.block_n)) if tma
+                   else (k_cache.data, v_cache.data))
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
     _decode_attention_chunk[(n_kv, n_chunks)](
-        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, group, window,
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, *descriptors, group, window,
         scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
         # With 256 values a head the transposed products spill registers (Triton 3.7: 240 bytes
         # a thread over q8_0 codes), where the other way round spills none.
-        KEYS_MAJOR=tiling.keys_major and head_dim <= 128,
+        KEYS_MAJOR=tiling.keys_major and head_dim <= 128, TMA=tma,
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -577,6 +581,15 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     return out
 
 
+def _descriptor(cache: CacheTensor, block_n: int) -> object:
+    """A TMA descriptor of one layer's float cache as rows [heads x positions, head_dim], read
+    block_n positions at a time."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    d = cache.data
+    return TensorDescriptor(d, [d.shape[0] * d.shape[1], d.shape[2]], [d.stride(1), 1], [block_n, d.shape[2]])
+
+
 def _dot_dtype(cache: CacheTensor) -> object:
     return {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[cache.values_dtype]
 
@@ -584,12 +597,13 @@ def _dot_dtype(cache: CacheTensor) -> object:
 if triton is not None:
 
     @triton.jit
-    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, group,
-                                window, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
+    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, k_desc, v_desc,
+                                group, window, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                KEYS_MAJOR: tl.constexpr, EMULATE: tl.constexpr, EARLY: tl.constexpr):
+                                KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, EMULATE: tl.constexpr,
+                                EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
         wait_for_inputs(EARLY)
         kv = tl.program_id(0)
@@ -620,10 +634,14 @@ if triton is not None:
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
-            k = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
-                                  K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
-            v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
-                                  V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
+            if TMA:  # rows past `stop` are another head's or zeros: finite, and weighted 0
+                k = k_desc.load([kv * (kc_s0 // kc_s1) + n0, 0]).to(K_DTYPE)
+                v = v_desc.load([kv * (vc_s0 // vc_s1) + n0, 0]).to(V_DTYPE)
+            else:
+                k = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, valid,
+                                      K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
+                v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
+                                      V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
             if KEYS_MAJOR:
                 m_i, s_i, acc = _attend_block_keys_major(q, k, v, valid, m_i, s_i, acc, scale_log2)
             else:
