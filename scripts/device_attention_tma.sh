@@ -10,7 +10,7 @@ copy_bandwidth
 $L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null &
 for tma in 0 1; do
   step "kernel alone, LLAMATP_ATTENTION_TMA=$tma"
-  LLAMATP_ATTENTION_TMA=$tma timeout -k 5 150 python3 scripts/bench_attention.py --types bf16 2>&1 | grep -v "^WARN"
+  LLAMATP_ATTENTION_TMA=$tma timeout -k 5 150 python3 scripts/bench_attention.py --types bf16 --shapes 8B,8B/2 2>&1 | grep -v "^WARN"
 done
 wait
 for tma in 0 1 0 1; do
