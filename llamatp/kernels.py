@@ -552,15 +552,16 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     programs = tiling.programs_per_sm * sm_count(q.device)
     n_chunks = max(1, min(triton.cdiv(n_ctx, tiling.block_n), programs // max(n_kv, 1)))
     block_g = max(16, triton.next_power_of_2(group))
-    tma = (q.is_cuda and os.environ.get("LLAMATP_ATTENTION_TMA") == "1"
-           and _codes(k_cache) == "float" and _codes(v_cache) == "float")
+    # LLAMATP_ATTENTION_TMA: the least keys a chunk for which its blocks come through TMA (0: never)
+    tma_min_keys = int(os.environ.get("LLAMATP_ATTENTION_TMA", "0"))
+    tma = q.is_cuda and tma_min_keys > 0 and _codes(k_cache) == "float" and _codes(v_cache) == "float"
     descriptors = ((_descriptor(k_cache, tiling.block_n), _descriptor(v_cache, tiling.block_n)) if tma
                    else (k_cache.data, v_cache.data))
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
     _decode_attention_chunk[(n_kv, n_chunks)](
-        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, *descriptors, group, window,
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, *descriptors, tma_min_keys, group, window,
         scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
@@ -598,7 +599,7 @@ if triton is not None:
 
     @triton.jit
     def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, k_desc, v_desc,
-                                group, window, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
+                                tma_min_keys, group, window, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
@@ -631,6 +632,32 @@ if triton is not None:
             acc = tl.zeros([HEAD_DIM, BLOCK_G], tl.float32)
         else:
             acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+        if TMA and per_chunk >= tma_min_keys:
+            m_i, s_i, acc = _attend_keys(q, k_ptr, ks_ptr, v_ptr, vs_ptr, k_desc, v_desc, kv, start, stop, m_i, s_i,
+                                         acc, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
+                                         K_CODES, V_CODES, K_DTYPE, V_DTYPE, BLOCK_N, HEAD_DIM, KEYS_MAJOR, True,
+                                         EMULATE)
+        else:
+            m_i, s_i, acc = _attend_keys(q, k_ptr, ks_ptr, v_ptr, vs_ptr, k_desc, v_desc, kv, start, stop, m_i, s_i,
+                                         acc, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
+                                         K_CODES, V_CODES, K_DTYPE, V_DTYPE, BLOCK_N, HEAD_DIM, KEYS_MAJOR, False,
+                                         EMULATE)
+        rows = (kv * n_chunks + c) * group + g
+        kept = g < group
+        tl.store(m_ptr + rows, m_i, mask=kept)
+        tl.store(s_ptr + rows, s_i, mask=kept)
+        if KEYS_MAJOR:
+            tl.store(acc_ptr + rows[None, :] * HEAD_DIM + d[:, None], acc, mask=kept[None, :])
+        else:
+            tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
+
+    @triton.jit
+    def _attend_keys(q, k_ptr, ks_ptr, v_ptr, vs_ptr, k_desc, v_desc, kv, start, stop, m_i, s_i, acc, scale_log2,
+                     kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1, K_CODES: tl.constexpr,
+                     V_CODES: tl.constexpr, K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr, BLOCK_N: tl.constexpr,
+                     HEAD_DIM: tl.constexpr, KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, EMULATE: tl.constexpr):
+        """Keys start..stop of head kv into the running softmax, their blocks read through TMA
+        descriptors or by pointers."""
         for n0 in range(start, stop, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             valid = n < stop
@@ -646,14 +673,7 @@ if triton is not None:
                 m_i, s_i, acc = _attend_block_keys_major(q, k, v, valid, m_i, s_i, acc, scale_log2)
             else:
                 m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
-        rows = (kv * n_chunks + c) * group + g
-        kept = g < group
-        tl.store(m_ptr + rows, m_i, mask=kept)
-        tl.store(s_ptr + rows, s_i, mask=kept)
-        if KEYS_MAJOR:
-            tl.store(acc_ptr + rows[None, :] * HEAD_DIM + d[:, None], acc, mask=kept[None, :])
-        else:
-            tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
+        return m_i, s_i, acc
 
     @triton.jit
     def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):
