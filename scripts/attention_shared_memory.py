@@ -30,9 +30,9 @@ def shared_memory(dtype: str, head_dim: int, block_n: int, num_stages: int, arch
     names = list(inspect.signature(fn.fn).parameters)
     values = getattr(tl, {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[dtype])
     consts = dict(K_CODES="float", V_CODES="float", K_DTYPE=values, V_DTYPE=values, BLOCK_G=16, BLOCK_N=block_n,
-                  HEAD_DIM=head_dim, KEYS_MAJOR=False, EMULATE=False, EARLY=True)
+                  HEAD_DIM=head_dim, KEYS_MAJOR=False, TMA=False, EMULATE=False, EARLY=True)
     types = {n: "*fp32" for n in ("m_ptr", "s_ptr", "acc_ptr")} | {"q_ptr": "*bf16", "pos_ptr": "*i64"}
-    types |= {n: f"*{dtype}" for n in ("k_ptr", "ks_ptr", "v_ptr", "vs_ptr")}
+    types |= {n: f"*{dtype}" for n in ("k_ptr", "ks_ptr", "v_ptr", "vs_ptr", "k_desc", "v_desc")}
     types["scale_log2"] = "fp32"
     signature = {n: "constexpr" if n in consts else types.get(n, "i32") for n in names}
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in POINTERS + DIVISIBLE}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Float-cache decode attention with K and V blocks brought in by TMA where a chunk holds at least
-# LLAMATP_ATTENTION_TMA keys (0: never) against the same kernel's pointer loads: the kernel alone
-# with its check against torch (`bench_attention.py`, bf16), then 8B Q4_0 tg128 at depth 0 and 8192
-# over two GPUs (TWO settings) and on one (ONE settings).
+# Float-cache decode attention with K and V blocks brought in by TMA (the default on Hopper, where a
+# chunk holds two blocks or more) against pointer loads only (LLAMATP_ATTENTION_TMA=0): the kernel
+# alone with its check against torch (`bench_attention.py`, bf16), then 8B Q4_0 tg128 at depth 0 and
+# 8192 over two GPUs (TWO settings) and on one (ONE settings).
 set -uo pipefail
 source scripts/device_env.sh
 export LLAMATP_WATCHDOG=300 R=3 T=120

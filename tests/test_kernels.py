@@ -117,9 +117,12 @@ MANY_CHUNKS = AttentionTiling(block_n=16, programs_per_sm=16, num_warps=4)
 
 @pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (5, 0, 160), (37, 0, 160), (130, 0, 160),
                                                (130, 20, 160), (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
-def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int) -> None:
+@pytest.mark.parametrize("tma", [False, True])
+def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: bool) -> None:
     """The visible keys are cut into 8 chunks of blocks of 16, merged afterwards: with fewer
-    keys than chunks, some chunks hold none; slots past the query are never read."""
+    keys than chunks, some chunks hold none; slots past the query are never read. Through TMA
+    descriptors (chunks of two blocks or more: here from 256 visible keys on) whole blocks up
+    to the query come that way and the rest as before."""
     g = torch.Generator().manual_seed(pos)
     n_kv, group, hd = 2, 4, 16
     q = torch.randn(n_kv, group, hd, generator=g)
@@ -128,7 +131,7 @@ def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int) -> No
     ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, window, 0.25)
     k_cache.data[:, pos + 1 :] = float("nan")
     v_cache.data[:, pos + 1 :] = float("nan")
-    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25, tiling=MANY_CHUNKS)
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25, tiling=MANY_CHUNKS, tma=tma)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
