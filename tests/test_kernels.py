@@ -123,6 +123,8 @@ def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: 
     keys than chunks, some chunks hold none; slots past the query are never read. Through TMA
     descriptors (chunks of two blocks or more: here from 256 visible keys on) whole blocks up
     to the query come that way and the rest as before."""
+    if tma and kernels.TensorDescriptor is None:
+        pytest.skip("this Triton has no host-side TMA descriptors")
     g = torch.Generator().manual_seed(pos)
     n_kv, group, hd = 2, 4, 16
     q = torch.randn(n_kv, group, hd, generator=g)
