@@ -85,13 +85,19 @@ def check(cache_type: str) -> None:
         # block's largest value, the block's codes may move a step, and a q4_0 step is 1/8 of it.
         if q_error > 1e-2 or stored > (5e-2 if "q4_0" in cache_type else 2e-2):
             raise SystemExit(f"rope_store_kv ({cache_type}, neox={neox}) differs from its torch twin")
-    filled_k, filled_v = (cache(torch.randn(n_kv, n_ctx, HEAD_DIM, device="cuda", generator=g), t)
+    filled_k, filled_v = (cache(torch.randn(n_kv, 8 * n_ctx, HEAD_DIM, device="cuda", generator=g), t)
                           for t in kv_types(cache_type))
     q1 = q[0].view(n_kv, group, HEAD_DIM)
-    for p in (0, 63, 900):
+    # Past 8000 a chunk holds enough keys for a float cache's blocks to come through TMA
+    # (`kernels.reads_by_tma`); float slots past the query hold NaN, which must never be read.
+    for p in (0, 63, 900, 8000):
         at = torch.tensor([p], device="cuda")
-        fast = kernels.decode_attention_triton(q1, filled_k, filled_v, at, 0, 0.088)
         ref = kernels.decode_attention_torch(q1, filled_k, filled_v, at, 0, 0.088)
+        k_p, v_p = (CacheTensor(c.data.clone(), c.scale) for c in (filled_k, filled_v))
+        for c in (k_p, v_p):
+            if c.scale is None:
+                c.data[:, p + 1 :] = float("nan")
+        fast = kernels.decode_attention_triton(q1, k_p, v_p, at, 0, 0.088)
         error = relative_error(fast, ref.float())
         print(f"check {cache_type} decode_attention pos {p}: {error:.2e}")
         if error > 2e-2:
