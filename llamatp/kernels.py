@@ -587,16 +587,18 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
 
 
 def reads_by_tma(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, tiling: AttentionTiling) -> bool:
-    """Whether decode attention reads the cache through TMA: float K and V with their heads'
-    positions one after another, on Hopper or later. On two H200s it made 8B decode at depth 8192
-    0.5% (one GPU) and 0.6% (two, tensor split) faster, with chunks of under two blocks (short
-    contexts) read as before, where TMA was 0.5-0.75% slower. LLAMATP_ATTENTION_TMA=0 turns it off."""
+    """Whether decode attention reads the cache through TMA: 16-bit K and V of heads of up to
+    128 values (rows of at most 256 bytes, as measured), with their heads' positions one after
+    another, on Hopper or later. On two H200s it made 8B decode at depth 8192 0.5% (one GPU) and
+    0.6% (two, tensor split) faster, with chunks of under two blocks (short contexts) read as
+    before, where TMA was 0.5-0.75% slower. LLAMATP_ATTENTION_TMA=0 turns it off."""
     if os.environ.get("LLAMATP_ATTENTION_TMA") == "0":
         return False
     if not (q.is_cuda and torch.cuda.get_device_capability(q.device)[0] >= 9 and TensorDescriptor is not None):
         return False
-    return all(c.scale is None and c.data.stride(2) == 1 and c.data.stride(0) == c.data.shape[1] * c.data.stride(1)
-               and tiling.block_n <= 256 and c.data.shape[2] <= 256 for c in (k_cache, v_cache))
+    return all(c.scale is None and c.data.element_size() == 2 and c.data.shape[2] <= 128 and c.data.stride(2) == 1
+               and c.data.stride(0) == c.data.shape[1] * c.data.stride(1) and tiling.block_n <= 256
+               for c in (k_cache, v_cache))
 
 
 def _descriptor(cache: CacheTensor, block_n: int) -> object:
