@@ -28,8 +28,8 @@ try:
     import triton.language as tl
 
     from llamatp.quant.gemv import (
-        QuantizedRows, early_launch_args, interpreted, max_shared_memory, round_q8_blocks, sm_count,
-        store_rounded_blocks, wait_for_inputs,
+        QuantizedRows, early_launch_args, interpreted, max_shared_memory, memory_bandwidth, round_q8_blocks,
+        sm_count, store_rounded_blocks, wait_for_inputs,
     )
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
@@ -586,15 +586,24 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     return out
 
 
+# 8B decode at depth 8192 with TMA against pointer loads (`scripts/device_attention_tma.sh`): on
+# H200s (4.8 TB/s, 36 GB/s a multiprocessor) 0.5% (one GPU) and 0.6% (two, tensor split) faster; on
+# H100s (3.35 TB/s, 25 GB/s a multiprocessor) 0.8% and 1.0% slower. Short contexts (chunks of
+# under two blocks) are read by pointers on both, where TMA was 0.5-0.75% slower.
+TMA_MIN_BANDWIDTH_PER_SM = 30e9
+
+
 def reads_by_tma(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, tiling: AttentionTiling) -> bool:
     """Whether decode attention reads the cache through TMA: 16-bit K and V of heads of up to
     128 values (rows of at most 256 bytes, as measured), with their heads' positions one after
-    another, on Hopper or later. On two H200s it made 8B decode at depth 8192 0.5% (one GPU) and
-    0.6% (two, tensor split) faster, with chunks of under two blocks (short contexts) read as
-    before, where TMA was 0.5-0.75% slower. LLAMATP_ATTENTION_TMA=0 turns it off."""
-    if os.environ.get("LLAMATP_ATTENTION_TMA") == "0":
+    another, on Hopper or later whose memory serves each multiprocessor at least
+    TMA_MIN_BANDWIDTH_PER_SM. LLAMATP_ATTENTION_TMA=0 turns it off, =1 on wherever it can run."""
+    setting = os.environ.get("LLAMATP_ATTENTION_TMA")
+    if setting == "0":
         return False
     if not (q.is_cuda and torch.cuda.get_device_capability(q.device)[0] >= 9 and TensorDescriptor is not None):
+        return False
+    if setting != "1" and memory_bandwidth(q.device) / sm_count(q.device) < TMA_MIN_BANDWIDTH_PER_SM:
         return False
     return all(c.scale is None and c.data.element_size() == 2 and c.data.shape[2] <= 128 and c.data.stride(2) == 1
                and c.data.stride(0) == c.data.shape[1] * c.data.stride(1) and tiling.block_n <= 256

@@ -676,6 +676,14 @@ def max_shared_memory(device: torch.device) -> int:
     return triton.runtime.driver.active.utils.get_device_properties(index)["max_shared_mem"]
 
 
+@functools.cache
+def memory_bandwidth(device: torch.device) -> float:
+    """The GPU memory's rated bytes a second: two transfers a clock over the bus."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    props = triton.runtime.driver.active.utils.get_device_properties(index)
+    return 2 * props["mem_clock_rate"] * 1e3 * props["mem_bus_width"] / 8
+
+
 def pick_config(w: PackedWeight, batch: int, sm_count: int, tiling: Tiling | None = None) -> GemvConfig:
     """A tiling for `batch` rows of x times `w` on a GPU with `sm_count` multiprocessors.
 
