@@ -541,7 +541,8 @@ def fit_shared_memory(tiling: AttentionTiling, head_dim: int, value_bytes: float
 
 def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                             window: int, scale: float, rounded: QuantizedRows | None = None,
-                            tiling: AttentionTiling | None = None, tma: bool | None = None) -> torch.Tensor:
+                            tiling: AttentionTiling | None = None, tma: bool | None = None,
+                            preload: bool | None = None) -> torch.Tensor:
     """Flash-decoding: the keys in use are cut into as many chunks as the GPU runs programs
     at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
     is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
@@ -559,6 +560,8 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     block_g = max(16, triton.next_power_of_2(group))
     if tma is None:
         tma = reads_by_tma(q, k_cache, v_cache, tiling)
+    if preload is None:
+        preload = os.environ.get("LLAMATP_ATTENTION_PRELOAD") == "1"
     descriptors = ((_descriptor(k_cache, tiling.block_n), _descriptor(v_cache, tiling.block_n)) if tma
                    else (k_cache.data, v_cache.data))
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
@@ -572,7 +575,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
         # With 256 values a head the transposed products spill registers (Triton 3.7: 240 bytes
         # a thread over q8_0 codes), where the other way round spills none.
-        KEYS_MAJOR=tiling.keys_major and head_dim <= 128, TMA=tma,
+        KEYS_MAJOR=tiling.keys_major and head_dim <= 128, TMA=tma, PRELOAD=preload,
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -629,20 +632,31 @@ if triton is not None:
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, EMULATE: tl.constexpr,
-                                EARLY: tl.constexpr):
+                                KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, PRELOAD: tl.constexpr,
+                                EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
-        wait_for_inputs(EARLY)
         kv = tl.program_id(0)
         c = tl.program_id(1)
         n_chunks = tl.num_programs(1)
-        pos = tl.load(pos_ptr).to(tl.int32)
+        pos = tl.load(pos_ptr).to(tl.int32)  # set before the step's first kernel
         lo = 0
         if window > 0:
             lo = tl.maximum(pos - window + 1, 0)
         per_chunk = tl.cdiv(pos + 1 - lo, n_chunks)
         start = lo + c * per_chunk
         stop = tl.minimum(start + per_chunk, pos + 1)
+        if PRELOAD:
+            # Keys before the query's position were stored by earlier steps, so the chunk's first
+            # block, if wholly before it, is read while the kernel before this one (which stores
+            # the query and its key) may still run.
+            preloaded = start + BLOCK_N <= pos
+            n = start + tl.arange(0, BLOCK_N)
+            read = n < tl.where(preloaded, stop, start)
+            k_first = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, read,
+                                        K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
+            v_first = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, read,
+                                        V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
+        wait_for_inputs(EARLY)
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
         q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
@@ -658,6 +672,10 @@ if triton is not None:
             acc = tl.zeros([HEAD_DIM, BLOCK_G], tl.float32)
         else:
             acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+        if PRELOAD:
+            if preloaded:
+                m_i, s_i, acc = _attend_block(q, k_first, v_first, n < stop, m_i, s_i, acc, scale_log2, KEYS_MAJOR)
+                start = tl.minimum(start + BLOCK_N, stop)
         by_tma = start
         if TMA and per_chunk >= 2 * BLOCK_N:
             # Whole blocks at positions up to the query's: rows past `stop` are then the next
@@ -698,14 +716,19 @@ if triton is not None:
                                       K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
                 v = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, valid,
                                       V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
-            if KEYS_MAJOR:
-                m_i, s_i, acc = _attend_block_keys_major(q, k, v, valid, m_i, s_i, acc, scale_log2)
-            else:
-                m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2)
+            m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2, KEYS_MAJOR)
         return m_i, s_i, acc
 
     @triton.jit
-    def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2):
+    def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2, KEYS_MAJOR: tl.constexpr):
+        if KEYS_MAJOR:
+            m_i, s_i, acc = _attend_block_keys_major(q, k, v, valid, m_i, s_i, acc, scale_log2)
+        else:
+            m_i, s_i, acc = _attend_block_queries_major(q, k, v, valid, m_i, s_i, acc, scale_log2)
+        return m_i, s_i, acc
+
+    @triton.jit
+    def _attend_block_queries_major(q, k, v, valid, m_i, s_i, acc, scale_log2):
         """One block of keys into a running softmax (base 2): max m_i, sum s_i, weighted values acc."""
         scores = tl.dot(q, tl.trans(k.to(q.dtype))) * scale_log2
         scores = tl.where(valid[None, :], scores, float("-inf"))
@@ -717,7 +740,7 @@ if triton is not None:
 
     @triton.jit
     def _attend_block_keys_major(q_t, k, v, valid, m_i, s_i, acc_t, scale_log2):
-        """`_attend_block` with keys as the rows of the products (so that Hopper's warpgroup
+        """`_attend_block_queries_major` with keys as the rows of the products (so that Hopper's warpgroup
         products take them): scores [keys, queries], acc_t [HEAD_DIM, queries]."""
         scores = tl.dot(k.to(q_t.dtype), q_t) * scale_log2
         scores = tl.where(valid[:, None], scores, float("-inf"))

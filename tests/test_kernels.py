@@ -117,12 +117,13 @@ MANY_CHUNKS = AttentionTiling(block_n=16, programs_per_sm=16, num_warps=4)
 
 @pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (5, 0, 160), (37, 0, 160), (130, 0, 160),
                                                (130, 20, 160), (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
-@pytest.mark.parametrize("tma", [False, True])
-def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: bool) -> None:
+@pytest.mark.parametrize("tma, preload", [(False, False), (True, False), (False, True), (True, True)])
+def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: bool, preload: bool) -> None:
     """The visible keys are cut into 8 chunks of blocks of 16, merged afterwards: with fewer
     keys than chunks, some chunks hold none; slots past the query are never read. Through TMA
     descriptors (chunks of two blocks or more: here from 256 visible keys on) whole blocks up
-    to the query come that way and the rest as before."""
+    to the query come that way and the rest as before. Preloaded, a chunk's first block, where
+    it lies wholly before the query, is read before the kernel waits for the one before it."""
     if tma and kernels.TensorDescriptor is None:
         pytest.skip("this Triton has no host-side TMA descriptors")
     g = torch.Generator().manual_seed(pos)
@@ -133,7 +134,8 @@ def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: 
     ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, window, 0.25)
     k_cache.data[:, pos + 1 :] = float("nan")
     v_cache.data[:, pos + 1 :] = float("nan")
-    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25, tiling=MANY_CHUNKS, tma=tma)
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25, tiling=MANY_CHUNKS, tma=tma,
+                                           preload=preload)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
