@@ -615,8 +615,8 @@ def reads_by_tma(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, ti
 
 def preloads_first_block(k_cache: CacheTensor, v_cache: CacheTensor) -> bool:
     """Whether each chunk of decode attention reads its first block before it waits for the
-    kernel before it: over q4_0 codes, where on two H200s it made 8B decode at depth 8192 1.3%
-    faster (one GPU). Over q8_0 codes it changed nothing, and over a bf16 cache, whose blocks the
+    kernel before it (where more of the chunk follows): over q4_0 codes, where on H200s it made
+    8B decode at depth 8192 1.3% faster (one GPU, chunks of two blocks). Over q8_0 codes it changed nothing, and over a bf16 cache, whose blocks the
     loop otherwise pipelines, it was 0.3-1.1% slower at depth 0 and 2.1-2.6% at 8192.
     LLAMATP_ATTENTION_PRELOAD=0 or 1 sets it off or on for every cache."""
     setting = os.environ.get("LLAMATP_ATTENTION_PRELOAD")
@@ -660,8 +660,9 @@ if triton is not None:
         if PRELOAD:
             # Keys before the query's position were stored by earlier steps, so the chunk's first
             # block, if wholly before it, is read while the kernel before this one (which stores
-            # the query and its key) may still run.
-            preloaded = start + BLOCK_N <= pos
+            # the query and its key) may still run; only where more of the chunk follows (over two
+            # H200s, chunks of one block were 0.9% slower so).
+            preloaded = start + BLOCK_N <= tl.minimum(pos, start + per_chunk - 1)
             n = start + tl.arange(0, BLOCK_N)
             read = n < tl.where(preloaded, stop, start)
             k_first = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, read,
