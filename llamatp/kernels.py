@@ -561,7 +561,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     if tma is None:
         tma = reads_by_tma(q, k_cache, v_cache, tiling)
     if preload is None:
-        preload = preloads_first_block(k_cache, v_cache)
+        preload = preloads_first_block(k_cache, v_cache) and triton.cdiv(n_ctx, n_chunks) > tiling.block_n
     descriptors = ((_descriptor(k_cache, tiling.block_n), _descriptor(v_cache, tiling.block_n)) if tma
                    else (k_cache.data, v_cache.data))
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
@@ -661,7 +661,8 @@ if triton is not None:
             # Keys before the query's position were stored by earlier steps, so the chunk's first
             # block, if wholly before it, is read while the kernel before this one (which stores
             # the query and its key) may still run; only where more of the chunk follows (over two
-            # H200s, chunks of one block were 0.9% slower so).
+            # H200s, chunks of one block were 0.9% slower so, and compiled for it, not reading it
+            # ahead, 0.4%: the launch leaves it out where the cache's chunks are one block or less).
             preloaded = start + BLOCK_N <= tl.minimum(pos, start + per_chunk - 1)
             n = start + tl.arange(0, BLOCK_N)
             read = n < tl.where(preloaded, stop, start)
