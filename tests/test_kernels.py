@@ -155,6 +155,18 @@ def test_llamatp_attention_tiling_overrides_every_caches_tiling(monkeypatch: pyt
     assert kernels.decode_tiling(codes, codes, 8) == chosen
 
 
+def test_only_a_q4_0_cache_reads_its_first_blocks_early_unless_llamatp_attention_preload_says(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    f32, q8, q4 = (filled_cache(1, 8, 32, cache_type, torch.Generator()) for cache_type in ("f32", "q8_0", "q4_0"))
+    monkeypatch.delenv("LLAMATP_ATTENTION_PRELOAD", raising=False)
+    assert kernels.preloads_first_block(q4, q4)
+    assert not any(kernels.preloads_first_block(k, v) for k, v in ((f32, f32), (q8, q8), (q4, q8), (q4, f32)))
+    monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "1")
+    assert kernels.preloads_first_block(f32, f32)
+    monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "0")
+    assert not kernels.preloads_first_block(q4, q4)
+
+
 @pytest.mark.parametrize("text", ["64,2,4", "64,2,4,1,x", "48,2,4,1,0", "64,0,4,1,0", "64,2,3,1,0", "64,2,4,1,2"])
 def test_a_malformed_llamatp_attention_tiling_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch,
                                                                      text: str) -> None:
