@@ -601,12 +601,12 @@ def reads_by_tma(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, ti
     128 values (rows of at most 256 bytes, as measured), with their heads' positions one after
     another, on Hopper or later whose memory serves each multiprocessor at least
     TMA_MIN_BANDWIDTH_PER_SM. LLAMATP_ATTENTION_TMA=0 turns it off, =1 on wherever it can run."""
-    setting = os.environ.get("LLAMATP_ATTENTION_TMA")
-    if setting == "0":
+    setting = _env_switch("LLAMATP_ATTENTION_TMA")
+    if setting is False:
         return False
     if not (q.is_cuda and torch.cuda.get_device_capability(q.device)[0] >= 9 and TensorDescriptor is not None):
         return False
-    if setting != "1" and memory_bandwidth(q.device) / sm_count(q.device) < TMA_MIN_BANDWIDTH_PER_SM:
+    if setting is None and memory_bandwidth(q.device) / sm_count(q.device) < TMA_MIN_BANDWIDTH_PER_SM:
         return False
     return all(c.scale is None and c.data.element_size() == 2 and c.data.shape[2] <= 128 and c.data.stride(2) == 1
                and c.data.stride(0) == c.data.shape[1] * c.data.stride(1) and tiling.block_n <= 256
@@ -616,13 +616,19 @@ def reads_by_tma(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, ti
 def preloads_first_block(k_cache: CacheTensor, v_cache: CacheTensor) -> bool:
     """Whether each chunk of decode attention reads its first block before it waits for the
     kernel before it (where more of the chunk follows): over q4_0 codes, where on H200s it made
-    8B decode at depth 8192 1.3% faster (one GPU, chunks of two blocks). Over q8_0 codes it changed nothing, and over a bf16 cache, whose blocks the
-    loop otherwise pipelines, it was 0.3-1.1% slower at depth 0 and 2.1-2.6% at 8192.
-    LLAMATP_ATTENTION_PRELOAD=0 or 1 sets it off or on for every cache."""
-    setting = os.environ.get("LLAMATP_ATTENTION_PRELOAD")
-    if setting in ("0", "1"):
-        return setting == "1"
+    8B decode at depth 8192 1.3% faster (one GPU, chunks of two blocks). Over q8_0 codes it
+    changed nothing, and over a bf16 cache, whose blocks the loop otherwise pipelines, it was
+    0.3-1.1% slower at depth 0 and 2.1-2.6% at 8192. LLAMATP_ATTENTION_PRELOAD=0 or 1 sets it
+    off or on for every cache."""
+    setting = _env_switch("LLAMATP_ATTENTION_PRELOAD")
+    if setting is not None:
+        return setting
     return _codes(k_cache) == "q4_0" and _codes(v_cache) == "q4_0"
+
+
+def _env_switch(name: str) -> bool | None:
+    """An environment variable set to 0 or 1, as False or True; None if unset or anything else."""
+    return {"0": False, "1": True}.get(os.environ.get(name, ""))
 
 
 def _descriptor(cache: CacheTensor, block_n: int) -> object:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Float-cache decode attention with K and V blocks brought in by TMA (the default on Hopper, where a
-# chunk holds two blocks or more) against pointer loads only (LLAMATP_ATTENTION_TMA=0): the kernel
+# Float-cache decode attention with K and V blocks brought in by TMA where a chunk holds two blocks or
+# more (LLAMATP_ATTENTION_TMA=1; the default on Hopper GPUs with fast memory, `kernels.reads_by_tma`)
+# against pointer loads only (LLAMATP_ATTENTION_TMA=0): the kernel
 # alone with its check against torch (`bench_attention.py`, bf16), then 8B Q4_0 tg128 at depth 0 and
 # 8192 over two GPUs (TWO settings) and on one (ONE settings).
 set -uo pipefail
