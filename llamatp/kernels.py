@@ -28,7 +28,7 @@ try:
     import triton.language as tl
 
     from llamatp.quant.gemv import (
-        QuantizedRows, early_launch_args, interpreted, let_next_launch_then_wait, max_shared_memory,
+        QuantizedRows, early_launch_args, interpreted, max_shared_memory,
         memory_bandwidth, round_q8_blocks, sm_count, store_rounded_blocks, wait_for_inputs,
     )
 except ImportError:  # CPU-only installs run the torch versions
@@ -165,8 +165,7 @@ def rope_store_kv_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_
         q, k, v, inv_freq, q_out, *_cache_args(k_cache), *_cache_args(v_cache), pos,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         *_cache_strides(k_cache), *_cache_strides(v_cache), n_q, HALF=hd // 2, NEOX=neox,
-        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache), NEXT_FIRST=_env_switch("LLAMATP_ATTENTION_OVERLAP") is True,
-        **early_launch_args(q.device),
+        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache), **early_launch_args(q.device),
     )
     return q_out
 
@@ -193,12 +192,8 @@ if triton is not None:
     def _rope_store_kernel(q_ptr, k_ptr, v_ptr, inv_freq_ptr, q_out_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, pos_ptr,
                            q_s0, q_s1, k_s0, k_s1, v_s0, v_s1, kc_s0, kc_s1, ks_s0, ks_s1,
                            vc_s0, vc_s1, vs_s0, vs_s1, n_q, HALF: tl.constexpr, NEOX: tl.constexpr,
-                           K_CODES: tl.constexpr, V_CODES: tl.constexpr, NEXT_FIRST: tl.constexpr,
-                           EARLY: tl.constexpr):
-        if NEXT_FIRST:
-            let_next_launch_then_wait(EARLY)
-        else:
-            wait_for_inputs(EARLY)
+                           K_CODES: tl.constexpr, V_CODES: tl.constexpr, EARLY: tl.constexpr):
+        wait_for_inputs(EARLY)
         t = tl.program_id(0)
         head = tl.program_id(1)
         p = tl.load(pos_ptr + t)
@@ -217,18 +212,10 @@ if triton is not None:
             tl.store(out + second, (x2 * cos + x1 * sin).to(q_out_ptr.dtype.element_ty))
         else:
             kv = head - n_q
-            # The rotated key in its own order: each value pairs with a partner (the next
-            # value, or the one half a head away) and turns by the angle of its pair.
             j = tl.arange(0, 2 * HALF)
-            if NEOX:
-                partner, pair, sign = (j + HALF) % (2 * HALF), j % HALF, tl.where(j < HALF, -1.0, 1.0)
-            else:
-                partner, pair, sign = j ^ 1, j // 2, tl.where(j % 2 == 0, -1.0, 1.0)
+            partner, cos, signed_sin = _rotation(p, inv_freq_ptr, 2 * HALF, NEOX)
             base = k_ptr + t * k_s0 + kv * k_s1
-            x = tl.load(base + j).to(tl.float32)
-            x_partner = tl.load(base + partner).to(tl.float32)
-            angle_cos, angle_sin = _rope_angles(p, inv_freq_ptr, pair)
-            key = x * angle_cos + sign * x_partner * angle_sin
+            key = tl.load(base + j).to(tl.float32) * cos + tl.load(base + partner).to(tl.float32) * signed_sin
             _store_cache_row(kc_ptr, ks_ptr, kv * kc_s0 + p * kc_s1, kv * ks_s0 + p * ks_s1, key, K_CODES)
             value = tl.load(v_ptr + t * v_s0 + kv * v_s1 + j)
             _store_cache_row(vc_ptr, vs_ptr, kv * vc_s0 + p * vc_s1, kv * vs_s0 + p * vs_s1, value, V_CODES)
@@ -240,22 +227,42 @@ if triton is not None:
         return tl.cos(angle), tl.sin(angle)
 
     @triton.jit
+    def _rotation(p, inv_freq_ptr, HEAD_DIM: tl.constexpr, NEOX: tl.constexpr):
+        """For each value of a head at position p: the value it pairs with (the next one, or the
+        one half a head away), and the factors of the rotated value, x cos + partner signed_sin."""
+        j = tl.arange(0, HEAD_DIM)
+        HALF: tl.constexpr = HEAD_DIM // 2
+        if NEOX:
+            partner, pair, sign = (j + HALF) % HEAD_DIM, j % HALF, tl.where(j < HALF, -1.0, 1.0)
+        else:
+            partner, pair, sign = j ^ 1, j // 2, tl.where(j % 2 == 0, -1.0, 1.0)
+        cos, sin = _rope_angles(p, inv_freq_ptr, pair)
+        return partner, cos, sign * sin
+
+    @triton.jit
     def _store_cache_row(data_ptr, scale_ptr, at, scale_at, values, CODES: tl.constexpr):
         """One head's values at one position: as they are, or as q8_0 or q4_0 codes and scales
-        (q4_0 eight codes a word, placed as `kv_cache.Q4_SHIFTS` says)."""
+        (q4_0 eight codes a word, placed as `kv_cache.Q4_SHIFTS` says). Returns the values as the
+        cache now gives them back, float32."""
         D: tl.constexpr = values.shape[0]
         if CODES == "q8_0":
             codes, scales = round_q8_blocks(tl.reshape(values.to(tl.float32), [D // 32, 32]))
+            scales = scales.to(scale_ptr.dtype.element_ty)
             tl.store(data_ptr + at + tl.arange(0, D), tl.reshape(codes, [D]).to(tl.int8))
-            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales.to(scale_ptr.dtype.element_ty))
+            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales)
+            stored = tl.reshape(codes.to(tl.float32) * scales.to(tl.float32)[:, None], [D])
         elif CODES == "q4_0":
             codes, scales = _round_q4_blocks(tl.reshape(values.to(tl.float32), [D // 32, 32]))
+            scales = scales.to(scale_ptr.dtype.element_ty)
             e = tl.arange(0, 8)[None, :]
             words = tl.sum(tl.reshape(codes, [D // 8, 8]) << (4 * (e // 2) + 16 * (e % 2)), axis=1)
             tl.store(data_ptr.to(tl.pointer_type(tl.int32)) + at // 4 + tl.arange(0, D // 8), words)
-            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales.to(scale_ptr.dtype.element_ty))
+            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales)
+            stored = tl.reshape((codes - 8).to(tl.float32) * scales.to(tl.float32)[:, None], [D])
         else:
-            tl.store(data_ptr + at + tl.arange(0, D), values.to(data_ptr.dtype.element_ty))
+            stored = values.to(data_ptr.dtype.element_ty)
+            tl.store(data_ptr + at + tl.arange(0, D), stored)
+        return stored.to(tl.float32)
 
     @triton.jit
     def _round_q4_blocks(x):
@@ -441,10 +448,25 @@ if triton is not None:
 # --- decode attention ------------------------------------------------------------------
 
 
-def decode_attention_torch(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
-                           window: int, scale: float) -> torch.Tensor:
-    """One query token. q: [kv_heads, group, head_dim]; caches: [kv_heads, n_ctx, head_dim];
-    pos: [1], the query's position. Attends to keys 0..pos (the last `window` of them if window > 0)."""
+@dataclass(frozen=True)
+class NewToken:
+    """A decode step's key and value for each KV head, [kv_heads, head_dim], as the QKV
+    projection gives them, and the rotation that they and the query take."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    inv_freq: torch.Tensor
+    neox: bool
+
+
+def decode_attention_torch(q: torch.Tensor, new: NewToken, k_cache: CacheTensor, v_cache: CacheTensor,
+                           pos: torch.Tensor, window: int, scale: float) -> torch.Tensor:
+    """One query token. q: [kv_heads, group, head_dim], not yet rotated; caches: [kv_heads,
+    n_ctx, head_dim]; pos: [1], the query's position. Rotates q and the new key, stores the new
+    key and value at pos, and attends to keys 0..pos (the last `window` of them if window > 0)."""
+    n_kv, group, hd = q.shape
+    q = rope_store_kv_torch(q.reshape(1, n_kv * group, hd), new.k[None], new.v[None], new.inv_freq, new.neox,
+                            k_cache, v_cache, pos).view(n_kv, group, hd)
     n = int(pos.max()) + 1  # read only the keys written so far (this path runs on the CPU)
     keys, values = k_cache.read(n, torch.float32), v_cache.read(n, torch.float32)
     key_pos = torch.arange(n, device=q.device)
@@ -456,13 +478,13 @@ def decode_attention_torch(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cache
     return (probs @ values).to(q.dtype)
 
 
-def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
+def decode_attention(q: torch.Tensor, new: NewToken, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                      window: int, scale: float, rounded: QuantizedRows | None = None) -> torch.Tensor:
-    """`rounded` (GPU only, head_dim a multiple of 32) receives the output, flattened to one
-    row, rounded for a GEMV."""
+    """`decode_attention_torch`, in one GPU kernel (and a merge). `rounded` (GPU only, head_dim a
+    multiple of 32) receives the output, flattened to one row, rounded for a GEMV."""
     if use_triton(q):
-        return decode_attention_triton(q, k_cache, v_cache, pos, window, scale, rounded)
-    return decode_attention_torch(q, k_cache, v_cache, pos, window, scale)
+        return decode_attention_triton(q, new, k_cache, v_cache, pos, window, scale, rounded)
+    return decode_attention_torch(q, new, k_cache, v_cache, pos, window, scale)
 
 
 @dataclass(frozen=True)
@@ -544,16 +566,20 @@ def fit_shared_memory(tiling: AttentionTiling, head_dim: int, value_bytes: float
     return tiling
 
 
-def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
-                            window: int, scale: float, rounded: QuantizedRows | None = None,
+def decode_attention_triton(q: torch.Tensor, new: NewToken, k_cache: CacheTensor, v_cache: CacheTensor,
+                            pos: torch.Tensor, window: int, scale: float, rounded: QuantizedRows | None = None,
                             tiling: AttentionTiling | None = None, tma: bool | None = None,
                             preload_blocks: int | None = None) -> torch.Tensor:
     """Flash-decoding: the keys in use are cut into as many chunks as the GPU runs programs
     at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
     is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
-    multiprocessor busy at any depth, within one CUDA graph. A float cache is multiplied in
-    its own type, codes in f16. `tma` (default: `reads_by_tma`) brings a float cache's blocks
-    in through TMA descriptors where a chunk holds two blocks or more."""
+    multiprocessor busy at any depth, within one CUDA graph. Each chunk rotates the query; the
+    chunk that holds `pos` also rotates the new key, stores it and the new value, and takes
+    them into its softmax from registers, so that no kernel runs between the QKV GEMV and this
+    one, which reads its chunks' first blocks (`blocks_read_early`) while that GEMV runs. A
+    float cache is multiplied in its own type, codes in f16. `tma` (default: `reads_by_tma`)
+    brings a float cache's blocks in through TMA descriptors where a chunk holds two blocks or
+    more."""
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
     tiling = tiling or decode_tiling(k_cache, v_cache, n_kv)
@@ -573,9 +599,10 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
     _decode_attention_chunk[(n_kv, n_chunks)](
-        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, *descriptors, group, window,
-        scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
-        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
+        q, new.k, new.v, new.inv_freq, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, *descriptors,
+        group, window, scale * 1.4426950408889634, q.stride(0), q.stride(1), new.k.stride(0), new.v.stride(0),
+        *_cache_strides(k_cache), *_cache_strides(v_cache), K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
+        NEOX=new.neox,
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
         # With 256 values a head the transposed products spill registers (Triton 3.7: 240 bytes
@@ -583,7 +610,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         KEYS_MAJOR=tiling.keys_major and head_dim <= 128, TMA=tma, PRELOAD_N=preload_blocks * tiling.block_n,
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
-    out = torch.empty_like(q)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     width = min(32, head_dim)  # a merge program's values: one block of the rounded output
     _decode_attention_merge[(n_kv * group, head_dim // width)](
@@ -651,14 +678,16 @@ def _dot_dtype(cache: CacheTensor) -> object:
 if triton is not None:
 
     @triton.jit
-    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, k_desc, v_desc,
-                                group, window, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
-                                K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
-                                V_DTYPE: tl.constexpr,
+    def _decode_attention_chunk(q_ptr, k_new_ptr, v_new_ptr, inv_freq_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr,
+                                m_ptr, s_ptr, acc_ptr, k_desc, v_desc, group, window, scale_log2, q_s0, q_s1,
+                                k_new_s0, v_new_s0, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
+                                K_CODES: tl.constexpr, V_CODES: tl.constexpr, NEOX: tl.constexpr,
+                                K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
                                 KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, PRELOAD_N: tl.constexpr,
                                 EMULATE: tl.constexpr, EARLY: tl.constexpr):
-        """One chunk of one KV head's keys for the `group` query heads that share it."""
+        """One chunk of one KV head's keys for the `group` query heads that share it: the keys
+        before the query's position from the cache, the query's own from k_new and v_new."""
         kv = tl.program_id(0)
         c = tl.program_id(1)
         n_chunks = tl.num_programs(1)
@@ -671,8 +700,7 @@ if triton is not None:
         stop = tl.minimum(start + per_chunk, pos + 1)
         if PRELOAD_N > 0:
             # Keys before the query's position were stored by earlier steps, so the chunk's first
-            # PRELOAD_N of them are read while the kernels before this one (the last of which
-            # stores the query and its key) may still run.
+            # PRELOAD_N of them are read while the kernel before this one (the QKV GEMV) runs.
             early_stop = tl.maximum(tl.minimum(tl.minimum(start + PRELOAD_N, pos), stop), start)
             n = start + tl.arange(0, PRELOAD_N)
             k_first = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, n < early_stop,
@@ -682,7 +710,11 @@ if triton is not None:
         wait_for_inputs(EARLY)
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
-        q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
+        partner, cos, signed_sin = _rotation(pos, inv_freq_ptr, HEAD_DIM, NEOX)
+        heads = q_ptr + kv * q_s0 + g[:, None] * q_s1
+        in_group = (g < group)[:, None]
+        q = (tl.load(heads + d[None, :], mask=in_group, other=0.0).to(tl.float32) * cos[None, :]
+             + tl.load(heads + partner[None, :], mask=in_group, other=0.0).to(tl.float32) * signed_sin[None, :])
         if K_CODES != "float":  # scaled before it is rounded to f16, so that large queries stay in its range
             q = q.to(tl.float32) * scale_log2
             scale_log2 = 1.0
@@ -700,11 +732,19 @@ if triton is not None:
                 m_i, s_i, acc = _attend_block(q, k_first, v_first, n < early_stop, m_i, s_i, acc, scale_log2,
                                               KEYS_MAJOR)
                 start = early_stop
+        if (start <= pos) & (pos < stop):  # this chunk holds the query's own position
+            k_at = k_new_ptr + kv * k_new_s0
+            k_new = tl.load(k_at + d).to(tl.float32) * cos + tl.load(k_at + partner).to(tl.float32) * signed_sin
+            k_new = _store_cache_row(k_ptr, ks_ptr, kv * kc_s0 + pos * kc_s1, kv * ks_s0 + pos * ks_s1, k_new, K_CODES)
+            v_new = tl.load(v_new_ptr + kv * v_new_s0 + d)
+            v_new = _store_cache_row(v_ptr, vs_ptr, kv * vc_s0 + pos * vc_s1, kv * vs_s0 + pos * vs_s1, v_new, V_CODES)
+            m_i, s_i, acc = _attend_one_key(q, k_new, v_new, m_i, s_i, acc, scale_log2, KEYS_MAJOR)
+        stop = tl.minimum(stop, pos)  # the cache's keys
         by_tma = start
         if TMA and per_chunk >= 2 * BLOCK_N:
-            # Whole blocks at positions up to the query's: rows past `stop` are then the next
+            # Whole blocks before the query's position: rows past `stop` are then the next
             # chunk's keys (finite, weighted 0), never slots not yet written in this context.
-            by_tma = tl.minimum(start + tl.maximum(pos + 1 - start, 0) // BLOCK_N * BLOCK_N, stop)
+            by_tma = tl.minimum(start + tl.maximum(pos - start, 0) // BLOCK_N * BLOCK_N, stop)
             m_i, s_i, acc = _attend_keys(q, k_ptr, ks_ptr, v_ptr, vs_ptr, k_desc, v_desc, kv, start, by_tma, m_i, s_i,
                                          acc, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
                                          K_CODES, V_CODES, K_DTYPE, V_DTYPE, BLOCK_N, HEAD_DIM, KEYS_MAJOR, True,
@@ -742,6 +782,22 @@ if triton is not None:
                                       V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
             m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2, KEYS_MAJOR)
         return m_i, s_i, acc
+
+    @triton.jit
+    def _attend_one_key(q, k, v, m_i, s_i, acc, scale_log2, KEYS_MAJOR: tl.constexpr):
+        """One key and its value (float32 [HEAD_DIM]) into the running softmax."""
+        if KEYS_MAJOR:
+            score = tl.sum(q.to(tl.float32) * k[:, None], axis=0) * scale_log2
+        else:
+            score = tl.sum(q.to(tl.float32) * k[None, :], axis=1) * scale_log2
+        m_new = tl.maximum(m_i, score)
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(score - m_new)
+        if KEYS_MAJOR:
+            acc = acc * alpha[None, :] + v[:, None] * p[None, :]
+        else:
+            acc = acc * alpha[:, None] + p[:, None] * v[None, :]
+        return m_new, s_i * alpha + p, acc
 
     @triton.jit
     def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2, KEYS_MAJOR: tl.constexpr):
