@@ -213,9 +213,9 @@ if triton is not None:
         else:
             kv = head - n_q
             j = tl.arange(0, 2 * HALF)
-            partner, cos, signed_sin = _rotation(p, inv_freq_ptr, 2 * HALF, NEOX)
+            partner, key_cos, key_signed_sin = _rotation(p, inv_freq_ptr, 2 * HALF, NEOX)
             base = k_ptr + t * k_s0 + kv * k_s1
-            key = tl.load(base + j).to(tl.float32) * cos + tl.load(base + partner).to(tl.float32) * signed_sin
+            key = tl.load(base + j).to(tl.float32) * key_cos + tl.load(base + partner).to(tl.float32) * key_signed_sin
             _store_cache_row(kc_ptr, ks_ptr, kv * kc_s0 + p * kc_s1, kv * ks_s0 + p * ks_s1, key, K_CODES)
             value = tl.load(v_ptr + t * v_s0 + kv * v_s1 + j)
             _store_cache_row(vc_ptr, vs_ptr, kv * vc_s0 + p * vc_s1, kv * vs_s0 + p * vs_s1, value, V_CODES)

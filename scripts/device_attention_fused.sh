@@ -6,6 +6,7 @@
 # depth 0 and 8192 for each run in RUNS (build:GPUs:KV cache type:blocks, build "new" this one,
 # "base" the one in .carry/baseline; two GPUs tensor split; blocks "-" leaves the variable unset).
 #   RUNS="base:2:bf16:- new:2:bf16:- new:2:bf16:4" bash scripts/device_attention_fused.sh
+# CHECK_BLOCKS lists the LLAMATP_ATTENTION_PRELOAD settings of the kernel checks (default "- 4").
 set -uo pipefail
 source scripts/device_env.sh
 export LLAMATP_WATCHDOG=300 R=3 T=120
@@ -16,7 +17,7 @@ import torch; from llamatp.quant.gemv import memory_bandwidth, sm_count
 d = torch.device('cuda:0'); bw = memory_bandwidth(d)
 print(f'rated memory bandwidth {bw / 1e9:.0f} GB/s, {bw / sm_count(d) / 1e9:.1f} GB/s a multiprocessor')"
 synth_8b_and_slice &
-for blocks in - 4; do
+for blocks in ${CHECK_BLOCKS:-- 4}; do
   step "kernel checks, LLAMATP_ATTENTION_PRELOAD=$blocks"
   [ "$blocks" = - ] && unset LLAMATP_ATTENTION_PRELOAD || export LLAMATP_ATTENTION_PRELOAD=$blocks
   timeout -k 5 150 python3 scripts/bench_attention.py --shapes 8B,8B/2 --types bf16,q8_0,q4_0 2>&1 | grep "^check\|Error\|error"
