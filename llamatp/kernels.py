@@ -28,8 +28,8 @@ try:
     import triton.language as tl
 
     from llamatp.quant.gemv import (
-        QuantizedRows, early_launch_args, interpreted, max_shared_memory,
-        memory_bandwidth, round_q8_blocks, sm_count, store_rounded_blocks, wait_for_inputs,
+        QuantizedRows, early_launch_args, interpreted, max_shared_memory, memory_bandwidth, round_q8_blocks,
+        sm_count, store_rounded_blocks, wait_for_inputs,
     )
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
@@ -212,10 +212,18 @@ if triton is not None:
             tl.store(out + second, (x2 * cos + x1 * sin).to(q_out_ptr.dtype.element_ty))
         else:
             kv = head - n_q
+            # The rotated key in its own order: each value pairs with a partner (the next
+            # value, or the one half a head away) and turns by the angle of its pair.
             j = tl.arange(0, 2 * HALF)
-            partner, key_cos, key_signed_sin = _rotation(p, inv_freq_ptr, 2 * HALF, NEOX)
+            if NEOX:
+                partner, pair, sign = (j + HALF) % (2 * HALF), j % HALF, tl.where(j < HALF, -1.0, 1.0)
+            else:
+                partner, pair, sign = j ^ 1, j // 2, tl.where(j % 2 == 0, -1.0, 1.0)
             base = k_ptr + t * k_s0 + kv * k_s1
-            key = tl.load(base + j).to(tl.float32) * key_cos + tl.load(base + partner).to(tl.float32) * key_signed_sin
+            x = tl.load(base + j).to(tl.float32)
+            x_partner = tl.load(base + partner).to(tl.float32)
+            angle_cos, angle_sin = _rope_angles(p, inv_freq_ptr, pair)
+            key = x * angle_cos + sign * x_partner * angle_sin
             _store_cache_row(kc_ptr, ks_ptr, kv * kc_s0 + p * kc_s1, kv * ks_s0 + p * ks_s1, key, K_CODES)
             value = tl.load(v_ptr + t * v_s0 + kv * v_s1 + j)
             _store_cache_row(vc_ptr, vs_ptr, kv * vc_s0 + p * vc_s1, kv * vs_s0 + p * vs_s1, value, V_CODES)
@@ -227,42 +235,22 @@ if triton is not None:
         return tl.cos(angle), tl.sin(angle)
 
     @triton.jit
-    def _rotation(p, inv_freq_ptr, HEAD_DIM: tl.constexpr, NEOX: tl.constexpr):
-        """For each value of a head at position p: the value it pairs with (the next one, or the
-        one half a head away), and the factors of the rotated value, x cos + partner signed_sin."""
-        j = tl.arange(0, HEAD_DIM)
-        HALF: tl.constexpr = HEAD_DIM // 2
-        if NEOX:
-            partner, pair, sign = (j + HALF) % HEAD_DIM, j % HALF, tl.where(j < HALF, -1.0, 1.0)
-        else:
-            partner, pair, sign = j ^ 1, j // 2, tl.where(j % 2 == 0, -1.0, 1.0)
-        cos, sin = _rope_angles(p, inv_freq_ptr, pair)
-        return partner, cos, sign * sin
-
-    @triton.jit
     def _store_cache_row(data_ptr, scale_ptr, at, scale_at, values, CODES: tl.constexpr):
         """One head's values at one position: as they are, or as q8_0 or q4_0 codes and scales
-        (q4_0 eight codes a word, placed as `kv_cache.Q4_SHIFTS` says). Returns the values as the
-        cache now gives them back, float32."""
+        (q4_0 eight codes a word, placed as `kv_cache.Q4_SHIFTS` says)."""
         D: tl.constexpr = values.shape[0]
         if CODES == "q8_0":
             codes, scales = round_q8_blocks(tl.reshape(values.to(tl.float32), [D // 32, 32]))
-            scales = scales.to(scale_ptr.dtype.element_ty)
             tl.store(data_ptr + at + tl.arange(0, D), tl.reshape(codes, [D]).to(tl.int8))
-            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales)
-            stored = tl.reshape(codes.to(tl.float32) * scales.to(tl.float32)[:, None], [D])
+            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales.to(scale_ptr.dtype.element_ty))
         elif CODES == "q4_0":
             codes, scales = _round_q4_blocks(tl.reshape(values.to(tl.float32), [D // 32, 32]))
-            scales = scales.to(scale_ptr.dtype.element_ty)
             e = tl.arange(0, 8)[None, :]
             words = tl.sum(tl.reshape(codes, [D // 8, 8]) << (4 * (e // 2) + 16 * (e % 2)), axis=1)
             tl.store(data_ptr.to(tl.pointer_type(tl.int32)) + at // 4 + tl.arange(0, D // 8), words)
-            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales)
-            stored = tl.reshape((codes - 8).to(tl.float32) * scales.to(tl.float32)[:, None], [D])
+            tl.store(scale_ptr + scale_at + tl.arange(0, D // 32), scales.to(scale_ptr.dtype.element_ty))
         else:
-            stored = values.to(data_ptr.dtype.element_ty)
-            tl.store(data_ptr + at + tl.arange(0, D), stored)
-        return stored.to(tl.float32)
+            tl.store(data_ptr + at + tl.arange(0, D), values.to(data_ptr.dtype.element_ty))
 
     @triton.jit
     def _round_q4_blocks(x):
@@ -448,25 +436,10 @@ if triton is not None:
 # --- decode attention ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NewToken:
-    """A decode step's key and value for each KV head, [kv_heads, head_dim], as the QKV
-    projection gives them, and the rotation that they and the query take."""
-
-    k: torch.Tensor
-    v: torch.Tensor
-    inv_freq: torch.Tensor
-    neox: bool
-
-
-def decode_attention_torch(q: torch.Tensor, new: NewToken, k_cache: CacheTensor, v_cache: CacheTensor,
-                           pos: torch.Tensor, window: int, scale: float) -> torch.Tensor:
-    """One query token. q: [kv_heads, group, head_dim], not yet rotated; caches: [kv_heads,
-    n_ctx, head_dim]; pos: [1], the query's position. Rotates q and the new key, stores the new
-    key and value at pos, and attends to keys 0..pos (the last `window` of them if window > 0)."""
-    n_kv, group, hd = q.shape
-    q = rope_store_kv_torch(q.reshape(1, n_kv * group, hd), new.k[None], new.v[None], new.inv_freq, new.neox,
-                            k_cache, v_cache, pos).view(n_kv, group, hd)
+def decode_attention_torch(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
+                           window: int, scale: float) -> torch.Tensor:
+    """One query token. q: [kv_heads, group, head_dim]; caches: [kv_heads, n_ctx, head_dim];
+    pos: [1], the query's position. Attends to keys 0..pos (the last `window` of them if window > 0)."""
     n = int(pos.max()) + 1  # read only the keys written so far (this path runs on the CPU)
     keys, values = k_cache.read(n, torch.float32), v_cache.read(n, torch.float32)
     key_pos = torch.arange(n, device=q.device)
@@ -478,13 +451,13 @@ def decode_attention_torch(q: torch.Tensor, new: NewToken, k_cache: CacheTensor,
     return (probs @ values).to(q.dtype)
 
 
-def decode_attention(q: torch.Tensor, new: NewToken, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
+def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                      window: int, scale: float, rounded: QuantizedRows | None = None) -> torch.Tensor:
-    """`decode_attention_torch`, in one GPU kernel (and a merge). `rounded` (GPU only, head_dim a
-    multiple of 32) receives the output, flattened to one row, rounded for a GEMV."""
+    """`rounded` (GPU only, head_dim a multiple of 32) receives the output, flattened to one
+    row, rounded for a GEMV."""
     if use_triton(q):
-        return decode_attention_triton(q, new, k_cache, v_cache, pos, window, scale, rounded)
-    return decode_attention_torch(q, new, k_cache, v_cache, pos, window, scale)
+        return decode_attention_triton(q, k_cache, v_cache, pos, window, scale, rounded)
+    return decode_attention_torch(q, k_cache, v_cache, pos, window, scale)
 
 
 @dataclass(frozen=True)
@@ -566,20 +539,16 @@ def fit_shared_memory(tiling: AttentionTiling, head_dim: int, value_bytes: float
     return tiling
 
 
-def decode_attention_triton(q: torch.Tensor, new: NewToken, k_cache: CacheTensor, v_cache: CacheTensor,
-                            pos: torch.Tensor, window: int, scale: float, rounded: QuantizedRows | None = None,
+def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
+                            window: int, scale: float, rounded: QuantizedRows | None = None,
                             tiling: AttentionTiling | None = None, tma: bool | None = None,
-                            preload_blocks: int | None = None) -> torch.Tensor:
+                            preload: bool | None = None) -> torch.Tensor:
     """Flash-decoding: the keys in use are cut into as many chunks as the GPU runs programs
     at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
     is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
-    multiprocessor busy at any depth, within one CUDA graph. Each chunk rotates the query; the
-    chunk that holds `pos` also rotates the new key, stores it and the new value, and takes
-    them into its softmax from registers, so that no kernel runs between the QKV GEMV and this
-    one, which reads its chunks' first blocks (`blocks_read_early`) while that GEMV runs. A
-    float cache is multiplied in its own type, codes in f16. `tma` (default: `reads_by_tma`)
-    brings a float cache's blocks in through TMA descriptors where a chunk holds two blocks or
-    more."""
+    multiprocessor busy at any depth, within one CUDA graph. A float cache is multiplied in
+    its own type, codes in f16. `tma` (default: `reads_by_tma`) brings a float cache's blocks
+    in through TMA descriptors where a chunk holds two blocks or more."""
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
     tiling = tiling or decode_tiling(k_cache, v_cache, n_kv)
@@ -591,26 +560,25 @@ def decode_attention_triton(q: torch.Tensor, new: NewToken, k_cache: CacheTensor
     block_g = max(16, triton.next_power_of_2(group))
     if tma is None:
         tma = reads_by_tma(q, k_cache, v_cache, tiling)
-    if preload_blocks is None:
-        preload_blocks = blocks_read_early(k_cache, v_cache) if triton.cdiv(n_ctx, n_chunks) > tiling.block_n else 0
+    if preload is None:
+        preload = preloads_first_block(k_cache, v_cache) and triton.cdiv(n_ctx, n_chunks) > tiling.block_n
     descriptors = ((_descriptor(k_cache, tiling.block_n), _descriptor(v_cache, tiling.block_n)) if tma
                    else (k_cache.data, v_cache.data))
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
     _decode_attention_chunk[(n_kv, n_chunks)](
-        q, new.k, new.v, new.inv_freq, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, *descriptors,
-        group, window, scale * 1.4426950408889634, q.stride(0), q.stride(1), new.k.stride(0), new.v.stride(0),
-        *_cache_strides(k_cache), *_cache_strides(v_cache), K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
-        NEOX=new.neox,
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, *descriptors, group, window,
+        scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
+        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
         # With 256 values a head the transposed products spill registers (Triton 3.7: 240 bytes
         # a thread over q8_0 codes), where the other way round spills none.
-        KEYS_MAJOR=tiling.keys_major and head_dim <= 128, TMA=tma, PRELOAD_N=preload_blocks * tiling.block_n,
+        KEYS_MAJOR=tiling.keys_major and head_dim <= 128, TMA=tma, PRELOAD=preload,
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    out = torch.empty_like(q)
     words, meta = (rounded.words, rounded.meta) if rounded is not None else (out, out)
     width = min(32, head_dim)  # a merge program's values: one block of the rounded output
     _decode_attention_merge[(n_kv * group, head_dim // width)](
@@ -645,18 +613,17 @@ def reads_by_tma(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, ti
                for c in (k_cache, v_cache))
 
 
-def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor) -> int:
-    """How many blocks of keys and values each chunk of decode attention reads before it waits
-    for the kernel before it: one over q4_0 codes, where on H200s it made 8B decode at depth 8192
-    1.3% faster (one GPU, chunks of two blocks). Over q8_0 codes it changed nothing, and over a
-    bf16 cache, whose blocks the loop otherwise pipelines, it was 0.3-1.1% slower at depth 0 and
-    2.1-2.6% at 8192. LLAMATP_ATTENTION_PRELOAD=0, 1, 2, 4 or 8 sets it for every cache."""
-    text = os.environ.get("LLAMATP_ATTENTION_PRELOAD")
-    if text:
-        if text not in ("0", "1", "2", "4", "8"):
-            raise LlamatpError(f"LLAMATP_ATTENTION_PRELOAD={text!r}: expected 0, 1, 2, 4 or 8 blocks of keys")
-        return int(text)
-    return 1 if _codes(k_cache) == "q4_0" and _codes(v_cache) == "q4_0" else 0
+def preloads_first_block(k_cache: CacheTensor, v_cache: CacheTensor) -> bool:
+    """Whether each chunk of decode attention reads its first block before it waits for the
+    kernel before it (where more of the chunk follows): over q4_0 codes, where on H200s it made
+    8B decode at depth 8192 1.3% faster (one GPU, chunks of two blocks). Over q8_0 codes it
+    changed nothing, and over a bf16 cache, whose blocks the loop otherwise pipelines, it was
+    0.3-1.1% slower at depth 0 and 2.1-2.6% at 8192. LLAMATP_ATTENTION_PRELOAD=0 or 1 sets it
+    off or on for every cache."""
+    setting = _env_switch("LLAMATP_ATTENTION_PRELOAD")
+    if setting is not None:
+        return setting
+    return _codes(k_cache) == "q4_0" and _codes(v_cache) == "q4_0"
 
 
 def _env_switch(name: str) -> bool | None:
@@ -678,16 +645,14 @@ def _dot_dtype(cache: CacheTensor) -> object:
 if triton is not None:
 
     @triton.jit
-    def _decode_attention_chunk(q_ptr, k_new_ptr, v_new_ptr, inv_freq_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr,
-                                m_ptr, s_ptr, acc_ptr, k_desc, v_desc, group, window, scale_log2, q_s0, q_s1,
-                                k_new_s0, v_new_s0, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
-                                K_CODES: tl.constexpr, V_CODES: tl.constexpr, NEOX: tl.constexpr,
-                                K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr,
+    def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, k_desc, v_desc,
+                                group, window, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
+                                K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
+                                V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, PRELOAD_N: tl.constexpr,
+                                KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, PRELOAD: tl.constexpr,
                                 EMULATE: tl.constexpr, EARLY: tl.constexpr):
-        """One chunk of one KV head's keys for the `group` query heads that share it: the keys
-        before the query's position from the cache, the query's own from k_new and v_new."""
+        """One chunk of one KV head's keys for the `group` query heads that share it."""
         kv = tl.program_id(0)
         c = tl.program_id(1)
         n_chunks = tl.num_programs(1)
@@ -698,23 +663,23 @@ if triton is not None:
         per_chunk = tl.cdiv(pos + 1 - lo, n_chunks)
         start = lo + c * per_chunk
         stop = tl.minimum(start + per_chunk, pos + 1)
-        if PRELOAD_N > 0:
+        if PRELOAD:
             # Keys before the query's position were stored by earlier steps, so the chunk's first
-            # PRELOAD_N of them are read while the kernel before this one (the QKV GEMV) runs.
-            early_stop = tl.maximum(tl.minimum(tl.minimum(start + PRELOAD_N, pos), stop), start)
-            n = start + tl.arange(0, PRELOAD_N)
-            k_first = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, n < early_stop,
+            # block, if wholly before it, is read while the kernel before this one (which stores
+            # the query and its key) may still run; only where more of the chunk follows (over two
+            # H200s, chunks of one block were 0.9% slower so, and compiled for it, not reading it
+            # ahead, 0.4%: the launch leaves it out where the cache's chunks are one block or less).
+            preloaded = start + BLOCK_N <= tl.minimum(pos, start + per_chunk - 1)
+            n = start + tl.arange(0, BLOCK_N)
+            read = n < tl.where(preloaded, stop, start)
+            k_first = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, read,
                                         K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
-            v_first = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, n < early_stop,
+            v_first = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, read,
                                         V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
         wait_for_inputs(EARLY)
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
-        partner, cos, signed_sin = _rotation(pos, inv_freq_ptr, HEAD_DIM, NEOX)
-        heads = q_ptr + kv * q_s0 + g[:, None] * q_s1
-        in_group = (g < group)[:, None]
-        q = (tl.load(heads + d[None, :], mask=in_group, other=0.0).to(tl.float32) * cos[None, :]
-             + tl.load(heads + partner[None, :], mask=in_group, other=0.0).to(tl.float32) * signed_sin[None, :])
+        q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
         if K_CODES != "float":  # scaled before it is rounded to f16, so that large queries stay in its range
             q = q.to(tl.float32) * scale_log2
             scale_log2 = 1.0
@@ -727,24 +692,15 @@ if triton is not None:
             acc = tl.zeros([HEAD_DIM, BLOCK_G], tl.float32)
         else:
             acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
-        if PRELOAD_N > 0:
-            if early_stop > start:
-                m_i, s_i, acc = _attend_block(q, k_first, v_first, n < early_stop, m_i, s_i, acc, scale_log2,
-                                              KEYS_MAJOR)
-                start = early_stop
-        if (start <= pos) & (pos < stop):  # this chunk holds the query's own position
-            k_at = k_new_ptr + kv * k_new_s0
-            k_new = tl.load(k_at + d).to(tl.float32) * cos + tl.load(k_at + partner).to(tl.float32) * signed_sin
-            k_new = _store_cache_row(k_ptr, ks_ptr, kv * kc_s0 + pos * kc_s1, kv * ks_s0 + pos * ks_s1, k_new, K_CODES)
-            v_new = tl.load(v_new_ptr + kv * v_new_s0 + d)
-            v_new = _store_cache_row(v_ptr, vs_ptr, kv * vc_s0 + pos * vc_s1, kv * vs_s0 + pos * vs_s1, v_new, V_CODES)
-            m_i, s_i, acc = _attend_one_key(q, k_new, v_new, m_i, s_i, acc, scale_log2, KEYS_MAJOR)
-        stop = tl.minimum(stop, pos)  # the cache's keys
+        if PRELOAD:
+            if preloaded:
+                m_i, s_i, acc = _attend_block(q, k_first, v_first, n < stop, m_i, s_i, acc, scale_log2, KEYS_MAJOR)
+                start = tl.minimum(start + BLOCK_N, stop)
         by_tma = start
         if TMA and per_chunk >= 2 * BLOCK_N:
-            # Whole blocks before the query's position: rows past `stop` are then the next
+            # Whole blocks at positions up to the query's: rows past `stop` are then the next
             # chunk's keys (finite, weighted 0), never slots not yet written in this context.
-            by_tma = tl.minimum(start + tl.maximum(pos - start, 0) // BLOCK_N * BLOCK_N, stop)
+            by_tma = tl.minimum(start + tl.maximum(pos + 1 - start, 0) // BLOCK_N * BLOCK_N, stop)
             m_i, s_i, acc = _attend_keys(q, k_ptr, ks_ptr, v_ptr, vs_ptr, k_desc, v_desc, kv, start, by_tma, m_i, s_i,
                                          acc, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
                                          K_CODES, V_CODES, K_DTYPE, V_DTYPE, BLOCK_N, HEAD_DIM, KEYS_MAJOR, True,
@@ -782,22 +738,6 @@ if triton is not None:
                                       V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
             m_i, s_i, acc = _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2, KEYS_MAJOR)
         return m_i, s_i, acc
-
-    @triton.jit
-    def _attend_one_key(q, k, v, m_i, s_i, acc, scale_log2, KEYS_MAJOR: tl.constexpr):
-        """One key and its value (float32 [HEAD_DIM]) into the running softmax."""
-        if KEYS_MAJOR:
-            score = tl.sum(q.to(tl.float32) * k[:, None], axis=0) * scale_log2
-        else:
-            score = tl.sum(q.to(tl.float32) * k[None, :], axis=1) * scale_log2
-        m_new = tl.maximum(m_i, score)
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(score - m_new)
-        if KEYS_MAJOR:
-            acc = acc * alpha[None, :] + v[:, None] * p[None, :]
-        else:
-            acc = acc * alpha[:, None] + p[:, None] * v[None, :]
-        return m_new, s_i * alpha + p, acc
 
     @triton.jit
     def _attend_block(q, k, v, valid, m_i, s_i, acc, scale_log2, KEYS_MAJOR: tl.constexpr):

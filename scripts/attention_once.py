@@ -25,11 +25,9 @@ def main() -> None:
     k, v = (cache(torch.randn(n_kv, depth + 128, HEAD_DIM, device="cuda", generator=g), t)
             for t in kv_types(cache_type))
     q = torch.randn(n_kv, group, HEAD_DIM, device="cuda", generator=g, dtype=torch.bfloat16)
-    k_new, v_new = (torch.randn(n_kv, HEAD_DIM, device="cuda", generator=g, dtype=torch.bfloat16) for _ in range(2))
-    new = kernels.NewToken(k_new, v_new, torch.ones(HEAD_DIM // 2, device="cuda"), False)
     pos = torch.tensor([depth - 1], device="cuda")
     for _ in range(3):
-        kernels.decode_attention_triton(q, new, k, v, pos, 0, 0.088, tiling=tiling)
+        kernels.decode_attention_triton(q, k, v, pos, 0, 0.088, tiling=tiling)
     torch.cuda.synchronize()
 
 

@@ -2,8 +2,7 @@
 
 For the query heads one GPU holds of Llama 3 8B (whole, and over 2 GPUs) and of 70B over
 4 GPUs, at a context depth of 8192:
-- checks `rope_store_kv` and `decode_attention` (which also stores the step's key and value)
-  against their torch twins on the GPU, for
+- checks `rope_store_kv` and `decode_attention` against their torch twins on the GPU, for
   each cache type, and the kernel's conversion of q8_0 and q4_0 codes against its emulation,
   bit for bit;
 - times `decode_attention` inside a CUDA graph, cycling through enough copies of the cache
@@ -89,23 +88,19 @@ def check(cache_type: str) -> None:
     filled_k, filled_v = (cache(torch.randn(n_kv, 8 * n_ctx, HEAD_DIM, device="cuda", generator=g), t)
                           for t in kv_types(cache_type))
     q1 = q[0].view(n_kv, group, HEAD_DIM)
-    new = kernels.NewToken(k[0], v[0], inv_freq, False)
     # Past 8000 a chunk holds enough keys for a float cache's blocks to come through TMA
-    # (`kernels.reads_by_tma`); the kernel's slots from the query's on hold NaN (values or
-    # scales), which it must never read: it writes the query's own.
+    # (`kernels.reads_by_tma`); float slots past the query hold NaN, which must never be read.
     for p in (0, 63, 900, 8000):
         at = torch.tensor([p], device="cuda")
-        ref_k, ref_v, k_p, v_p = (CacheTensor(c.data.clone(), None if c.scale is None else c.scale.clone())
-                                  for c in (filled_k, filled_v, filled_k, filled_v))
-        ref = kernels.decode_attention_torch(q1, new, ref_k, ref_v, at, 0, 0.088)
+        ref = kernels.decode_attention_torch(q1, filled_k, filled_v, at, 0, 0.088)
+        k_p, v_p = (CacheTensor(c.data.clone(), c.scale) for c in (filled_k, filled_v))
         for c in (k_p, v_p):
-            (c.data if c.scale is None else c.scale)[:, p:] = float("nan")
-        fast = kernels.decode_attention_triton(q1, new, k_p, v_p, at, 0, 0.088)
+            if c.scale is None:
+                c.data[:, p + 1 :] = float("nan")
+        fast = kernels.decode_attention_triton(q1, k_p, v_p, at, 0, 0.088)
         error = relative_error(fast, ref.float())
-        stored = max(relative_error(f.read(p + 1, torch.float32)[:, p], r.read(p + 1, torch.float32)[:, p])
-                     for f, r in ((k_p, ref_k), (v_p, ref_v)))
-        print(f"check {cache_type} decode_attention pos {p}: {error:.2e}, stored K/V {stored:.2e}")
-        if error > 2e-2 or stored > (5e-2 if "q4_0" in cache_type else 2e-2):
+        print(f"check {cache_type} decode_attention pos {p}: {error:.2e}")
+        if error > 2e-2:
             raise SystemExit(f"decode_attention ({cache_type}, pos {p}) differs from its torch twin")
 
 
@@ -157,14 +152,12 @@ def time_attention(cache_type: str, n_kv: int, group: int, depth: int,
     n_ctx = depth + 128  # as `bench -d depth -n 128` sizes it
     k, v = (cache(torch.randn(n_kv, n_ctx, HEAD_DIM, device="cuda", generator=g), t) for t in kv_types(cache_type))
     q = torch.randn(n_kv, group, HEAD_DIM, device="cuda", generator=g, dtype=torch.bfloat16)
-    k_new, v_new = (torch.randn(n_kv, HEAD_DIM, device="cuda", generator=g, dtype=torch.bfloat16) for _ in range(2))
-    new = kernels.NewToken(k_new, v_new, 500000.0 ** (-torch.arange(0, HEAD_DIM, 2, device="cuda") / HEAD_DIM), False)
     pos = torch.tensor([depth - 1], device="cuda")
     nbytes = cache_bytes(k, depth) + cache_bytes(v, depth)
     copies = [(k, v)] + [(CacheTensor(k.data.clone(), None if k.scale is None else k.scale.clone()),
                           CacheTensor(v.data.clone(), None if v.scale is None else v.scale.clone()))
                          for _ in range(copies_to_defeat_l2(nbytes) - 1)]
-    us = graph_us([lambda kc=kc, vc=vc: kernels.decode_attention_triton(q, new, kc, vc, pos, 0, 0.088, tiling=tiling)
+    us = graph_us([lambda kc=kc, vc=vc: kernels.decode_attention_triton(q, kc, vc, pos, 0, 0.088, tiling=tiling)
                    for kc, vc in copies])
     del copies, k, v
     torch.cuda.empty_cache()

@@ -111,73 +111,31 @@ def filled_cache(n_kv: int, n_ctx: int, hd: int, cache_type: str, g: torch.Gener
     return CacheTensor(*QUANTIZERS[cache_type][0](values)) if cache_type in QUANTIZERS else CacheTensor(values)
 
 
-def new_token(n_kv: int, hd: int, g: torch.Generator, neox: bool = False) -> kernels.NewToken:
-    """A step's key and value, not yet rotated, and a rotation of large angles."""
-    return kernels.NewToken(torch.randn(n_kv, hd, generator=g), torch.randn(n_kv, hd, generator=g),
-                            torch.rand(hd // 2, generator=g), neox)
-
-
-def assert_same_rows(fast: CacheTensor, ref: CacheTensor, at: slice) -> None:
-    if fast.scale is None:
-        torch.testing.assert_close(fast.data[:, at], ref.data[:, at], rtol=1e-5, atol=1e-6)
-        return
-    # The rotation rounds differently in the last bit, which may move a code by one step.
-    fast_codes, ref_codes = codes(fast)[:, at], codes(ref)[:, at]
-    assert (fast_codes - ref_codes).abs().max() <= 1
-    assert (fast_codes == ref_codes).float().mean() > 0.99
-    torch.testing.assert_close(fast.scale[:, at], ref.scale[:, at])
-
-
-def attend_beside_torch(q: torch.Tensor, new: kernels.NewToken, k_cache: CacheTensor, v_cache: CacheTensor,
-                        pos: int, window: int, scale: float, **kernel_args: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kernel's output and torch's for one step, each over its own copy of the caches. The
-    kernel's copy is marked unwritten from `pos` on (it must read no slot before it writes it);
-    both must have stored the same key and value at `pos`."""
-    ref_k, ref_v = (CacheTensor(c.data.clone(), None if c.scale is None else c.scale.clone()) for c in (k_cache, v_cache))
-    ref = kernels.decode_attention_torch(q, new, ref_k, ref_v, torch.tensor([pos]), window, scale)
-    for c in (k_cache, v_cache):
-        (c.scale if c.scale is not None else c.data)[:, pos:] = float("nan")
-    fast = kernels.decode_attention_triton(q, new, k_cache, v_cache, torch.tensor([pos]), window, scale,
-                                           **kernel_args)
-    assert_same_rows(k_cache, ref_k, slice(pos, pos + 1))
-    assert_same_rows(v_cache, ref_v, slice(pos, pos + 1))
-    return fast, ref
-
-
 # On the CPU a "multiprocessor" is the whole machine: 16 programs over 2 KV heads make 8 chunks.
 MANY_CHUNKS = AttentionTiling(block_n=16, programs_per_sm=16, num_warps=4)
 
 
 @pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (5, 0, 160), (37, 0, 160), (130, 0, 160),
                                                (130, 20, 160), (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
-@pytest.mark.parametrize("tma, preload_blocks", [(False, 0), (True, 0), (False, 1), (True, 1), (False, 4)])
-def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: bool, preload_blocks: int) -> None:
-    """The kernel rotates the query and the new key, stores the new key and value, and attends.
-    The visible keys are cut into 8 chunks of blocks of 16, merged afterwards: with fewer keys
-    than chunks, some chunks hold none. Through TMA descriptors (chunks of two blocks or more:
-    here from 256 visible keys on) whole blocks before the query come that way and the rest as
-    before. Preloaded, a chunk's first blocks, as far as they lie before the query, are read
-    before the kernel waits for the one before it."""
+@pytest.mark.parametrize("tma, preload", [(False, False), (True, False), (False, True), (True, True)])
+def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: bool, preload: bool) -> None:
+    """The visible keys are cut into 8 chunks of blocks of 16, merged afterwards: with fewer
+    keys than chunks, some chunks hold none; slots past the query are never read. Through TMA
+    descriptors (chunks of two blocks or more: here from 256 visible keys on) whole blocks up
+    to the query come that way and the rest as before. Preloaded, a chunk's first block, where
+    it lies wholly before the query, is read before the kernel waits for the one before it."""
     if tma and kernels.TensorDescriptor is None:
         pytest.skip("this Triton has no host-side TMA descriptors")
     g = torch.Generator().manual_seed(pos)
     n_kv, group, hd = 2, 4, 16
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
-    fast, ref = attend_beside_torch(q, new_token(n_kv, hd, g), k_cache, v_cache, pos, window, 0.25,
-                                    tiling=MANY_CHUNKS, tma=tma, preload_blocks=preload_blocks)
-    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("neox", [False, True])
-def test_decode_attention_takes_q_k_and_v_from_the_qkv_row_in_either_rotation_layout(neox: bool) -> None:
-    g = torch.Generator().manual_seed(11)
-    n_kv, group, hd, n_ctx, pos = 2, 2, 32, 64, 40
-    qkv = torch.randn(1, (n_kv * group + 2 * n_kv) * hd, generator=g)
-    q, k, v = qkv.split([n_kv * group * hd, n_kv * hd, n_kv * hd], dim=-1)
-    new = kernels.NewToken(k.view(n_kv, hd), v.view(n_kv, hd), torch.rand(hd // 2, generator=g), neox)
-    k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
-    fast, ref = attend_beside_torch(q.view(n_kv, group, hd), new, k_cache, v_cache, pos, 0, 0.25, tiling=MANY_CHUNKS)
+    p = torch.tensor([pos])
+    ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, window, 0.25)
+    k_cache.data[:, pos + 1 :] = float("nan")
+    v_cache.data[:, pos + 1 :] = float("nan")
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25, tiling=MANY_CHUNKS, tma=tma,
+                                           preload=preload)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
@@ -197,19 +155,16 @@ def test_llamatp_attention_tiling_overrides_every_caches_tiling(monkeypatch: pyt
     assert kernels.decode_tiling(codes, codes, 8) == chosen
 
 
-def test_only_a_q4_0_cache_reads_a_first_block_early_unless_llamatp_attention_preload_says(
+def test_only_a_q4_0_cache_reads_its_first_blocks_early_unless_llamatp_attention_preload_says(
         monkeypatch: pytest.MonkeyPatch) -> None:
     f32, q8, q4 = (filled_cache(1, 8, 32, cache_type, torch.Generator()) for cache_type in ("f32", "q8_0", "q4_0"))
     monkeypatch.delenv("LLAMATP_ATTENTION_PRELOAD", raising=False)
-    assert kernels.blocks_read_early(q4, q4) == 1
-    assert not any(kernels.blocks_read_early(k, v) for k, v in ((f32, f32), (q8, q8), (q4, q8), (q4, f32)))
-    monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "4")
-    assert kernels.blocks_read_early(f32, f32) == 4
+    assert kernels.preloads_first_block(q4, q4)
+    assert not any(kernels.preloads_first_block(k, v) for k, v in ((f32, f32), (q8, q8), (q4, q8), (q4, f32)))
+    monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "1")
+    assert kernels.preloads_first_block(f32, f32)
     monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "0")
-    assert kernels.blocks_read_early(q4, q4) == 0
-    monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "3")
-    with pytest.raises(LlamatpError, match="LLAMATP_ATTENTION_PRELOAD='3'"):
-        kernels.blocks_read_early(q4, q4)
+    assert not kernels.preloads_first_block(q4, q4)
 
 
 @pytest.mark.parametrize("text", ["64,2,4", "64,2,4,1,x", "48,2,4,1,0", "64,0,4,1,0", "64,2,3,1,0", "64,2,4,1,2"])
@@ -237,8 +192,10 @@ def test_decode_attention_with_its_default_tiling_matches_torch(n_kv: int) -> No
     group, hd, n_ctx, pos = 2, 32, 200, 150
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
-    fast, ref = attend_beside_torch(q, new_token(n_kv, hd, g), k_cache, v_cache, pos, 0, 0.25)
-    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
+    p = torch.tensor([pos])
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.25)
+    torch.testing.assert_close(fast, kernels.decode_attention_torch(q, k_cache, v_cache, p, 0, 0.25),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_decode_attention_merges_more_chunks_than_one_round_of_loads() -> None:
@@ -249,8 +206,10 @@ def test_decode_attention_merges_more_chunks_than_one_round_of_loads() -> None:
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
     k_cache.data *= torch.linspace(0.1, 1.0, n_ctx)[None, :, None]
+    p = torch.tensor([pos])
     tiling = AttentionTiling(block_n=16, programs_per_sm=200, num_warps=4)
-    fast, ref = attend_beside_torch(q, new_token(n_kv, hd, g), k_cache, v_cache, pos, 0, 0.5, tiling=tiling)
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.5, tiling=tiling)
+    ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, 0, 0.5)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
@@ -259,16 +218,19 @@ def test_decode_attention_merges_more_chunks_than_one_round_of_loads() -> None:
 @pytest.mark.parametrize("keys_major", [False, True])
 def test_decode_attention_reads_a_quantized_cache_as_torch_does(type_k: str, type_v: str, keys_major: bool) -> None:
     """Codes times scales, per block of 32 values of a head (two blocks here), multiplied in f16
-    (the query too), so they agree with torch's f32 to f16's precision; the new key and value
-    are stored as codes and attended as the codes give them back. K and V may hold different
-    types, of different strides. Keys or query heads as the rows of the products, the result is
-    the same."""
+    (the query too), so they agree with torch's f32 to f16's precision. No slot past the query is
+    read; K and V may hold different types, of different strides. Keys or query heads as the
+    rows of the products, the result is the same."""
     g = torch.Generator().manual_seed(7)
     n_kv, group, hd, n_ctx, pos = 2, 3, 64, 300, 250
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, type_k, g), filled_cache(n_kv, n_ctx, hd, type_v, g)
+    p = torch.tensor([pos])
+    ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, 0, 0.125)
+    for c in (k_cache, v_cache):
+        (c.scale if c.scale is not None else c.data)[:, pos + 1 :] = float("nan")
     tiling = dataclasses.replace(MANY_CHUNKS, keys_major=keys_major)
-    fast, ref = attend_beside_torch(q, new_token(n_kv, hd, g), k_cache, v_cache, pos, 0, 0.125, tiling=tiling)
+    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, 0, 0.125, tiling=tiling)
     torch.testing.assert_close(fast, ref, rtol=2e-3, atol=3e-4)
 
 
@@ -280,6 +242,5 @@ def test_decode_attention_rounds_its_output_for_a_gemv() -> None:
     q = torch.randn(n_kv, group, hd, generator=g)
     k_cache, v_cache = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
     rounded = QuantizedRows.empty(1, n_kv * group * hd, q.device)
-    out = kernels.decode_attention_triton(q, new_token(n_kv, hd, g), k_cache, v_cache, torch.tensor([280]), 0, 0.125,
-                                          rounded)
+    out = kernels.decode_attention_triton(q, k_cache, v_cache, torch.tensor([280]), 0, 0.125, rounded)
     assert_rounded_for_gemv(rounded, out.reshape(1, -1))
