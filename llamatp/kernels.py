@@ -28,8 +28,8 @@ try:
     import triton.language as tl
 
     from llamatp.quant.gemv import (
-        QuantizedRows, early_launch_args, interpreted, max_shared_memory, memory_bandwidth, round_q8_blocks,
-        sm_count, store_rounded_blocks, wait_for_inputs,
+        QuantizedRows, early_launch_args, interpreted, let_next_launch_then_wait, max_shared_memory,
+        memory_bandwidth, round_q8_blocks, sm_count, store_rounded_blocks, wait_for_inputs,
     )
 except ImportError:  # CPU-only installs run the torch versions
     triton = None
@@ -165,7 +165,8 @@ def rope_store_kv_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_
         q, k, v, inv_freq, q_out, *_cache_args(k_cache), *_cache_args(v_cache), pos,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         *_cache_strides(k_cache), *_cache_strides(v_cache), n_q, HALF=hd // 2, NEOX=neox,
-        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache), **early_launch_args(q.device),
+        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache), NEXT_FIRST=_env_switch("LLAMATP_ATTENTION_OVERLAP") is True,
+        **early_launch_args(q.device),
     )
     return q_out
 
@@ -192,8 +193,12 @@ if triton is not None:
     def _rope_store_kernel(q_ptr, k_ptr, v_ptr, inv_freq_ptr, q_out_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, pos_ptr,
                            q_s0, q_s1, k_s0, k_s1, v_s0, v_s1, kc_s0, kc_s1, ks_s0, ks_s1,
                            vc_s0, vc_s1, vs_s0, vs_s1, n_q, HALF: tl.constexpr, NEOX: tl.constexpr,
-                           K_CODES: tl.constexpr, V_CODES: tl.constexpr, EARLY: tl.constexpr):
-        wait_for_inputs(EARLY)
+                           K_CODES: tl.constexpr, V_CODES: tl.constexpr, NEXT_FIRST: tl.constexpr,
+                           EARLY: tl.constexpr):
+        if NEXT_FIRST:
+            let_next_launch_then_wait(EARLY)
+        else:
+            wait_for_inputs(EARLY)
         t = tl.program_id(0)
         head = tl.program_id(1)
         p = tl.load(pos_ptr + t)
@@ -542,7 +547,7 @@ def fit_shared_memory(tiling: AttentionTiling, head_dim: int, value_bytes: float
 def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                             window: int, scale: float, rounded: QuantizedRows | None = None,
                             tiling: AttentionTiling | None = None, tma: bool | None = None,
-                            preload: bool | None = None) -> torch.Tensor:
+                            preload_blocks: int | None = None) -> torch.Tensor:
     """Flash-decoding: the keys in use are cut into as many chunks as the GPU runs programs
     at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
     is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
@@ -560,8 +565,8 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     block_g = max(16, triton.next_power_of_2(group))
     if tma is None:
         tma = reads_by_tma(q, k_cache, v_cache, tiling)
-    if preload is None:
-        preload = preloads_first_block(k_cache, v_cache) and triton.cdiv(n_ctx, n_chunks) > tiling.block_n
+    if preload_blocks is None:
+        preload_blocks = blocks_read_early(k_cache, v_cache) if triton.cdiv(n_ctx, n_chunks) > tiling.block_n else 0
     descriptors = ((_descriptor(k_cache, tiling.block_n), _descriptor(v_cache, tiling.block_n)) if tma
                    else (k_cache.data, v_cache.data))
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
@@ -575,7 +580,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         BLOCK_G=block_g, BLOCK_N=tiling.block_n, HEAD_DIM=head_dim, EMULATE=interpreted(),
         # With 256 values a head the transposed products spill registers (Triton 3.7: 240 bytes
         # a thread over q8_0 codes), where the other way round spills none.
-        KEYS_MAJOR=tiling.keys_major and head_dim <= 128, TMA=tma, PRELOAD=preload,
+        KEYS_MAJOR=tiling.keys_major and head_dim <= 128, TMA=tma, PRELOAD_N=preload_blocks * tiling.block_n,
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -613,17 +618,18 @@ def reads_by_tma(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, ti
                for c in (k_cache, v_cache))
 
 
-def preloads_first_block(k_cache: CacheTensor, v_cache: CacheTensor) -> bool:
-    """Whether each chunk of decode attention reads its first block before it waits for the
-    kernel before it (where more of the chunk follows): over q4_0 codes, where on H200s it made
-    8B decode at depth 8192 1.3% faster (one GPU, chunks of two blocks). Over q8_0 codes it
-    changed nothing, and over a bf16 cache, whose blocks the loop otherwise pipelines, it was
-    0.3-1.1% slower at depth 0 and 2.1-2.6% at 8192. LLAMATP_ATTENTION_PRELOAD=0 or 1 sets it
-    off or on for every cache."""
-    setting = _env_switch("LLAMATP_ATTENTION_PRELOAD")
-    if setting is not None:
-        return setting
-    return _codes(k_cache) == "q4_0" and _codes(v_cache) == "q4_0"
+def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor) -> int:
+    """How many blocks of keys and values each chunk of decode attention reads before it waits
+    for the kernel before it: one over q4_0 codes, where on H200s it made 8B decode at depth 8192
+    1.3% faster (one GPU, chunks of two blocks). Over q8_0 codes it changed nothing, and over a
+    bf16 cache, whose blocks the loop otherwise pipelines, it was 0.3-1.1% slower at depth 0 and
+    2.1-2.6% at 8192. LLAMATP_ATTENTION_PRELOAD=0, 1, 2, 4 or 8 sets it for every cache."""
+    text = os.environ.get("LLAMATP_ATTENTION_PRELOAD")
+    if text:
+        if text not in ("0", "1", "2", "4", "8"):
+            raise LlamatpError(f"LLAMATP_ATTENTION_PRELOAD={text!r}: expected 0, 1, 2, 4 or 8 blocks of keys")
+        return int(text)
+    return 1 if _codes(k_cache) == "q4_0" and _codes(v_cache) == "q4_0" else 0
 
 
 def _env_switch(name: str) -> bool | None:
@@ -650,7 +656,7 @@ if triton is not None:
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, PRELOAD: tl.constexpr,
+                                KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, PRELOAD_N: tl.constexpr,
                                 EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
         kv = tl.program_id(0)
@@ -663,18 +669,15 @@ if triton is not None:
         per_chunk = tl.cdiv(pos + 1 - lo, n_chunks)
         start = lo + c * per_chunk
         stop = tl.minimum(start + per_chunk, pos + 1)
-        if PRELOAD:
+        if PRELOAD_N > 0:
             # Keys before the query's position were stored by earlier steps, so the chunk's first
-            # block, if wholly before it, is read while the kernel before this one (which stores
-            # the query and its key) may still run; only where more of the chunk follows (over two
-            # H200s, chunks of one block were 0.9% slower so, and compiled for it, not reading it
-            # ahead, 0.4%: the launch leaves it out where the cache's chunks are one block or less).
-            preloaded = start + BLOCK_N <= tl.minimum(pos, start + per_chunk - 1)
-            n = start + tl.arange(0, BLOCK_N)
-            read = n < tl.where(preloaded, stop, start)
-            k_first = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, read,
+            # PRELOAD_N of them are read while the kernels before this one (the last of which
+            # stores the query and its key) may still run.
+            early_stop = tl.maximum(tl.minimum(tl.minimum(start + PRELOAD_N, pos), stop), start)
+            n = start + tl.arange(0, PRELOAD_N)
+            k_first = _load_cache_block(k_ptr, ks_ptr, kv * kc_s0, kv * ks_s0, n, kc_s1, ks_s1, n < early_stop,
                                         K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
-            v_first = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, read,
+            v_first = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, n < early_stop,
                                         V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
         wait_for_inputs(EARLY)
         g = tl.arange(0, BLOCK_G)
@@ -692,10 +695,11 @@ if triton is not None:
             acc = tl.zeros([HEAD_DIM, BLOCK_G], tl.float32)
         else:
             acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
-        if PRELOAD:
-            if preloaded:
-                m_i, s_i, acc = _attend_block(q, k_first, v_first, n < stop, m_i, s_i, acc, scale_log2, KEYS_MAJOR)
-                start = tl.minimum(start + BLOCK_N, stop)
+        if PRELOAD_N > 0:
+            if early_stop > start:
+                m_i, s_i, acc = _attend_block(q, k_first, v_first, n < early_stop, m_i, s_i, acc, scale_log2,
+                                              KEYS_MAJOR)
+                start = early_stop
         by_tma = start
         if TMA and per_chunk >= 2 * BLOCK_N:
             # Whole blocks at positions up to the query's: rows past `stop` are then the next

@@ -117,13 +117,13 @@ MANY_CHUNKS = AttentionTiling(block_n=16, programs_per_sm=16, num_warps=4)
 
 @pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (5, 0, 160), (37, 0, 160), (130, 0, 160),
                                                (130, 20, 160), (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
-@pytest.mark.parametrize("tma, preload", [(False, False), (True, False), (False, True), (True, True)])
-def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: bool, preload: bool) -> None:
+@pytest.mark.parametrize("tma, preload_blocks", [(False, 0), (True, 0), (False, 1), (True, 1), (False, 4)])
+def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: bool, preload_blocks: int) -> None:
     """The visible keys are cut into 8 chunks of blocks of 16, merged afterwards: with fewer
     keys than chunks, some chunks hold none; slots past the query are never read. Through TMA
     descriptors (chunks of two blocks or more: here from 256 visible keys on) whole blocks up
-    to the query come that way and the rest as before. Preloaded, a chunk's first block, where
-    it lies wholly before the query, is read before the kernel waits for the one before it."""
+    to the query come that way and the rest as before. Preloaded, a chunk's first blocks, as far
+    as they lie before the query, are read before the kernel waits for the one before it."""
     if tma and kernels.TensorDescriptor is None:
         pytest.skip("this Triton has no host-side TMA descriptors")
     g = torch.Generator().manual_seed(pos)
@@ -135,7 +135,7 @@ def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: 
     k_cache.data[:, pos + 1 :] = float("nan")
     v_cache.data[:, pos + 1 :] = float("nan")
     fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25, tiling=MANY_CHUNKS, tma=tma,
-                                           preload=preload)
+                                           preload_blocks=preload_blocks)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
@@ -155,16 +155,19 @@ def test_llamatp_attention_tiling_overrides_every_caches_tiling(monkeypatch: pyt
     assert kernels.decode_tiling(codes, codes, 8) == chosen
 
 
-def test_only_a_q4_0_cache_reads_its_first_blocks_early_unless_llamatp_attention_preload_says(
+def test_only_a_q4_0_cache_reads_a_first_block_early_unless_llamatp_attention_preload_says(
         monkeypatch: pytest.MonkeyPatch) -> None:
     f32, q8, q4 = (filled_cache(1, 8, 32, cache_type, torch.Generator()) for cache_type in ("f32", "q8_0", "q4_0"))
     monkeypatch.delenv("LLAMATP_ATTENTION_PRELOAD", raising=False)
-    assert kernels.preloads_first_block(q4, q4)
-    assert not any(kernels.preloads_first_block(k, v) for k, v in ((f32, f32), (q8, q8), (q4, q8), (q4, f32)))
-    monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "1")
-    assert kernels.preloads_first_block(f32, f32)
+    assert kernels.blocks_read_early(q4, q4) == 1
+    assert not any(kernels.blocks_read_early(k, v) for k, v in ((f32, f32), (q8, q8), (q4, q8), (q4, f32)))
+    monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "4")
+    assert kernels.blocks_read_early(f32, f32) == 4
     monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "0")
-    assert not kernels.preloads_first_block(q4, q4)
+    assert kernels.blocks_read_early(q4, q4) == 0
+    monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "3")
+    with pytest.raises(LlamatpError, match="LLAMATP_ATTENTION_PRELOAD='3'"):
+        kernels.blocks_read_early(q4, q4)
 
 
 @pytest.mark.parametrize("text", ["64,2,4", "64,2,4,1,x", "48,2,4,1,0", "64,0,4,1,0", "64,2,3,1,0", "64,2,4,1,2"])

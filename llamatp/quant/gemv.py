@@ -345,6 +345,16 @@ def wait_for_inputs(EARLY: tl.constexpr):
 
 
 @triton.jit
+def let_next_launch_then_wait(EARLY: tl.constexpr):
+    """`wait_for_inputs` with the next kernel let launch first, so that it runs beside the
+    kernels before this one: for a kernel of a few programs whose successor has reading to do
+    before it waits."""
+    if EARLY:
+        tl.extra.cuda.gdc_launch_dependents()
+        tl.extra.cuda.gdc_wait()
+
+
+@triton.jit
 def round_q8_blocks(x):
     """Blocks of 32 values, x [B, 32] float32, as q8_0 rounds them: codes (int32, -127..127)
     and one scale d each, the largest magnitude of a block mapping to 127."""
