@@ -8,13 +8,14 @@ hidden states from stage to stage and the last stage broadcasts the logits.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 
 from llamatp.comm import Comm
 from llamatp.graphs import PassGraphs, prompt_graphs_enabled
+from llamatp.kernels import long_context_decode
 from llamatp.kv_cache import KVCache
 from llamatp.model import Transformer
 from llamatp.plan import Plan
@@ -46,6 +47,9 @@ class Engine:
         self.n_vocab = sum(self.vocab_widths) if plan.mode == "tensor" else len(plan.shards[0].vocab)
         self.use_graphs = use_graphs and device.type == "cuda"
         self._graph: torch.cuda.CUDAGraph | None = None
+        # From position _long_from on, steps replay _long_graph (kernels.long_context_decode).
+        self._long_graph: torch.cuda.CUDAGraph | None = None
+        self._long_from = self.n_ctx
         self._prompt_graphs = PassGraphs() if self.use_graphs and prompt_graphs_enabled() else None
         # Captured now, before a prompt fills the cache that the capture's warm-up writes into.
         self._capture_decode()
@@ -53,7 +57,7 @@ class Engine:
     def set_context(self, n_ctx: int) -> None:
         """An empty KV cache of n_ctx positions in place of the current one, and on GPUs a
         decode graph captured for it: the decode kernels size their work to the cache."""
-        self._graph = None
+        self._graph = self._long_graph = None
         if self._prompt_graphs is not None:
             self._prompt_graphs.clear()
         spec = self.model.cache.spec
@@ -113,12 +117,17 @@ class Engine:
         else:
             torch.distributed.recv(self._input, comm.rank - 1)
         self._pos.fill_(pos)
-        self._graph.replay()
+        if pos >= self._long_from:
+            self._long_graph.replay()
+            output = self._long_output
+        else:
+            self._graph.replay()
+            output = self._output
         if not layer_split:
-            return self._output
+            return output
         if not comm.is_last:
-            torch.distributed.send(self._output, comm.rank + 1)
-        return comm.broadcast(self._output if comm.is_last else self._logits, comm.world - 1)
+            torch.distributed.send(output, comm.rank + 1)
+        return comm.broadcast(output if comm.is_last else self._logits, comm.world - 1)
 
     def _forward_chunk(self, chunk: list[int], start: int, last_only: bool, repeated: bool) -> torch.Tensor:
         tokens = torch.tensor(chunk, dtype=torch.long, device=self.device)
@@ -185,13 +194,27 @@ class Engine:
         def step() -> torch.Tensor:
             return self._gather(self.model(self._input, self._pos, kv_len=self.n_ctx, last_only=True))
 
-        # Warm up on a side stream (kernel autotuning, NCCL set-up) before capture.
+        pool = torch.cuda.graph_pool_handle()  # one step's activations, whichever graph runs
+        self._graph, self._output = self._capture_step(step, pool)
+        long_from = self.model.long_context_from()
+        if long_from is not None and long_from < self.n_ctx:
+            with long_context_decode():
+                self._long_graph, self._long_output = self._capture_step(step, pool)
+            self._long_from = long_from
+        else:
+            self._long_from = self.n_ctx
+
+    def _capture_step(self, step: Callable[[], torch.Tensor], pool: tuple[int, int]) -> tuple[
+            torch.cuda.CUDAGraph, torch.Tensor]:
+        """`step` warmed up on a side stream (kernels compiled and tuned, NCCL set up), then
+        captured; returns the graph and the output it writes."""
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             for _ in range(2):
                 step()
         torch.cuda.current_stream(self.device).wait_stream(stream)
-        self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
-            self._output = step()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool):
+            output = step()
+        return graph, output

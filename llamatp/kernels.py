@@ -16,8 +16,11 @@ and waits for it (EARLY) before it touches memory: the launches overlap the kern
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -165,7 +168,7 @@ def rope_store_kv_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_
         q, k, v, inv_freq, q_out, *_cache_args(k_cache), *_cache_args(v_cache), pos,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         *_cache_strides(k_cache), *_cache_strides(v_cache), n_q, HALF=hd // 2, NEOX=neox,
-        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache), NEXT_FIRST=_env_switch("LLAMATP_ATTENTION_OVERLAP") is True,
+        K_CODES=_codes(k_cache), V_CODES=_codes(v_cache), NEXT_FIRST=attention_during_gemv(),
         **early_launch_args(q.device),
     )
     return q_out
@@ -560,13 +563,12 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     if q.is_cuda:
         value_bytes = max(c.data.element_size() * c.data.shape[-1] / head_dim for c in (k_cache, v_cache))
         tiling = fit_shared_memory(tiling, head_dim, value_bytes, max_shared_memory(q.device))
-    programs = tiling.programs_per_sm * sm_count(q.device)
-    n_chunks = max(1, min(triton.cdiv(n_ctx, tiling.block_n), programs // max(n_kv, 1)))
+    n_chunks = decode_chunks(n_kv, n_ctx, tiling, sm_count(q.device))
     block_g = max(16, triton.next_power_of_2(group))
     if tma is None:
         tma = reads_by_tma(q, k_cache, v_cache, tiling)
     if preload_blocks is None:
-        preload_blocks = blocks_read_early(k_cache, v_cache) if triton.cdiv(n_ctx, n_chunks) > tiling.block_n else 0
+        preload_blocks = blocks_read_early(k_cache, v_cache, triton.cdiv(n_ctx, n_chunks) > tiling.block_n)
     descriptors = ((_descriptor(k_cache, tiling.block_n), _descriptor(v_cache, tiling.block_n)) if tma
                    else (k_cache.data, v_cache.data))
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
@@ -618,18 +620,77 @@ def reads_by_tma(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, ti
                for c in (k_cache, v_cache))
 
 
-def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor) -> int:
+def decode_chunks(n_kv: int, n_ctx: int, tiling: AttentionTiling, n_sm: int) -> int:
+    """How many chunks decode attention cuts each KV head's keys into: enough programs for
+    `tiling.programs_per_sm` on each of n_sm multiprocessors, none shorter than a block of the cache."""
+    programs = tiling.programs_per_sm * n_sm
+    return max(1, min(-(-n_ctx // tiling.block_n), programs // max(n_kv, 1)))
+
+
+def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor, chunks_span_blocks: bool) -> int:
     """How many blocks of keys and values each chunk of decode attention reads before it waits
-    for the kernel before it: one over q4_0 codes, where on H200s it made 8B decode at depth 8192
-    1.3% faster (one GPU, chunks of two blocks). Over q8_0 codes it changed nothing, and over a
-    bf16 cache, whose blocks the loop otherwise pipelines, it was 0.3-1.1% slower at depth 0 and
-    2.1-2.6% at 8192. LLAMATP_ATTENTION_PRELOAD=0, 1, 2, 4 or 8 sets it for every cache."""
+    for the kernel before it (as far as they lie before the query).
+
+    In a long-context step (`long_context_decode`) the attention is launched while the QKV GEMV
+    still runs, and what it reads early comes in during the GEMV's last programs: 4 blocks over a
+    float cache (8B over two H200s at depth 8192: 3.3% faster; 1 or 2 blocks were slower than not
+    launching early), 1 over codes (q8_0, one H200: 2.7%). Otherwise one over q4_0 codes whose
+    chunks can hold more than one block (8B on one H200 at depth 8192: 1.3% faster), none over
+    others (a bf16 cache, whose blocks the loop pipelines, was 2.1-2.6% slower at 8192).
+    LLAMATP_ATTENTION_PRELOAD=0, 1, 2, 4 or 8 sets it for every cache and step."""
     text = os.environ.get("LLAMATP_ATTENTION_PRELOAD")
     if text:
         if text not in ("0", "1", "2", "4", "8"):
             raise LlamatpError(f"LLAMATP_ATTENTION_PRELOAD={text!r}: expected 0, 1, 2, 4 or 8 blocks of keys")
         return int(text)
-    return 1 if _codes(k_cache) == "q4_0" and _codes(v_cache) == "q4_0" else 0
+    if attention_during_gemv():
+        return 4 if _codes(k_cache) == "float" and _codes(v_cache) == "float" else 1
+    return 1 if _codes(k_cache) == "q4_0" and _codes(v_cache) == "q4_0" and chunks_span_blocks else 0
+
+
+# --- long-context decode steps ----------------------------------------------------------
+#
+# Launched while the QKV GEMV still runs, the attention reads its chunks' first blocks as the
+# GEMV's last programs leave the memory idle: 8B over two H200s at depth 8192, 3.3% faster. But
+# its programs need shared memory (38-41 KB) where the GEMV's take none, and a multiprocessor
+# changes its split of L1 and shared memory only once the programs on it are done: at depth 0
+# that step was 2.0% slower (with every kernel asking for the largest shared memory it was not,
+# but at depth 8192 it gained a third as much; scripts/carveout). So a step runs so only from
+# the depth where each chunk holds LONG_CONTEXT_CHUNK_BYTES of keys and values (8B over two
+# H200s: even at depth 2048, 32 keys a chunk, and 1.6% faster at 4096), as a second CUDA graph.
+
+LONG_CONTEXT_CHUNK_BYTES = 16384
+_long_context = contextvars.ContextVar("long_context", default=False)
+
+
+@contextlib.contextmanager
+def long_context_decode() -> Iterator[None]:
+    """Decode kernels launched inside (in a CUDA graph's capture) are launched as for a long context."""
+    token = _long_context.set(True)
+    try:
+        yield
+    finally:
+        _long_context.reset(token)
+
+
+def attention_during_gemv() -> bool:
+    """Whether the RoPE kernel lets decode attention launch before it waits itself, so that the
+    attention runs beside the QKV GEMV: in long-context steps, unless LLAMATP_ATTENTION_OVERLAP=0
+    or 1 says never or always."""
+    setting = _env_switch("LLAMATP_ATTENTION_OVERLAP")
+    return _long_context.get() if setting is None else setting
+
+
+def long_context_from(n_kv: int, k_cache: CacheTensor, v_cache: CacheTensor, n_sm: int) -> int | None:
+    """The first position whose decode step runs as `long_context_decode` launches it, for
+    attention over these caches on a GPU of n_sm multiprocessors; None where
+    LLAMATP_ATTENTION_OVERLAP sets one launch for every step."""
+    if _env_switch("LLAMATP_ATTENTION_OVERLAP") is not None:
+        return None
+    n_chunks = decode_chunks(n_kv, k_cache.data.shape[1], decode_tiling(k_cache, v_cache, n_kv), n_sm)
+    position_bytes = sum(c.data[0, 0].nbytes + (0 if c.scale is None else c.scale[0, 0].nbytes)
+                         for c in (k_cache, v_cache))
+    return n_chunks * -(-LONG_CONTEXT_CHUNK_BYTES // position_bytes)
 
 
 def _env_switch(name: str) -> bool | None:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
 
 from llamatp.config import ModelConfig
-from llamatp.kernels import add_rms_norm, decode_attention, gated_act, rope_store_kv
+from llamatp.kernels import add_rms_norm, decode_attention, gated_act, long_context_from, rope_store_kv
 from llamatp.kv_cache import CacheTensor, KVCache, attention_dtype
 from llamatp.linear import Linear, StackedLinear, WeightSlice
 from llamatp.quant.dequant import dequantize_to
@@ -243,6 +243,18 @@ class Transformer(torch.nn.Module):
         # Weights kept in GGUF blocks are dequantized again by every prompt pass.
         self.dequantizes_prompt_weights = any(
             isinstance(m, Linear) and m.packed is not None for m in self.blocks.modules())
+
+    def long_context_from(self) -> int | None:
+        """The position from which decode steps on the GPU run as `kernels.long_context_decode`
+        launches them: the latest any layer's attention asks for; None where one launch serves
+        every step."""
+        device = self.cache.spec.device
+        if device.type != "cuda":
+            return None
+        n_sm = torch.cuda.get_device_properties(device).multi_processor_count
+        firsts = [long_context_from(block.attn.n_kv, *self.cache.layer(i), n_sm)
+                  for i, block in enumerate(self.blocks) if block.attn.n_q > 0]
+        return None if not firsts or None in firsts else max(firsts)
 
     def forward(self, inputs: torch.Tensor, pos: torch.Tensor, kv_len: int, last_only: bool = True) -> torch.Tensor:
         """Token ids (first stage) or hidden states, at positions `pos`, attending to the first

@@ -155,19 +155,56 @@ def test_llamatp_attention_tiling_overrides_every_caches_tiling(monkeypatch: pyt
     assert kernels.decode_tiling(codes, codes, 8) == chosen
 
 
-def test_only_a_q4_0_cache_reads_a_first_block_early_unless_llamatp_attention_preload_says(
+def test_a_short_context_step_reads_early_only_a_q4_0_chunks_first_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    f32, q8, q4 = (filled_cache(1, 8, 32, cache_type, torch.Generator()) for cache_type in ("f32", "q8_0", "q4_0"))
+    monkeypatch.delenv("LLAMATP_ATTENTION_PRELOAD", raising=False)
+    monkeypatch.delenv("LLAMATP_ATTENTION_OVERLAP", raising=False)
+    assert kernels.blocks_read_early(q4, q4, chunks_span_blocks=True) == 1
+    assert kernels.blocks_read_early(q4, q4, chunks_span_blocks=False) == 0
+    assert not any(kernels.blocks_read_early(k, v, True) for k, v in ((f32, f32), (q8, q8), (q4, q8), (q4, f32)))
+    assert not kernels.attention_during_gemv()
+
+
+def test_a_long_context_step_launches_attention_during_the_gemv_and_reads_more_early(
         monkeypatch: pytest.MonkeyPatch) -> None:
     f32, q8, q4 = (filled_cache(1, 8, 32, cache_type, torch.Generator()) for cache_type in ("f32", "q8_0", "q4_0"))
     monkeypatch.delenv("LLAMATP_ATTENTION_PRELOAD", raising=False)
-    assert kernels.blocks_read_early(q4, q4) == 1
-    assert not any(kernels.blocks_read_early(k, v) for k, v in ((f32, f32), (q8, q8), (q4, q8), (q4, f32)))
+    monkeypatch.delenv("LLAMATP_ATTENTION_OVERLAP", raising=False)
+    with kernels.long_context_decode():
+        assert kernels.attention_during_gemv()
+        assert kernels.blocks_read_early(f32, f32, chunks_span_blocks=False) == 4
+        assert kernels.blocks_read_early(q8, q8, False) == kernels.blocks_read_early(q4, q4, False) == 1
+    assert not kernels.attention_during_gemv()
+
+
+def test_llamatp_attention_overlap_and_preload_set_one_launch_for_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    f32, q4 = (filled_cache(1, 8, 32, cache_type, torch.Generator()) for cache_type in ("f32", "q4_0"))
+    monkeypatch.setenv("LLAMATP_ATTENTION_OVERLAP", "1")
+    assert kernels.attention_during_gemv()
+    assert kernels.long_context_from(1, f32, f32, n_sm=132) is None
+    monkeypatch.setenv("LLAMATP_ATTENTION_OVERLAP", "0")
+    with kernels.long_context_decode():
+        assert not kernels.attention_during_gemv()
     monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "4")
-    assert kernels.blocks_read_early(f32, f32) == 4
+    assert kernels.blocks_read_early(f32, f32, False) == 4
     monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "0")
-    assert kernels.blocks_read_early(q4, q4) == 0
+    assert kernels.blocks_read_early(q4, q4, True) == 0
     monkeypatch.setenv("LLAMATP_ATTENTION_PRELOAD", "3")
     with pytest.raises(LlamatpError, match="LLAMATP_ATTENTION_PRELOAD='3'"):
-        kernels.blocks_read_early(q4, q4)
+        kernels.blocks_read_early(q4, q4, True)
+
+
+@pytest.mark.parametrize("cache_type, n_kv, chunks, keys", [("bf16", 4, 66, 32), ("q8_0", 8, 33, 61), ("q4_0", 8, 33, 114)])
+def test_long_context_steps_start_where_each_chunk_holds_16_kib_of_keys_and_values(
+        monkeypatch: pytest.MonkeyPatch, cache_type: str, n_kv: int, chunks: int, keys: int) -> None:
+    """Llama-3 8B heads (128 values) on a GPU of 132 multiprocessors, over two GPUs (bf16: 4 KV
+    heads, 2 programs a multiprocessor) or one (codes: 8 KV heads, 2 programs): a position of a
+    head takes 512 bytes of bf16 keys and values, 272 of q8_0 and 144 of q4_0."""
+    monkeypatch.delenv("LLAMATP_ATTENTION_OVERLAP", raising=False)
+    monkeypatch.delenv("LLAMATP_ATTENTION_TILING", raising=False)
+    cache = (CacheTensor(torch.zeros(n_kv, 8192, 128, dtype=torch.bfloat16)) if cache_type == "bf16"
+             else filled_cache(n_kv, 8192, 128, cache_type, torch.Generator()))
+    assert kernels.long_context_from(n_kv, cache, cache, n_sm=132) == chunks * keys
 
 
 @pytest.mark.parametrize("text", ["64,2,4", "64,2,4,1,x", "48,2,4,1,0", "64,0,4,1,0", "64,2,3,1,0", "64,2,4,1,2"])
