@@ -620,11 +620,13 @@ def reads_by_tma(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, ti
                for c in (k_cache, v_cache))
 
 
-def decode_chunks(n_kv: int, n_ctx: int, tiling: AttentionTiling, n_sm: int) -> int:
+def decode_chunks(n_kv: int, n_ctx: int | None, tiling: AttentionTiling, n_sm: int) -> int:
     """How many chunks decode attention cuts each KV head's keys into: enough programs for
-    `tiling.programs_per_sm` on each of n_sm multiprocessors, none shorter than a block of the cache."""
+    `tiling.programs_per_sm` on each of n_sm multiprocessors, none shorter than a block of the
+    cache (of n_ctx positions; None: deep enough to fill every multiprocessor)."""
     programs = tiling.programs_per_sm * n_sm
-    return max(1, min(-(-n_ctx // tiling.block_n), programs // max(n_kv, 1)))
+    most = programs // max(n_kv, 1) if n_ctx is None else min(-(-n_ctx // tiling.block_n), programs // max(n_kv, 1))
+    return max(1, most)
 
 
 def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor, chunks_span_blocks: bool) -> int:
@@ -633,8 +635,9 @@ def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor, chunks_span_bl
 
     In a long-context step (`long_context_decode`) the attention is launched while the QKV GEMV
     still runs, and what it reads early comes in during the GEMV's last programs: 4 blocks over a
-    float cache (8B over two H200s at depth 8192: 3.3% faster; 1 or 2 blocks were slower than not
-    launching early), 1 over codes (q8_0, one H200: 2.7%). Otherwise one over q4_0 codes whose
+    float cache (8B over two H200s at depth 8192: 2.9-3.3% faster; 1 or 2 blocks were slower than
+    not launching early), 1 over codes (q8_0, one H200: 2.7% faster at 8192, but 1.8% and 3.8%
+    slower at 2048 and 4096). Otherwise one over q4_0 codes whose
     chunks can hold more than one block (8B on one H200 at depth 8192: 1.3% faster), none over
     others (a bf16 cache, whose blocks the loop pipelines, was 2.1-2.6% slower at 8192).
     LLAMATP_ATTENTION_PRELOAD=0, 1, 2, 4 or 8 sets it for every cache and step."""
@@ -651,13 +654,14 @@ def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor, chunks_span_bl
 # --- long-context decode steps ----------------------------------------------------------
 #
 # Launched while the QKV GEMV still runs, the attention reads its chunks' first blocks as the
-# GEMV's last programs leave the memory idle: 8B over two H200s at depth 8192, 3.3% faster. But
-# its programs need shared memory (38-41 KB) where the GEMV's take none, and a multiprocessor
-# changes its split of L1 and shared memory only once the programs on it are done: at depth 0
-# that step was 2.0% slower (with every kernel asking for the largest shared memory it was not,
-# but at depth 8192 it gained a third as much; scripts/carveout). So a step runs so only from
-# the depth where each chunk holds LONG_CONTEXT_CHUNK_BYTES of keys and values (8B over two
-# H200s: even at depth 2048, 32 keys a chunk, and 1.6% faster at 4096), as a second CUDA graph.
+# GEMV's last programs leave the memory idle. Its programs take shared memory (38-41 KB) where
+# the GEMV's take none, and that launch costs a step about 2 us a layer (8B over two H200s, depth
+# 0: 2.0% slower), which went away when every kernel asked for the largest shared memory
+# (scripts/carveout; a multiprocessor seems to change its split of L1 and shared memory only
+# once its programs are done), but so did two thirds of the gain at depth. So steps run so only
+# from the depth where each chunk holds LONG_CONTEXT_CHUNK_BYTES of keys and values, as a second
+# CUDA graph: over two H200s (a bf16 cache) 0.2%, 1.5% and 2.9% faster at depths 2048 (32 keys a
+# chunk), 4096 and 8192.
 
 LONG_CONTEXT_CHUNK_BYTES = 16384
 _long_context = contextvars.ContextVar("long_context", default=False)
@@ -683,11 +687,13 @@ def attention_during_gemv() -> bool:
 
 def long_context_from(n_kv: int, k_cache: CacheTensor, v_cache: CacheTensor, n_sm: int) -> int | None:
     """The first position whose decode step runs as `long_context_decode` launches it, for
-    attention over these caches on a GPU of n_sm multiprocessors; None where
-    LLAMATP_ATTENTION_OVERLAP sets one launch for every step."""
-    if _env_switch("LLAMATP_ATTENTION_OVERLAP") is not None:
+    attention over these caches on a GPU of n_sm multiprocessors: where a cache deep enough to
+    fill the GPU has LONG_CONTEXT_CHUNK_BYTES in each chunk. None where LLAMATP_ATTENTION_OVERLAP
+    sets one launch for every step, and where K or V holds codes: over q8_0 codes (8B, one H200)
+    the long-context step was 2.7% faster at depth 8192 but 1.8% and 3.8% slower at 2048 and 4096."""
+    if _codes(k_cache) != "float" or _codes(v_cache) != "float" or _env_switch("LLAMATP_ATTENTION_OVERLAP") is not None:
         return None
-    n_chunks = decode_chunks(n_kv, k_cache.data.shape[1], decode_tiling(k_cache, v_cache, n_kv), n_sm)
+    n_chunks = decode_chunks(n_kv, None, decode_tiling(k_cache, v_cache, n_kv), n_sm)
     position_bytes = sum(c.data[0, 0].nbytes + (0 if c.scale is None else c.scale[0, 0].nbytes)
                          for c in (k_cache, v_cache))
     return n_chunks * -(-LONG_CONTEXT_CHUNK_BYTES // position_bytes)

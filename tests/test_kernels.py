@@ -194,17 +194,22 @@ def test_llamatp_attention_overlap_and_preload_set_one_launch_for_every_step(mon
         kernels.blocks_read_early(q4, q4, True)
 
 
-@pytest.mark.parametrize("cache_type, n_kv, chunks, keys", [("bf16", 4, 66, 32), ("q8_0", 8, 33, 61), ("q4_0", 8, 33, 114)])
-def test_long_context_steps_start_where_each_chunk_holds_16_kib_of_keys_and_values(
-        monkeypatch: pytest.MonkeyPatch, cache_type: str, n_kv: int, chunks: int, keys: int) -> None:
-    """Llama-3 8B heads (128 values) on a GPU of 132 multiprocessors, over two GPUs (bf16: 4 KV
-    heads, 2 programs a multiprocessor) or one (codes: 8 KV heads, 2 programs): a position of a
-    head takes 512 bytes of bf16 keys and values, 272 of q8_0 and 144 of q4_0."""
+@pytest.mark.parametrize("n_ctx", [1024, 8192, 32768])
+def test_long_context_steps_start_where_each_chunk_of_a_deep_cache_holds_16_kib_of_keys_and_values(
+        monkeypatch: pytest.MonkeyPatch, n_ctx: int) -> None:
+    """Llama-3 8B over two GPUs of 132 multiprocessors: 4 KV heads of 128 values, 2 programs a
+    multiprocessor, 66 chunks of a deep cache; a position of a head takes 512 bytes of bf16 keys
+    and values. The cache's own length does not move it (a short cache would have few chunks)."""
     monkeypatch.delenv("LLAMATP_ATTENTION_OVERLAP", raising=False)
     monkeypatch.delenv("LLAMATP_ATTENTION_TILING", raising=False)
-    cache = (CacheTensor(torch.zeros(n_kv, 8192, 128, dtype=torch.bfloat16)) if cache_type == "bf16"
-             else filled_cache(n_kv, 8192, 128, cache_type, torch.Generator()))
-    assert kernels.long_context_from(n_kv, cache, cache, n_sm=132) == chunks * keys
+    cache = CacheTensor(torch.zeros(4, n_ctx, 128, dtype=torch.bfloat16))
+    assert kernels.long_context_from(4, cache, cache, n_sm=132) == 66 * 32
+
+
+def test_steps_over_a_cache_of_codes_never_run_as_long_context_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLAMATP_ATTENTION_OVERLAP", raising=False)
+    f32, q8, q4 = (filled_cache(8, 256, 128, cache_type, torch.Generator()) for cache_type in ("f32", "q8_0", "q4_0"))
+    assert all(kernels.long_context_from(8, k, v, n_sm=132) is None for k, v in ((q8, q8), (q4, q4), (f32, q8)))
 
 
 @pytest.mark.parametrize("text", ["64,2,4", "64,2,4,1,x", "48,2,4,1,0", "64,0,4,1,0", "64,2,3,1,0", "64,2,4,1,2"])
