@@ -2,7 +2,7 @@
 # Decode steps from the long-context depth on run as a second CUDA graph (attention launched during
 # the QKV GEMV, more blocks read early). Kernel checks with 4 blocks read early (CHECKS=0 skips
 # them); greedy tokens of an 8B-shaped 2-layer slice, decoding at positions 3000-3015, over two GPUs
-# (tensor and layer split) and on one against the CPU, with the cache type in SLICE_CACHE (bf16:
+# (tensor and layer split) and on one against the CPU (SLICE=0 skips them), with the cache type in SLICE_CACHE (bf16:
 # long-context steps); then 8B Q4_0 tg128 for each run in RUNS (GPUs:KV cache type:depths), this
 # build against the one in .carry/baseline, in turns.
 #   RUNS="2:bf16:0,2048,4096,8192 1:q8_0:0,8192" bash scripts/device_long_context_graph.sh
@@ -18,12 +18,14 @@ if [ "${CHECKS:-1}" = 1 ]; then
 fi
 wait
 c=${SLICE_CACHE:-bf16}
+[ "${SLICE:-1}" = 1 ] && {
 step "2-layer slice against the CPU: two GPUs, $c cache"
 timeout -k 5 300 python3 scripts/compare_splits.py $M/8b-2layers-q4_0.gguf --devices cuda:0,cuda:1 --modes tensor,layer \
   --base-device cpu --n-ctx 4096 --n-prompt 3000 --n-decode 16 -ctk $c -ctv $c 2>&1 | grep -v "^rank\|Warning"
 step "2-layer slice against the CPU: one GPU, $c cache"
 timeout -k 5 300 python3 scripts/compare_splits.py $M/8b-2layers-q4_0.gguf --devices cuda:0 --modes none \
   --base-device cpu --n-ctx 4096 --n-prompt 3000 --n-decode 16 -ctk $c -ctv $c 2>&1 | grep -v "^rank\|Warning"
+}
 for run in $RUNS; do
   IFS=: read -r gpus cache depths <<< "$run"
   devices=cuda:0 split=none
