@@ -1,5 +1,6 @@
 """The fused GPU kernels compute what their plain-torch twins compute (Triton's interpreter on CPU)."""
 
+import contextlib
 import dataclasses
 import os
 
@@ -117,13 +118,18 @@ MANY_CHUNKS = AttentionTiling(block_n=16, programs_per_sm=16, num_warps=4)
 
 @pytest.mark.parametrize("pos, window, n_ctx", [(0, 0, 160), (5, 0, 160), (37, 0, 160), (130, 0, 160),
                                                (130, 20, 160), (1500, 0, 1600), (1500, 300, 1600), (100, 0, 1600)])
-@pytest.mark.parametrize("tma, preload_blocks", [(False, 0), (True, 0), (False, 1), (True, 1), (False, 4)])
-def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: bool, preload_blocks: int) -> None:
+@pytest.mark.parametrize("tma, preload_blocks, long_context", [
+    (False, 0, False), (True, 0, False), (False, 1, False), (True, 1, False), (False, 4, False),
+    (False, 1, True), (False, 4, True), (True, 4, True)])
+def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: bool, preload_blocks: int,
+                                        long_context: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The visible keys are cut into 8 chunks of blocks of 16, merged afterwards: with fewer
     keys than chunks, some chunks hold none; slots past the query are never read. Through TMA
     descriptors (chunks of two blocks or more: here from 256 visible keys on) whole blocks up
-    to the query come that way and the rest as before. Preloaded, a chunk's first blocks, as far
-    as they lie before the query, are read before the kernel waits for the one before it."""
+    to the query come that way and the rest as before. Preloaded, a chunk's first blocks are
+    read before the kernel waits for the one before it: in long-context steps as far as they lie
+    before the query, otherwise only all of them, where more of the chunk follows."""
+    monkeypatch.delenv("LLAMATP_ATTENTION_OVERLAP", raising=False)
     if tma and kernels.TensorDescriptor is None:
         pytest.skip("this Triton has no host-side TMA descriptors")
     g = torch.Generator().manual_seed(pos)
@@ -134,8 +140,9 @@ def test_decode_attention_matches_torch(pos: int, window: int, n_ctx: int, tma: 
     ref = kernels.decode_attention_torch(q, k_cache, v_cache, p, window, 0.25)
     k_cache.data[:, pos + 1 :] = float("nan")
     v_cache.data[:, pos + 1 :] = float("nan")
-    fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25, tiling=MANY_CHUNKS, tma=tma,
-                                           preload_blocks=preload_blocks)
+    with kernels.long_context_decode() if long_context else contextlib.nullcontext():
+        fast = kernels.decode_attention_triton(q, k_cache, v_cache, p, window, 0.25, tiling=MANY_CHUNKS, tma=tma,
+                                               preload_blocks=preload_blocks)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
