@@ -599,7 +599,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
 
 # 8B decode at depth 8192 with TMA against pointer loads (`scripts/device_attention_tma.sh`): on
 # H200s (4.8 TB/s by `memory_bandwidth`, 36 GB/s a multiprocessor) 0.5% (one GPU) and 0.6% (two,
-# tensor split) faster; on H100s, whose memory is slower, 0.8% and 1.0% slower. Short contexts
+# tensor split) faster; on H100s (3.35 TB/s, 25.4 GB/s a multiprocessor) 0.8% and 1.0% slower. Short contexts
 # (chunks of under two blocks) are read by pointers on both, where TMA was 0.5-0.75% slower.
 TMA_MIN_BANDWIDTH_PER_SM = 30e9
 
