@@ -656,7 +656,7 @@ def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor, chunks_span_bl
 #
 # Launched while the QKV GEMV still runs, the attention reads its chunks' first blocks as the
 # GEMV's last programs leave the memory idle. Its programs take shared memory (38-41 KB) where
-# the GEMV's take none, and that launch costs a step about 2 us a layer (8B over two H200s, depth
+# the GEMV's take none, and that launch costs a step about 1 us a layer (8B over two H200s, depth
 # 0: 2.0% slower), which went away when every kernel asked for the largest shared memory
 # (scripts/carveout; a multiprocessor seems to change its split of L1 and shared memory only
 # once its programs are done), but so did two thirds of the gain at depth. So steps run so only
