@@ -625,9 +625,10 @@ def decode_chunks(n_kv: int, n_ctx: int | None, tiling: AttentionTiling, n_sm: i
     """How many chunks decode attention cuts each KV head's keys into: enough programs for
     `tiling.programs_per_sm` on each of n_sm multiprocessors, none shorter than a block of the
     cache (of n_ctx positions; None: deep enough to fill every multiprocessor)."""
-    programs = tiling.programs_per_sm * n_sm
-    most = programs // max(n_kv, 1) if n_ctx is None else min(-(-n_ctx // tiling.block_n), programs // max(n_kv, 1))
-    return max(1, most)
+    chunks = tiling.programs_per_sm * n_sm // max(n_kv, 1)
+    if n_ctx is not None:
+        chunks = min(chunks, -(-n_ctx // tiling.block_n))
+    return max(1, chunks)
 
 
 def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor, chunks_span_blocks: bool) -> int:
@@ -638,9 +639,9 @@ def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor, chunks_span_bl
     still runs, and what it reads early comes in during the GEMV's last programs: 4 blocks over a
     float cache (8B over two H200s at depth 8192: 2.9-3.3% faster; 1 or 2 blocks were slower than
     not launching early), 1 over codes (q8_0, one H200: 2.7% faster at 8192, but 1.8% and 3.8%
-    slower at 2048 and 4096). Otherwise one over q4_0 codes whose
-    chunks can hold more than one block (8B on one H200 at depth 8192: 1.3% faster), none over
-    others (a bf16 cache, whose blocks the loop pipelines, was 2.1-2.6% slower at 8192).
+    slower at 2048 and 4096). Otherwise one over q4_0 codes whose chunks can hold more than one
+    block (8B on one H200 at depth 8192: 1.3% faster), none over others (a bf16 cache, whose
+    blocks the loop pipelines, was 2.1-2.6% slower at 8192).
     LLAMATP_ATTENTION_PRELOAD=0, 1, 2, 4 or 8 sets it for every cache and step."""
     text = os.environ.get("LLAMATP_ATTENTION_PRELOAD")
     if text:

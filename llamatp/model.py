@@ -251,8 +251,9 @@ class Transformer(torch.nn.Module):
         device = self.cache.spec.device
         if device.type != "cuda":
             return None
-        n_sm = torch.cuda.get_device_properties(device).multi_processor_count
-        firsts = [long_context_from(block.attn.n_kv, *self.cache.layer(i), n_sm)
+        from llamatp.quant.gemv import sm_count
+
+        firsts = [long_context_from(block.attn.n_kv, *self.cache.layer(i), sm_count(device))
                   for i, block in enumerate(self.blocks) if block.attn.n_q > 0]
         return None if not firsts or None in firsts else max(firsts)
 
