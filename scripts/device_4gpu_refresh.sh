@@ -6,7 +6,7 @@ source scripts/device_env.sh
 export LLAMATP_WATCHDOG=400 R=5 T=300
 nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c
 copy_bandwidth
-[ -f $M/70b-q4_0.gguf ] || $L synth llama3-70b -t q4_0 --vocab $V -o $M/70b-q4_0.gguf 2>/dev/null
+synth_70b_if_missing
 ALL=cuda:0,cuda:1,cuda:2,cuda:3
 step 70B Q4_0 x4, this build
 bench_md -m $M/70b-q4_0.gguf -dev $ALL -sm layer,tensor -p 512 -n 128

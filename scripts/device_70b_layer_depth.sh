@@ -7,7 +7,7 @@ export LLAMATP_WATCHDOG=400 R=5
 nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c
 copy_bandwidth
 step synth 70B Q4_0
-[ -f $M/70b-q4_0.gguf ] || $L synth llama3-70b -t q4_0 --vocab $V -o $M/70b-q4_0.gguf 2>/dev/null
+synth_70b_if_missing
 step 70B Q4_0 layer x4, depth 0 and 8192
 T=400 bench_md -m $M/70b-q4_0.gguf -dev cuda:0,cuda:1,cuda:2,cuda:3 -sm layer -p 0 -n 128 -d 0,8192
 step 70B Q4_0 tensor x4, depth 0 and 8192

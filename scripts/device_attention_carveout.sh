@@ -10,10 +10,7 @@ source scripts/device_env.sh
 export PYTHONPATH=$PWD/scripts/carveout:$PYTHONPATH LLAMATP_WATCHDOG=300 R=${R:-3} T=150
 nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c
 copy_bandwidth
-python3 -c "
-import torch; from llamatp.quant.gemv import memory_bandwidth, sm_count
-d = torch.device('cuda:0'); bw = memory_bandwidth(d)
-print(f'rated memory bandwidth {bw / 1e9:.0f} GB/s, {bw / sm_count(d) / 1e9:.1f} GB/s a multiprocessor')"
+rated_bandwidth
 $L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null
 setting() { [ "$2" = - ] && unset "$1" || export "$1=$2"; }
 for run in $RUNS; do

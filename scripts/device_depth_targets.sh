@@ -11,7 +11,7 @@ export LLAMATP_WATCHDOG=400 R=5
 nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c
 copy_bandwidth
 [ -f $M/8b-q4_0.gguf ] || $L synth llama3-8b -t q4_0 --vocab $V -o $M/8b-q4_0.gguf 2>/dev/null
-[ -f $M/70b-q4_0.gguf ] || $L synth llama3-70b -t q4_0 --vocab $V -o $M/70b-q4_0.gguf 2>/dev/null
+synth_70b_if_missing
 step depth 0 and 8192
 bench_md -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 0 -n 128 -d 0,8192
 bench_md -m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 0 -n 128 -d 0,8192 -ctk q8_0 -ctv q8_0

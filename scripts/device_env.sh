@@ -30,6 +30,17 @@ bench_baseline() {
   step "$1, baseline package"; shift
   (cd .carry/baseline && PYTHONPATH=/tmp/site:$PWD bench_md "$@")
 }
+# The 70B Q4_0 file of the reference sheet, unless an earlier script on this machine wrote it.
+synth_70b_if_missing() {
+  [ -f $M/70b-q4_0.gguf ] || $L synth llama3-70b -t q4_0 --vocab $V -o $M/70b-q4_0.gguf 2>/dev/null
+}
+# GPU 0's memory bandwidth as rated (`quant.gemv.memory_bandwidth`), whole and per multiprocessor.
+rated_bandwidth() {
+  python3 -c "
+import torch; from llamatp.quant.gemv import memory_bandwidth, sm_count
+d = torch.device('cuda:0'); bw = memory_bandwidth(d)
+print(f'rated memory bandwidth {bw / 1e9:.0f} GB/s, {bw / sm_count(d) / 1e9:.1f} GB/s a multiprocessor')"
+}
 # Device-to-device copy bandwidth of GPU 0 (bytes read + written), the yardstick of benchmarks.md.
 copy_bandwidth() {
   python3 -c "import sys; sys.path.insert(0, 'scripts'); from bench_gemv import copy_bandwidth; print(f'copy bandwidth {copy_bandwidth():.0f} GB/s')"

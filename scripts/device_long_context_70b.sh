@@ -9,7 +9,7 @@ source scripts/device_env.sh
 export LLAMATP_WATCHDOG=400 R=5 T=300
 nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c
 copy_bandwidth
-[ -f $M/70b-q4_0.gguf ] || $L synth llama3-70b -t q4_0 --vocab $V -o $M/70b-q4_0.gguf 2>/dev/null
+synth_70b_if_missing
 for run in ${RUNS:-cuda:0,cuda:1:tensor cuda:0,cuda:1,cuda:2,cuda:3:tensor cuda:0,cuda:1,cuda:2,cuda:3:layer}; do
   devices=${run%:*} split=${run##*:}
   args="-m $M/70b-q4_0.gguf -dev $devices -sm $split -p 0 -n 128 -d 0,8192"
