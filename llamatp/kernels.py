@@ -689,15 +689,16 @@ def attention_during_gemv() -> bool:
 
 def long_context_from(n_kv: int, k_cache: CacheTensor, v_cache: CacheTensor, n_sm: int) -> int | None:
     """The first position whose decode step runs as `long_context_decode` launches it, for
-    attention over these caches on a GPU of n_sm multiprocessors: where a cache deep enough to
-    fill the GPU has LONG_CONTEXT_CHUNK_BYTES in each chunk. None where LLAMATP_ATTENTION_OVERLAP
-    sets one launch for every step, and where K or V holds codes: over q8_0 codes (8B, one H200)
-    the long-context step was 2.7% faster at depth 8192 but 1.8% and 3.8% slower at 2048 and 4096."""
-    if _codes(k_cache) != "float" or _codes(v_cache) != "float" or _env_switch("LLAMATP_ATTENTION_OVERLAP") is not None:
+    attention over these caches on a GPU of n_sm multiprocessors: where each chunk of a cache deep
+    enough to fill the GPU holds LONG_CONTEXT_CHUNK_BYTES of float keys and values, or more than
+    one block of codes. None where LLAMATP_ATTENTION_OVERLAP sets one launch for every step."""
+    if _env_switch("LLAMATP_ATTENTION_OVERLAP") is not None:
         return None
-    n_chunks = decode_chunks(n_kv, None, decode_tiling(k_cache, v_cache, n_kv), n_sm)
-    position_bytes = sum(c.data[0, 0].nbytes + (0 if c.scale is None else c.scale[0, 0].nbytes)
-                         for c in (k_cache, v_cache))
+    tiling = decode_tiling(k_cache, v_cache, n_kv)
+    n_chunks = decode_chunks(n_kv, None, tiling, n_sm)
+    if _codes(k_cache) != "float" or _codes(v_cache) != "float":
+        return n_chunks * tiling.block_n
+    position_bytes = sum(c.data[0, 0].nbytes for c in (k_cache, v_cache))
     return n_chunks * -(-LONG_CONTEXT_CHUNK_BYTES // position_bytes)
 
 
