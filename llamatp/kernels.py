@@ -638,8 +638,8 @@ def blocks_read_early(k_cache: CacheTensor, v_cache: CacheTensor, chunks_span_bl
     In a long-context step (`long_context_decode`) the attention is launched while the QKV GEMV
     still runs, and what it reads early comes in during the GEMV's last programs: 4 blocks over a
     float cache (8B over two H200s at depth 8192: 2.9-3.3% faster; 1 or 2 blocks were slower than
-    not launching early), 1 over codes (q8_0, one H200: 2.7% faster at 8192, but 1.8% and 3.8%
-    slower at 2048 and 4096). Otherwise one over q4_0 codes whose chunks can hold more than one
+    not launching early), 1 over codes (q8_0 on one H200, from where chunks hold more than a block:
+    2.0-2.7% faster at depths 5000-8192). Otherwise one over q4_0 codes whose chunks can hold more than one
     block (8B on one H200 at depth 8192: 1.3% faster), none over others (a bf16 cache, whose
     blocks the loop pipelines, was 2.1-2.6% slower at 8192).
     LLAMATP_ATTENTION_PRELOAD=0, 1, 2, 4 or 8 sets it for every cache and step."""
@@ -691,8 +691,10 @@ def long_context_from(n_kv: int, k_cache: CacheTensor, v_cache: CacheTensor, n_s
     """The first position whose decode step runs as `long_context_decode` launches it, for
     attention over these caches on a GPU of n_sm multiprocessors: where each chunk of a cache deep
     enough to fill the GPU holds LONG_CONTEXT_CHUNK_BYTES of float keys and values, or more than
-    one block of codes. None where LLAMATP_ATTENTION_OVERLAP sets one launch for every step."""
-    if _env_switch("LLAMATP_ATTENTION_OVERLAP") is not None:
+    one block of q8_0 codes. None where LLAMATP_ATTENTION_OVERLAP sets one launch for every step,
+    and where K or V holds q4_0 codes: there (8B, one H200) such steps were 0.6-0.8% faster from
+    depth 5000 on, but having their graph made steps before 4224 0.3-0.5% slower, as over q8_0."""
+    if _env_switch("LLAMATP_ATTENTION_OVERLAP") is not None or "q4_0" in (_codes(k_cache), _codes(v_cache)):
         return None
     tiling = decode_tiling(k_cache, v_cache, n_kv)
     n_chunks = decode_chunks(n_kv, None, tiling, n_sm)

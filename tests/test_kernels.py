@@ -213,13 +213,15 @@ def test_long_context_steps_start_where_each_chunk_of_a_deep_cache_holds_16_kib_
     assert kernels.long_context_from(4, cache, cache, n_sm=132) == 66 * 32
 
 
-def test_steps_over_a_cache_of_codes_run_as_long_context_steps_where_each_chunk_holds_more_than_a_block(
+def test_steps_over_q8_0_codes_run_as_long_context_steps_where_each_chunk_holds_more_than_a_block(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Llama-3 8B on one GPU of 132 multiprocessors: 8 KV heads, 33 chunks of 128-key blocks."""
+    """Llama-3 8B on one GPU of 132 multiprocessors: 8 KV heads, 33 chunks of 128-key blocks.
+    Steps over q4_0 codes keep one launch."""
     monkeypatch.delenv("LLAMATP_ATTENTION_OVERLAP", raising=False)
     monkeypatch.delenv("LLAMATP_ATTENTION_TILING", raising=False)
     f32, q8, q4 = (filled_cache(8, 256, 128, cache_type, torch.Generator()) for cache_type in ("f32", "q8_0", "q4_0"))
-    assert all(kernels.long_context_from(8, k, v, n_sm=132) == 33 * 128 for k, v in ((q8, q8), (q4, q4), (f32, q8)))
+    assert kernels.long_context_from(8, q8, q8, n_sm=132) == kernels.long_context_from(8, f32, q8, 132) == 33 * 128
+    assert all(kernels.long_context_from(8, k, v, n_sm=132) is None for k, v in ((q4, q4), (q8, q4), (f32, q4)))
 
 
 @pytest.mark.parametrize("text", ["64,2,4", "64,2,4,1,x", "48,2,4,1,0", "64,0,4,1,0", "64,2,3,1,0", "64,2,4,1,2"])
