@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Decode steps from the long-context depth on run as a second CUDA graph (attention launched during
-# the QKV GEMV, more blocks read early). Kernel checks with 4 blocks read early (CHECKS=0 skips
+# the QKV GEMV, more blocks read early). Kernel checks as in long-context steps (CHECKS=0 skips
 # them); greedy tokens of an 8B-shaped 2-layer slice, decoding at positions 3000-3015, over two GPUs
 # (tensor and layer split) and on one against the CPU (SLICE=0 skips them), with the cache type in SLICE_CACHE (bf16:
 # long-context steps); then 8B Q4_0 tg128 for each run in RUNS (GPUs:KV cache type:depths), this
@@ -13,8 +13,8 @@ nvidia-smi --query-gpu=name --format=csv,noheader | uniq -c
 copy_bandwidth
 [ -f $M/8b-q4_0.gguf ] && [ -f $M/8b-2layers-q4_0.gguf ] || synth_8b_and_slice &
 if [ "${CHECKS:-1}" = 1 ]; then
-  step "kernel checks, LLAMATP_ATTENTION_PRELOAD=4"
-  LLAMATP_ATTENTION_PRELOAD=4 timeout -k 5 150 python3 scripts/bench_attention.py --shapes 8B,8B/2 2>&1 | grep "^check"
+  step "kernel checks as in long-context steps: LLAMATP_ATTENTION_OVERLAP=1 LLAMATP_ATTENTION_PRELOAD=4"
+  LLAMATP_ATTENTION_OVERLAP=1 LLAMATP_ATTENTION_PRELOAD=4 timeout -k 5 150 python3 scripts/bench_attention.py --shapes 8B,8B/2 2>&1 | grep "^check"
 fi
 wait
 c=${SLICE_CACHE:-bf16}
