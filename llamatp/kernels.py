@@ -583,7 +583,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         # With 256 values a head the transposed products spill registers (Triton 3.7: 240 bytes
         # a thread over q8_0 codes), where the other way round spills none.
         KEYS_MAJOR=tiling.keys_major and head_dim <= 128, TMA=tma, PRELOAD_N=preload_blocks * tiling.block_n,
-        PRELOAD_PARTIAL=attention_during_gemv(), TMA_BEFORE_WAIT=tma and attention_during_gemv() and preload_blocks > 0,
+        PRELOAD_PARTIAL=attention_during_gemv(),
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -729,8 +729,7 @@ if triton is not None:
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
                                 KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, PRELOAD_N: tl.constexpr,
-                                PRELOAD_PARTIAL: tl.constexpr, TMA_BEFORE_WAIT: tl.constexpr, EMULATE: tl.constexpr,
-                                EARLY: tl.constexpr):
+                                PRELOAD_PARTIAL: tl.constexpr, EMULATE: tl.constexpr, EARLY: tl.constexpr):
         """One chunk of one KV head's keys for the `group` query heads that share it."""
         kv = tl.program_id(0)
         c = tl.program_id(1)
@@ -756,41 +755,36 @@ if triton is not None:
                                         K_CODES, K_DTYPE, HEAD_DIM, EMULATE)
             v_first = _load_cache_block(v_ptr, vs_ptr, kv * vc_s0, kv * vs_s0, n, vc_s1, vs_s1, n < early_stop,
                                         V_CODES, V_DTYPE, HEAD_DIM, EMULATE)
+        wait_for_inputs(EARLY)
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
+        q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
+        if K_CODES != "float":  # scaled before it is rounded to f16, so that large queries stay in its range
+            q = q.to(tl.float32) * scale_log2
+            scale_log2 = 1.0
+        q = q.to(K_DTYPE)
+        if KEYS_MAJOR:
+            q = tl.trans(q)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         s_i = tl.zeros([BLOCK_G], tl.float32)
         if KEYS_MAJOR:
             acc = tl.zeros([HEAD_DIM, BLOCK_G], tl.float32)
         else:
             acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
-        if TMA_BEFORE_WAIT:
-            # The wait comes in the TMA loop's first pass, so that the blocks its pipeline asks
-            # for ahead are read while the kernels before this one run, as the first ones are.
-            by_tma = early_stop
-            if per_chunk >= 2 * BLOCK_N:
-                by_tma = tl.minimum(early_stop + tl.maximum(pos + 1 - early_stop, 0) // BLOCK_N * BLOCK_N, stop)
-            q, m_i, s_i, acc = _attend_blocks_waiting_in_loop(
-                q_ptr, k_desc, v_desc, k_first, v_first, n < early_stop, early_stop > start, kv, group, early_stop,
-                by_tma, m_i, s_i, acc, scale_log2, kc_s0, kc_s1, vc_s0, vc_s1, K_DTYPE, V_DTYPE, BLOCK_G, BLOCK_N,
-                HEAD_DIM, KEYS_MAJOR, EARLY)
-        else:
-            wait_for_inputs(EARLY)
-            q, scale_log2 = _query(q_ptr, kv, group, scale_log2, K_CODES, K_DTYPE, BLOCK_G, HEAD_DIM, KEYS_MAJOR)
-            if PRELOAD_N > 0:
-                if early_stop > start:
-                    m_i, s_i, acc = _attend_block(q, k_first, v_first, n < early_stop, m_i, s_i, acc, scale_log2,
-                                                  KEYS_MAJOR)
-                    start = early_stop
-            by_tma = start
-            if TMA and per_chunk >= 2 * BLOCK_N:
-                # Whole blocks at positions up to the query's: rows past `stop` are then the next
-                # chunk's keys (finite, weighted 0), never slots not yet written in this context.
-                by_tma = tl.minimum(start + tl.maximum(pos + 1 - start, 0) // BLOCK_N * BLOCK_N, stop)
-                m_i, s_i, acc = _attend_keys(q, k_ptr, ks_ptr, v_ptr, vs_ptr, k_desc, v_desc, kv, start, by_tma, m_i,
-                                             s_i, acc, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0,
-                                             vs_s1, K_CODES, V_CODES, K_DTYPE, V_DTYPE, BLOCK_N, HEAD_DIM, KEYS_MAJOR,
-                                             True, EMULATE)
+        if PRELOAD_N > 0:
+            if early_stop > start:
+                m_i, s_i, acc = _attend_block(q, k_first, v_first, n < early_stop, m_i, s_i, acc, scale_log2,
+                                              KEYS_MAJOR)
+                start = early_stop
+        by_tma = start
+        if TMA and per_chunk >= 2 * BLOCK_N:
+            # Whole blocks at positions up to the query's: rows past `stop` are then the next
+            # chunk's keys (finite, weighted 0), never slots not yet written in this context.
+            by_tma = tl.minimum(start + tl.maximum(pos + 1 - start, 0) // BLOCK_N * BLOCK_N, stop)
+            m_i, s_i, acc = _attend_keys(q, k_ptr, ks_ptr, v_ptr, vs_ptr, k_desc, v_desc, kv, start, by_tma, m_i, s_i,
+                                         acc, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
+                                         K_CODES, V_CODES, K_DTYPE, V_DTYPE, BLOCK_N, HEAD_DIM, KEYS_MAJOR, True,
+                                         EMULATE)
         m_i, s_i, acc = _attend_keys(q, k_ptr, ks_ptr, v_ptr, vs_ptr, k_desc, v_desc, kv, by_tma, stop, m_i, s_i,
                                      acc, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
                                      K_CODES, V_CODES, K_DTYPE, V_DTYPE, BLOCK_N, HEAD_DIM, KEYS_MAJOR, False,
@@ -803,62 +797,6 @@ if triton is not None:
             tl.store(acc_ptr + rows[None, :] * HEAD_DIM + d[:, None], acc, mask=kept[None, :])
         else:
             tl.store(acc_ptr + rows[:, None] * HEAD_DIM + d[None, :], acc, mask=kept[:, None])
-
-    @triton.jit
-    def _query(q_ptr, kv, group, scale_log2, K_CODES: tl.constexpr, K_DTYPE: tl.constexpr, BLOCK_G: tl.constexpr,
-               HEAD_DIM: tl.constexpr, KEYS_MAJOR: tl.constexpr):
-        """The query heads of KV head kv, in the type of the keys' products, and the scale left to
-        apply to the scores."""
-        g = tl.arange(0, BLOCK_G)
-        d = tl.arange(0, HEAD_DIM)
-        q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
-        if K_CODES != "float":  # scaled before it is rounded to f16, so that large queries stay in its range
-            q = q.to(tl.float32) * scale_log2
-            scale_log2 = 1.0
-        q = q.to(K_DTYPE)
-        if KEYS_MAJOR:
-            q = tl.trans(q)
-        return q, scale_log2
-
-    @triton.jit
-    def _attend_blocks_waiting_in_loop(q_ptr, k_desc, v_desc, k_first, v_first, first_valid, has_first, kv, group,
-                                       start, stop, m_i, s_i, acc, scale_log2, kc_s0, kc_s1, vc_s0, vc_s1,
-                                       K_DTYPE: tl.constexpr, V_DTYPE: tl.constexpr, BLOCK_G: tl.constexpr,
-                                       BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, KEYS_MAJOR: tl.constexpr,
-                                       EARLY: tl.constexpr):
-        """Whole blocks start..stop of a float cache's head kv through TMA descriptors, waiting
-        for the kernel before this one in the first pass (or after the loop, if it makes none),
-        where the query is read and the blocks read before (k_first, v_first) are taken in."""
-        if KEYS_MAJOR:
-            q = tl.zeros([HEAD_DIM, BLOCK_G], K_DTYPE)
-        else:
-            q = tl.zeros([BLOCK_G, HEAD_DIM], K_DTYPE)
-        waited = 0
-        for n0 in range(start, stop, BLOCK_N):
-            k = k_desc.load([kv * (kc_s0 // kc_s1) + n0, 0]).to(K_DTYPE)
-            v = v_desc.load([kv * (vc_s0 // vc_s1) + n0, 0]).to(V_DTYPE)
-            if waited == 0:
-                q, m_i, s_i, acc = _wait_then_attend_first(q_ptr, k_first, v_first, first_valid, has_first, kv, group,
-                                                           m_i, s_i, acc, scale_log2, K_DTYPE, BLOCK_G, HEAD_DIM,
-                                                           KEYS_MAJOR, EARLY)
-                waited = 1
-            m_i, s_i, acc = _attend_block(q, k, v, n0 + tl.arange(0, BLOCK_N) < stop, m_i, s_i, acc, scale_log2,
-                                          KEYS_MAJOR)
-        if waited == 0:
-            q, m_i, s_i, acc = _wait_then_attend_first(q_ptr, k_first, v_first, first_valid, has_first, kv, group,
-                                                       m_i, s_i, acc, scale_log2, K_DTYPE, BLOCK_G, HEAD_DIM,
-                                                       KEYS_MAJOR, EARLY)
-        return q, m_i, s_i, acc
-
-    @triton.jit
-    def _wait_then_attend_first(q_ptr, k_first, v_first, first_valid, has_first, kv, group, m_i, s_i, acc,
-                                scale_log2, K_DTYPE: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                KEYS_MAJOR: tl.constexpr, EARLY: tl.constexpr):
-        wait_for_inputs(EARLY)
-        q, scale_log2 = _query(q_ptr, kv, group, scale_log2, "float", K_DTYPE, BLOCK_G, HEAD_DIM, KEYS_MAJOR)
-        if has_first:
-            m_i, s_i, acc = _attend_block(q, k_first, v_first, first_valid, m_i, s_i, acc, scale_log2, KEYS_MAJOR)
-        return q, m_i, s_i, acc
 
     @triton.jit
     def _attend_keys(q, k_ptr, ks_ptr, v_ptr, vs_ptr, k_desc, v_desc, kv, start, stop, m_i, s_i, acc, scale_log2,
