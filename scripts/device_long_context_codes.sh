@@ -19,7 +19,7 @@ for cache in ${CACHES:-q8_0 q4_0}; do
   args="-m $M/8b-q4_0.gguf -dev cuda:0 -sm none -p 0 -n 128 -d ${DEPTHS:-0,4096,5000,6000,7000,8192} -ctk $cache -ctv $cache"
   for turn in ${TURNS:-off on}; do
     if [ $turn = off ]; then step "$cache cache, LLAMATP_ATTENTION_OVERLAP=0"; LLAMATP_ATTENTION_OVERLAP=0 bench_md $args
-    else step "$cache cache, long-context steps from 4224"; bench_md $args; fi
+    else step "$cache cache, long-context steps as the model sets them"; bench_md $args; fi
   done
 done
 step done; tail -3 $OUT/bench_err.log
