@@ -301,3 +301,57 @@ def test_decode_attention_rounds_its_output_for_a_gemv() -> None:
     rounded = QuantizedRows.empty(1, n_kv * group * hd, q.device)
     out = kernels.decode_attention_triton(q, k_cache, v_cache, torch.tensor([280]), 0, 0.125, rounded)
     assert_rounded_for_gemv(rounded, out.reshape(1, -1))
+
+
+@pytest.mark.parametrize("cache_type", ["f32", "q8_0", "q4_0"])
+@pytest.mark.parametrize("neox", [False, True])
+@pytest.mark.parametrize("pos, window, tma, preload_blocks", [
+    (0, 0, False, 0), (37, 0, False, 1), (300, 0, True, 0), (300, 40, True, 4), (511, 0, True, 1)])
+def test_decode_attention_with_rope_does_rope_store_kvs_work_first(
+        cache_type: str, neox: bool, pos: int, window: int, tma: bool, preload_blocks: int) -> None:
+    """Given the query, key and value unrotated, the kernel stores the rotated key and the value
+    at the query's position as `rope_store_kv` would, then attends over the cache with it, as
+    `rope_store_kv` followed by `decode_attention` does; nothing else of the cache changes."""
+    if (tma and kernels.TensorDescriptor is None) or (tma and cache_type != "f32"):
+        pytest.skip("TMA reads float caches, with host-side TMA descriptors")
+    g = torch.Generator().manual_seed(pos)
+    n_kv, group, hd, n_ctx = 2, 3, 64, 512
+    qkv = torch.randn(1, (n_kv * group + 2 * n_kv) * hd, generator=g)
+    q, k, v = qkv.split([n_kv * group * hd, n_kv * hd, n_kv * hd], dim=-1)
+    q, k, v = q.reshape(n_kv, group, hd), k.reshape(n_kv, hd), v.reshape(n_kv, hd)
+    inv_freq = 10000.0 ** (-torch.arange(0, hd, 2) / hd)
+    p = torch.tensor([pos])
+    fused_k, fused_v = filled_cache(n_kv, n_ctx, hd, cache_type, g), filled_cache(n_kv, n_ctx, hd, cache_type, g)
+    ref_k, ref_v = (CacheTensor(c.data.clone(), None if c.scale is None else c.scale.clone())
+                    for c in (fused_k, fused_v))
+    q_ref = kernels.rope_store_kv_triton(q.reshape(1, n_kv * group, hd), k[None], v[None], inv_freq, neox,
+                                         ref_k, ref_v, p)
+    ref = kernels.decode_attention_triton(q_ref.view(n_kv, group, hd), ref_k, ref_v, p, window, 0.125,
+                                          tiling=MANY_CHUNKS, tma=tma, preload_blocks=preload_blocks)
+    rope = kernels.RopeStore(k, v, inv_freq, neox)
+    fused = kernels.decode_attention_triton(q, fused_k, fused_v, p, window, 0.125, tiling=MANY_CHUNKS, tma=tma,
+                                            preload_blocks=preload_blocks, rope=rope)
+    torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-6)
+    for fast, slow in ((fused_k, ref_k), (fused_v, ref_v)):
+        assert torch.equal(fast.data, slow.data)
+        if fast.scale is not None:
+            assert torch.equal(fast.scale, slow.scale)
+
+
+def test_one_step_of_decode_attention_with_rope_matches_the_torch_twins(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(11)
+    n_kv, group, hd, n_ctx, pos = 2, 4, 32, 200, 150
+    q, k, v = torch.randn(n_kv, group, hd, generator=g), torch.randn(n_kv, hd, generator=g), torch.randn(n_kv, hd,
+                                                                                                          generator=g)
+    inv_freq = 10000.0 ** (-torch.arange(0, hd, 2) / hd)
+    rope, p = kernels.RopeStore(k, v, inv_freq, False), torch.tensor([pos])
+    fused_k, fused_v = filled_cache(n_kv, n_ctx, hd, "f32", g), filled_cache(n_kv, n_ctx, hd, "f32", g)
+    ref_k, ref_v = CacheTensor(fused_k.data.clone()), CacheTensor(fused_v.data.clone())
+    q_ref = kernels.rope_store_kv_torch(q.reshape(1, n_kv * group, hd), k[None], v[None], inv_freq, False,
+                                        ref_k, ref_v, p)
+    ref = kernels.decode_attention_torch(q_ref.view(n_kv, group, hd), ref_k, ref_v, p, 0, 0.25)
+    monkeypatch.setenv("LLAMATP_ATTENTION_ROPE", "1")
+    fused = kernels.rope_store_decode_attention(q, fused_k, fused_v, p, 0, 0.25, rope)
+    torch.testing.assert_close(fused, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fused_k.data, ref_k.data, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fused_v.data, ref_v.data)
