@@ -22,7 +22,6 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -220,45 +219,22 @@ if triton is not None:
             tl.store(out + first, (x1 * cos - x2 * sin).to(q_out_ptr.dtype.element_ty))
             tl.store(out + second, (x2 * cos + x1 * sin).to(q_out_ptr.dtype.element_ty))
         else:
-            _rope_store_row(k_ptr + t * k_s0, v_ptr + t * v_s0, k_s1, v_s1, head - n_q, p, inv_freq_ptr,
-                            kc_ptr, ks_ptr, vc_ptr, vs_ptr, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
-                            2 * HALF, NEOX, K_CODES, V_CODES)
-
-    @triton.jit
-    def _rope_store_row(k_ptr, v_ptr, k_s1, v_s1, kv, p, inv_freq_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
-                        kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1, HEAD_DIM: tl.constexpr,
-                        NEOX: tl.constexpr, K_CODES: tl.constexpr, V_CODES: tl.constexpr):
-        """KV head kv's key, rotated, and value at position p into their caches."""
-        j = tl.arange(0, HEAD_DIM)
-        key = _rotated(k_ptr + kv * k_s1 + j[None, :], k_ptr + kv * k_s1 + _rope_partner(j, NEOX)[None, :],
-                       j < HEAD_DIM, p, inv_freq_ptr, NEOX)
-        _store_cache_row(kc_ptr, ks_ptr, kv * kc_s0 + p * kc_s1, kv * ks_s0 + p * ks_s1, tl.reshape(key, [HEAD_DIM]),
-                         K_CODES)
-        value = tl.load(v_ptr + kv * v_s1 + j)
-        _store_cache_row(vc_ptr, vs_ptr, kv * vc_s0 + p * vc_s1, kv * vs_s0 + p * vs_s1, value, V_CODES)
-
-    @triton.jit
-    def _rope_partner(j, NEOX: tl.constexpr):
-        """The index each value of a head pairs with: the next value (or the one before), or the
-        one half a head away."""
-        if NEOX:
-            return (j + j.shape[0] // 2) % j.shape[0]
-        return j ^ 1
-
-    @triton.jit
-    def _rotated(x_ptrs, partner_ptrs, mask, p, inv_freq_ptr, NEOX: tl.constexpr):
-        """Rows of a head's values [rows, head_dim] turned by position p's angles, float32: each
-        value and its partner (`_rope_partner`) turn together by the angle of their pair."""
-        D: tl.constexpr = x_ptrs.shape[1]
-        j = tl.arange(0, D)
-        if NEOX:
-            pair, sign = j % (D // 2), tl.where(j < D // 2, -1.0, 1.0)
-        else:
-            pair, sign = j // 2, tl.where(j % 2 == 0, -1.0, 1.0)
-        x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
-        x_partner = tl.load(partner_ptrs, mask=mask, other=0.0).to(tl.float32)
-        angle_cos, angle_sin = _rope_angles(p, inv_freq_ptr, pair)
-        return x * angle_cos[None, :] + sign[None, :] * x_partner * angle_sin[None, :]
+            kv = head - n_q
+            # The rotated key in its own order: each value pairs with a partner (the next
+            # value, or the one half a head away) and turns by the angle of its pair.
+            j = tl.arange(0, 2 * HALF)
+            if NEOX:
+                partner, pair, sign = (j + HALF) % (2 * HALF), j % HALF, tl.where(j < HALF, -1.0, 1.0)
+            else:
+                partner, pair, sign = j ^ 1, j // 2, tl.where(j % 2 == 0, -1.0, 1.0)
+            base = k_ptr + t * k_s0 + kv * k_s1
+            x = tl.load(base + j).to(tl.float32)
+            x_partner = tl.load(base + partner).to(tl.float32)
+            angle_cos, angle_sin = _rope_angles(p, inv_freq_ptr, pair)
+            key = x * angle_cos + sign * x_partner * angle_sin
+            _store_cache_row(kc_ptr, ks_ptr, kv * kc_s0 + p * kc_s1, kv * ks_s0 + p * ks_s1, key, K_CODES)
+            value = tl.load(v_ptr + t * v_s0 + kv * v_s1 + j)
+            _store_cache_row(vc_ptr, vs_ptr, kv * vc_s0 + p * vc_s1, kv * vs_s0 + p * vs_s1, value, V_CODES)
 
     @triton.jit
     def _rope_angles(p, inv_freq_ptr, pair):
@@ -492,28 +468,6 @@ def decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor
     return decode_attention_torch(q, k_cache, v_cache, pos, window, scale)
 
 
-class RopeStore(NamedTuple):
-    """The query token's key and value before RoPE ([kv_heads, head_dim] each), for decode
-    attention that rotates and stores them itself."""
-    k: torch.Tensor
-    v: torch.Tensor
-    inv_freq: torch.Tensor
-    neox: bool
-
-
-def rope_store_decode_attention(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
-                                window: int, scale: float, rope: RopeStore,
-                                rounded: QuantizedRows | None = None) -> torch.Tensor:
-    """`rope_store_kv` then `decode_attention` for one query token, q [kv_heads, group, head_dim]
-    unrotated: on the GPU in one kernel where `rope_in_attention`."""
-    if use_triton(q) and rope_in_attention():
-        return decode_attention_triton(q, k_cache, v_cache, pos, window, scale, rounded, rope=rope)
-    n_kv, group, hd = q.shape
-    q = rope_store_kv(q.reshape(1, n_kv * group, hd), rope.k[None], rope.v[None], rope.inv_freq, rope.neox,
-                      k_cache, v_cache, pos)
-    return decode_attention(q.view(n_kv, group, hd), k_cache, v_cache, pos, window, scale, rounded)
-
-
 @dataclass(frozen=True)
 class AttentionTiling:
     """Keys per step, programs per multiprocessor to spread the keys over (at most), warps
@@ -596,14 +550,13 @@ def fit_shared_memory(tiling: AttentionTiling, head_dim: int, value_bytes: float
 def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: CacheTensor, pos: torch.Tensor,
                             window: int, scale: float, rounded: QuantizedRows | None = None,
                             tiling: AttentionTiling | None = None, tma: bool | None = None,
-                            preload_blocks: int | None = None, rope: RopeStore | None = None) -> torch.Tensor:
+                            preload_blocks: int | None = None) -> torch.Tensor:
     """Flash-decoding: the keys in use are cut into as many chunks as the GPU runs programs
     at once, each chunk's partial softmax is kept, and a second kernel merges them. The cut
     is made on the GPU from `pos`, so a step reads only the keys written so far and keeps every
     multiprocessor busy at any depth, within one CUDA graph. A float cache is multiplied in
     its own type, codes in f16. `tma` (default: `reads_by_tma`) brings a float cache's blocks
-    in through TMA descriptors where a chunk holds two blocks or more. With `rope`, q comes
-    unrotated and the kernel does `rope_store_kv`'s work first."""
+    in through TMA descriptors where a chunk holds two blocks or more."""
     n_kv, group, head_dim = q.shape
     n_ctx = k_cache.data.shape[1]
     tiling = tiling or decode_tiling(k_cache, v_cache, n_kv)
@@ -621,10 +574,8 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
     m = torch.empty(n_kv, n_chunks, group, dtype=torch.float32, device=q.device)
     s = torch.empty_like(m)
     acc = torch.empty(n_kv, n_chunks, group, head_dim, dtype=torch.float32, device=q.device)
-    k_new, v_new, inv_freq = (rope.k, rope.v, rope.inv_freq) if rope is not None else (q, q, q)
     _decode_attention_chunk[(n_kv, n_chunks)](
-        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, *descriptors, k_new, v_new, inv_freq,
-        q.stride(0), q.stride(1), k_new.stride(0), v_new.stride(0), group, window,
+        q, *_cache_args(k_cache), *_cache_args(v_cache), pos, m, s, acc, *descriptors, group, window,
         scale * 1.4426950408889634, *_cache_strides(k_cache), *_cache_strides(v_cache),
         K_CODES=_codes(k_cache), V_CODES=_codes(v_cache),
         K_DTYPE=_dot_dtype(k_cache), V_DTYPE=_dot_dtype(v_cache),
@@ -632,7 +583,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: CacheTensor, v_cache: Cach
         # With 256 values a head the transposed products spill registers (Triton 3.7: 240 bytes
         # a thread over q8_0 codes), where the other way round spills none.
         KEYS_MAJOR=tiling.keys_major and head_dim <= 128, TMA=tma, PRELOAD_N=preload_blocks * tiling.block_n,
-        PRELOAD_PARTIAL=attention_during_gemv(), ROPE=rope is not None, NEOX=rope is not None and rope.neox,
+        PRELOAD_PARTIAL=attention_during_gemv(),
         num_warps=tiling.num_warps, num_stages=tiling.num_stages, **early_launch_args(q.device),
     )
     out = torch.empty_like(q)
@@ -753,14 +704,6 @@ def long_context_from(n_kv: int, k_cache: CacheTensor, v_cache: CacheTensor, n_s
     return n_chunks * -(-LONG_CONTEXT_CHUNK_BYTES // position_bytes)
 
 
-def rope_in_attention() -> bool:
-    """Whether a decode step's attention kernel rotates and stores the query token's key itself,
-    one kernel fewer a layer: in long-context steps, unless LLAMATP_ATTENTION_ROPE=0 or 1 says
-    never or always."""
-    setting = _env_switch("LLAMATP_ATTENTION_ROPE")
-    return _long_context.get() if setting is None else setting
-
-
 def _env_switch(name: str) -> bool | None:
     """An environment variable set to 0 or 1, as False or True; None if unset or anything else."""
     return {"0": False, "1": True}.get(os.environ.get(name, ""))
@@ -781,17 +724,13 @@ if triton is not None:
 
     @triton.jit
     def _decode_attention_chunk(q_ptr, k_ptr, ks_ptr, v_ptr, vs_ptr, pos_ptr, m_ptr, s_ptr, acc_ptr, k_desc, v_desc,
-                                k_new_ptr, v_new_ptr, inv_freq_ptr, q_s0, q_s1, k_new_s0, v_new_s0,
                                 group, window, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
                                 K_CODES: tl.constexpr, V_CODES: tl.constexpr, K_DTYPE: tl.constexpr,
                                 V_DTYPE: tl.constexpr,
                                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
                                 KEYS_MAJOR: tl.constexpr, TMA: tl.constexpr, PRELOAD_N: tl.constexpr,
-                                PRELOAD_PARTIAL: tl.constexpr, ROPE: tl.constexpr, NEOX: tl.constexpr,
-                                EMULATE: tl.constexpr, EARLY: tl.constexpr):
-        """One chunk of one KV head's keys for the `group` query heads that share it. With ROPE
-        the query comes unrotated, and the chunk that ends at the query's position first rotates
-        and stores the query's own key and value (k_new, v_new) as `rope_store_kv` does."""
+                                PRELOAD_PARTIAL: tl.constexpr, EMULATE: tl.constexpr, EARLY: tl.constexpr):
+        """One chunk of one KV head's keys for the `group` query heads that share it."""
         kv = tl.program_id(0)
         c = tl.program_id(1)
         n_chunks = tl.num_programs(1)
@@ -819,17 +758,7 @@ if triton is not None:
         wait_for_inputs(EARLY)
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HEAD_DIM)
-        q_rows = q_ptr + kv * q_s0 + g[:, None] * q_s1
-        if ROPE:
-            q = _rotated(q_rows + d[None, :], q_rows + _rope_partner(d, NEOX)[None, :], (g < group)[:, None], pos,
-                         inv_freq_ptr, NEOX).to(q_ptr.dtype.element_ty)
-            if (start <= pos) & (pos < stop):
-                _rope_store_row(k_new_ptr, v_new_ptr, k_new_s0, v_new_s0, kv, pos, inv_freq_ptr, k_ptr, ks_ptr,
-                                v_ptr, vs_ptr, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1, HEAD_DIM,
-                                NEOX, K_CODES, V_CODES)
-                tl.debug_barrier()  # the key and value stored are read back by other threads
-        else:
-            q = tl.load(q_rows + d[None, :], mask=(g < group)[:, None], other=0.0)
+        q = tl.load(q_ptr + (kv * group + g)[:, None] * HEAD_DIM + d[None, :], mask=(g < group)[:, None], other=0.0)
         if K_CODES != "float":  # scaled before it is rounded to f16, so that large queries stay in its range
             q = q.to(tl.float32) * scale_log2
             scale_log2 = 1.0
@@ -851,9 +780,7 @@ if triton is not None:
         if TMA and per_chunk >= 2 * BLOCK_N:
             # Whole blocks at positions up to the query's: rows past `stop` are then the next
             # chunk's keys (finite, weighted 0), never slots not yet written in this context.
-            # A key this program stored comes by pointers: TMA, another proxy, might not see it.
-            written = pos if ROPE else pos + 1
-            by_tma = tl.minimum(start + tl.maximum(written - start, 0) // BLOCK_N * BLOCK_N, stop)
+            by_tma = tl.minimum(start + tl.maximum(pos + 1 - start, 0) // BLOCK_N * BLOCK_N, stop)
             m_i, s_i, acc = _attend_keys(q, k_ptr, ks_ptr, v_ptr, vs_ptr, k_desc, v_desc, kv, start, by_tma, m_i, s_i,
                                          acc, scale_log2, kc_s0, kc_s1, ks_s0, ks_s1, vc_s0, vc_s1, vs_s0, vs_s1,
                                          K_CODES, V_CODES, K_DTYPE, V_DTYPE, BLOCK_N, HEAD_DIM, KEYS_MAJOR, True,

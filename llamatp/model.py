@@ -17,9 +17,7 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
 
 from llamatp.config import ModelConfig
-from llamatp.kernels import (
-    RopeStore, add_rms_norm, gated_act, long_context_from, rope_store_decode_attention, rope_store_kv,
-)
+from llamatp.kernels import add_rms_norm, decode_attention, gated_act, long_context_from, rope_store_kv
 from llamatp.kv_cache import CacheTensor, KVCache, attention_dtype
 from llamatp.linear import Linear, StackedLinear, WeightSlice
 from llamatp.quant.dequant import dequantize_to
@@ -126,21 +124,21 @@ class Attention(torch.nn.Module):
         q, k, v = q.reshape(T, self.n_q, hd), k.reshape(T, self.n_kv, hd), v.reshape(T, self.n_kv, hd)
         if self.q_norm is not None:
             q, k = self.q_norm(q)[0], self.k_norm(k)[0]
-        if mask is None and self.n_q > 0:
-            # The kernel rounds its output for wo's GEMV, a head's values at a time.
-            rounded_out = self.wo.rounded_input(1, q.device) if hd % 32 == 0 else None
-            rope = RopeStore(k[0], v[0], self.rope.inv_freq, self.rope.neox)
-            out = rope_store_decode_attention(q.view(self.n_kv, self.group, hd), k_cache, v_cache, pos, self.window,
-                                              self.scale, rope, rounded_out)
-            return self.wo(out.view(1, self.n_q * hd), rounded_out)
         q = rope_store_kv(q, k, v, self.rope.inv_freq, self.rope.neox, k_cache, v_cache, pos)
+        rounded_out = None
         if self.n_q == 0:
             out = q.new_zeros(T, 0, hd)
+        elif mask is None:
+            q1 = q.view(self.n_kv, self.group, hd)
+            # The kernel rounds its output for wo's GEMV, a head's values at a time.
+            rounded_out = self.wo.rounded_input(1, q.device) if hd % 32 == 0 else None
+            out = decode_attention(q1, k_cache, v_cache, pos, self.window, self.scale, rounded_out)
+            out = out.view(1, self.n_q, hd)
         else:
             kv_len = mask.shape[-1]
             dtype = attention_dtype(q.dtype, k_cache, v_cache)
             out = self._attend(q, k_cache.read(kv_len, dtype), v_cache.read(kv_len, dtype), mask)
-        return self.wo(out.reshape(T, self.n_q * hd))
+        return self.wo(out.reshape(T, self.n_q * hd), rounded_out)
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         T = q.shape[0]

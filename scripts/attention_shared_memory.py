@@ -6,7 +6,6 @@ Triton's ptxas is there, the registers a thread and bytes spilled.
     python scripts/attention_shared_memory.py [--arch 90] [--head-dim 128,256] [--dtype bf16,fp32,q8_0]
         [--tilings 64,3 32,3 ...]   (keys a step, pipeline stages)
         [--preload BLOCKS] [--long-context] [--tma]   (as long-context steps: --preload 4 --long-context)
-        [--rope]   (the query's key rotated and stored by the kernel)
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ FLOATS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 def compile_chunk(dtype: str, head_dim: int, block_n: int, num_stages: int, preload_blocks: int, long_context: bool,
-                  tma: bool, rope: bool, arch: int) -> triton.compiler.CompiledKernel:
+                  tma: bool, arch: int) -> triton.compiler.CompiledKernel:
     """The chunk kernel over a cache of `dtype` (a float type or q8_0/q4_0 codes, keys as rows)."""
     fn = kernels._decode_attention_chunk
     names = list(inspect.signature(fn.fn).parameters)
@@ -42,10 +41,8 @@ def compile_chunk(dtype: str, head_dim: int, block_n: int, num_stages: int, prel
     values = tl.float16 if codes else getattr(tl, FLOATS[dtype])
     consts = dict(K_CODES=dtype if codes else "float", V_CODES=dtype if codes else "float", K_DTYPE=values,
                   V_DTYPE=values, BLOCK_G=16, BLOCK_N=block_n, HEAD_DIM=head_dim, KEYS_MAJOR=codes, TMA=tma,
-                  PRELOAD_N=preload_blocks * block_n, PRELOAD_PARTIAL=long_context, ROPE=rope, NEOX=False, EMULATE=False,
-                  EARLY=True)
+                  PRELOAD_N=preload_blocks * block_n, PRELOAD_PARTIAL=long_context, EMULATE=False, EARLY=True)
     types = {n: "*fp32" for n in ("m_ptr", "s_ptr", "acc_ptr")} | {"q_ptr": "*bf16", "pos_ptr": "*i64"}
-    types |= {"k_new_ptr": "*bf16", "v_new_ptr": "*bf16", "inv_freq_ptr": "*fp32"}
     data = "u8" if codes else dtype
     types |= {n: f"*{data}" for n in ("k_ptr", "v_ptr")}
     types |= {n: "*fp16" if codes else f"*{data}" for n in ("ks_ptr", "vs_ptr")}
@@ -81,13 +78,12 @@ def main() -> None:
     parser.add_argument("--preload", type=int, default=0, help="blocks read before the wait")
     parser.add_argument("--long-context", action="store_true", help="as long-context steps read them early")
     parser.add_argument("--tma", action="store_true", help="whole blocks of a 16-bit cache through TMA")
-    parser.add_argument("--rope", action="store_true", help="the query's key rotated and stored by the kernel")
     args = parser.parse_args()
     for dtype, head_dim, tiling in itertools.product(args.dtype.split(","), map(int, args.head_dim.split(",")),
                                                      args.tilings):
         block_n, num_stages = map(int, tiling.split(","))
         compiled = compile_chunk(dtype, head_dim, block_n, num_stages, args.preload, args.long_context, args.tma,
-                                 args.rope, args.arch)
+                                 args.arch)
         line = (f"{dtype} head {head_dim}, {block_n} keys, {num_stages} stages: {compiled.metadata.shared} bytes "
                 f"by Triton {triton.__version__} for sm_{args.arch}")
         if dtype in FLOATS:
