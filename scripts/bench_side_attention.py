@@ -1,0 +1,169 @@
+"""Could a layer's KV cache be read beside the weights' GEMVs? A model of 8B decode at depth on one GPU.
+
+Each of 32 layers runs the GEMVs of a Llama 3 8B layer on Q4_0 weights (QKV, O, gate/up, down:
+`gemv`, in a CUDA graph), with a small "query ready" kernel after the QKV GEMV where RoPE runs,
+and a stand-in for attention that reads the layer's 8192 positions of bf16 keys and values (8 KV
+heads, 33.6 MB) and sums them. Timed per layer:
+
+- `gemvs`: no attention (what depth 0 costs, near enough);
+- `in turn`: the read between the "query ready" kernel and the O GEMV, as decode attention runs now;
+- `beside, R rows`: the read on a second stream, one program a multiprocessor, launched when the
+  previous layer's read ends, so that it runs beside the previous layer's O and MLP GEMVs and this
+  layer's QKV GEMV. Each program loads its first R rows of 128 values into registers, spins until
+  the "query ready" flag is set, then reads the rest of its share; the O GEMV waits for it.
+
+What `in turn` adds over `gemvs` is what attention costs at depth now; what `beside` adds is what
+it could cost if its first reads went beside the GEMVs. The target lets one layer add 6.4 us
+(1 GPU, bf16 cache, H200).
+
+    python scripts/bench_side_attention.py [--rows 0,128,256,512] [--layers 32] [--depth 8192]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import triton
+import triton.language as tl
+from bench_gemv import copy_bandwidth, random_gguf
+from gguf.constants import GGMLQuantizationType
+
+from llamatp.quant.gemv import gemv, quantize_rows, repack, sm_count
+
+HEAD_DIM = 128
+SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336)}
+
+
+@triton.jit
+def _read_kernel(kv_ptr, flag_ptr, out_ptr, rows_per_program, HELD: tl.constexpr, BLOCK: tl.constexpr,
+                 D: tl.constexpr, WAIT: tl.constexpr):
+    """Sums a program's share of rows: HELD rows loaded before the wait for the flag, the rest after."""
+    pid = tl.program_id(0)
+    base = kv_ptr + pid.to(tl.int64) * rows_per_program * D
+    d = tl.arange(0, D)
+    acc = tl.zeros([D], tl.float32)
+    if HELD > 0:
+        held = tl.load(base + tl.arange(0, HELD)[:, None] * D + d[None, :])
+    if WAIT:
+        while tl.load(flag_ptr, volatile=True) == 0:
+            pass
+    if HELD > 0:
+        acc += tl.sum(held.to(tl.float32), axis=0)
+    for start in range(HELD, rows_per_program, BLOCK):
+        rows = start + tl.arange(0, BLOCK)
+        block = tl.load(base + rows[:, None] * D + d[None, :], mask=(rows < rows_per_program)[:, None], other=0.0)
+        acc += tl.sum(block.to(tl.float32), axis=0)
+    tl.store(out_ptr + pid * D + d, acc)
+
+
+@triton.jit
+def _set_flag_kernel(flag_ptr):
+    tl.store(flag_ptr, 1)
+
+
+class Layers:
+    """32 layers' weights, caches and flags on the GPU, and the calls of one decode step."""
+
+    def __init__(self, n_layers: int, depth: int, n_kv: int = 8) -> None:
+        q4 = GGMLQuantizationType.Q4_0
+        self.weights = [{name: repack(random_gguf("Q4_0", *shape), q4, *shape) for name, shape in SHAPES.items()}
+                        for _ in range(n_layers)]
+        self.n_sm = sm_count(torch.device("cuda"))
+        rows = n_kv * depth * 2  # keys and values, one row of HEAD_DIM a position and head
+        self.rows_per_program = triton.cdiv(rows, self.n_sm)
+        self.caches = [torch.randn(self.n_sm * self.rows_per_program, HEAD_DIM, device="cuda",
+                                   dtype=torch.bfloat16) for _ in range(n_layers)]
+        self.cache_bytes = rows * HEAD_DIM * 2
+        self.flags = torch.zeros(n_layers, dtype=torch.int32, device="cuda")
+        self.sums = torch.empty(self.n_sm, HEAD_DIM, device="cuda")
+        self.x = {n: torch.randn(1, shape[1], device="cuda", dtype=torch.bfloat16) for n, shape in SHAPES.items()}
+        self.rounded = {n: quantize_rows(x) for n, x in self.x.items()}
+
+    def gemv(self, layer: int, name: str) -> None:
+        gemv(self.x[name], self.weights[layer][name], rounded=self.rounded[name])
+
+    def read(self, layer: int, held: int, wait: bool, num_warps: int = 4) -> None:
+        _read_kernel[(self.n_sm,)](self.caches[layer], self.flags[layer:], self.sums, self.rows_per_program,
+                                   HELD=held, BLOCK=64, D=HEAD_DIM, WAIT=wait, num_warps=num_warps)
+
+    def query_ready(self, layer: int) -> None:
+        _set_flag_kernel[(1,)](self.flags[layer:])
+
+    def step(self, mode: str, held: int = 0, num_warps: int = 4, side: torch.cuda.Stream | None = None) -> None:
+        main = torch.cuda.current_stream()
+        if side is not None:
+            side.wait_stream(main)
+        for layer in range(len(self.weights)):
+            if mode == "beside":
+                with torch.cuda.stream(side):
+                    self.read(layer, held, wait=True, num_warps=num_warps)
+                read_done = side.record_event()
+            self.gemv(layer, "qkv")
+            self.query_ready(layer)
+            if mode == "in turn":
+                self.read(layer, 0, wait=False)
+            elif mode == "beside":
+                main.wait_event(read_done)
+            for name in ("o", "gate_up", "down"):
+                self.gemv(layer, name)
+        if side is not None:
+            main.wait_stream(side)
+
+
+def time_step(layers: Layers, replays: int = 20, **step_args: object) -> float:
+    """Microseconds a layer, the step captured as one CUDA graph (median of the replays)."""
+    side = torch.cuda.Stream() if step_args.get("mode") == "beside" else None
+    layers.flags.fill_(1)
+    layers.step(**step_args, side=side)  # compiles the kernels outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        layers.step(**step_args, side=side)
+    times = []
+    for _ in range(replays + 1):
+        layers.flags.zero_()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / len(layers.weights))
+    return sorted(times[1:])[replays // 2]
+
+
+def check_read(layers: Layers, held: int, num_warps: int) -> None:
+    """The read kernel sums every row of its share, held or not."""
+    layers.flags.fill_(1)
+    layers.read(0, held, wait=True, num_warps=num_warps)
+    ref = layers.caches[0].float().view(layers.n_sm, layers.rows_per_program, HEAD_DIM).sum(1)
+    error = float((layers.sums - ref).norm() / ref.norm())
+    if error > 1e-4:
+        raise SystemExit(f"the read kernel holding {held} rows sums wrongly: relative error {error:.2e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="0,128,256,512", help="rows a program loads before its wait")
+    parser.add_argument("--layers", type=int, default=32)
+    parser.add_argument("--depth", type=int, default=8192)
+    args = parser.parse_args()
+    print(f"{torch.cuda.get_device_name()}: device-to-device copy {copy_bandwidth():.0f} GB/s (read + write)")
+    layers = Layers(args.layers, args.depth)
+    mb = layers.cache_bytes / 1e6
+    gemvs = time_step(layers, mode="gemvs")
+    in_turn = time_step(layers, mode="in turn")
+    print(f"gemvs {gemvs:.2f} us a layer")
+    print(f"in turn {in_turn:.2f} us a layer: the read of {mb:.1f} MB adds {in_turn - gemvs:.2f} us")
+    for held in map(int, args.rows.split(",")):
+        num_warps = 8 if held >= 256 else 4
+        check_read(layers, held, num_warps)
+        beside = time_step(layers, mode="beside", held=held, num_warps=num_warps)
+        held_mb = held * HEAD_DIM * 2 * layers.n_sm / 1e6
+        print(f"beside, {held} rows held ({held_mb:.1f} MB), {num_warps} warps: {beside:.2f} us a layer, "
+              f"adds {beside - gemvs:.2f} us")
+    print(f"gemvs again {time_step(layers, mode='gemvs'):.2f} us a layer")
+
+
+if __name__ == "__main__":
+    main()
