@@ -1,6 +1,6 @@
 """Could a layer's KV cache be read beside the weights' GEMVs? A model of 8B decode at depth on one GPU.
 
-Each of 32 layers runs the GEMVs of a Llama 3 8B layer on Q4_0 weights (QKV, O, gate/up, down:
+Each of 8 layers (--layers) runs the GEMVs of a Llama 3 8B layer on Q4_0 weights (QKV, O, gate/up, down:
 `gemv`, in a CUDA graph), with a small "query ready" kernel after the QKV GEMV where RoPE runs,
 and a stand-in for attention that reads the layer's 8192 positions of bf16 keys and values (8 KV
 heads, 33.6 MB) and sums them. Timed per layer:
@@ -16,7 +16,7 @@ What `in turn` adds over `gemvs` is what attention costs at depth now; what `bes
 it could cost if its first reads went beside the GEMVs. The target lets one layer add 6.4 us
 (1 GPU, bf16 cache, H200).
 
-    python scripts/bench_side_attention.py [--rows 0,128,256,512] [--layers 32] [--depth 8192]
+    python scripts/bench_side_attention.py [--rows 0,128,256] [--layers 8] [--depth 8192]
 """
 
 from __future__ import annotations
@@ -83,21 +83,24 @@ class Layers:
     def gemv(self, layer: int, name: str) -> None:
         gemv(self.x[name], self.weights[layer][name], rounded=self.rounded[name])
 
-    def read(self, layer: int, held: int, wait: bool, num_warps: int = 4) -> None:
+    def read(self, layer: int, held: int, wait: bool) -> None:
+        # 8 warps, 64 KB a step: enough bytes in flight for the copy bandwidth at one program a
+        # multiprocessor, at 167 registers a thread with 256 rows held (ptxas, sm_90), leaving
+        # the GEMVs' programs room beside it.
         _read_kernel[(self.n_sm,)](self.caches[layer], self.flags[layer:], self.sums, self.rows_per_program,
-                                   HELD=held, BLOCK=64, D=HEAD_DIM, WAIT=wait, num_warps=num_warps)
+                                   HELD=held, BLOCK=256, D=HEAD_DIM, WAIT=wait, num_warps=8)
 
     def query_ready(self, layer: int) -> None:
         _set_flag_kernel[(1,)](self.flags[layer:])
 
-    def step(self, mode: str, held: int = 0, num_warps: int = 4, side: torch.cuda.Stream | None = None) -> None:
+    def step(self, mode: str, held: int = 0, side: torch.cuda.Stream | None = None) -> None:
         main = torch.cuda.current_stream()
         if side is not None:
             side.wait_stream(main)
         for layer in range(len(self.weights)):
             if mode == "beside":
                 with torch.cuda.stream(side):
-                    self.read(layer, held, wait=True, num_warps=num_warps)
+                    self.read(layer, held, wait=True)
                 read_done = side.record_event()
             self.gemv(layer, "qkv")
             self.query_ready(layer)
@@ -132,10 +135,10 @@ def time_step(layers: Layers, replays: int = 20, **step_args: object) -> float:
     return sorted(times[1:])[replays // 2]
 
 
-def check_read(layers: Layers, held: int, num_warps: int) -> None:
+def check_read(layers: Layers, held: int) -> None:
     """The read kernel sums every row of its share, held or not."""
     layers.flags.fill_(1)
-    layers.read(0, held, wait=True, num_warps=num_warps)
+    layers.read(0, held, wait=True)
     ref = layers.caches[0].float().view(layers.n_sm, layers.rows_per_program, HEAD_DIM).sum(1)
     error = float((layers.sums - ref).norm() / ref.norm())
     if error > 1e-4:
@@ -144,8 +147,8 @@ def check_read(layers: Layers, held: int, num_warps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="0,128,256,512", help="rows a program loads before its wait")
-    parser.add_argument("--layers", type=int, default=32)
+    parser.add_argument("--rows", default="0,128,256", help="rows a program loads before its wait")
+    parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--depth", type=int, default=8192)
     args = parser.parse_args()
     print(f"{torch.cuda.get_device_name()}: device-to-device copy {copy_bandwidth():.0f} GB/s (read + write)")
@@ -154,14 +157,13 @@ def main() -> None:
     gemvs = time_step(layers, mode="gemvs")
     in_turn = time_step(layers, mode="in turn")
     print(f"gemvs {gemvs:.2f} us a layer")
-    print(f"in turn {in_turn:.2f} us a layer: the read of {mb:.1f} MB adds {in_turn - gemvs:.2f} us")
+    print(f"in turn {in_turn:.2f} us a layer: the read of {mb:.1f} MB adds {in_turn - gemvs:.2f} us", flush=True)
     for held in map(int, args.rows.split(",")):
-        num_warps = 8 if held >= 256 else 4
-        check_read(layers, held, num_warps)
-        beside = time_step(layers, mode="beside", held=held, num_warps=num_warps)
+        check_read(layers, held)
+        beside = time_step(layers, mode="beside", held=held)
         held_mb = held * HEAD_DIM * 2 * layers.n_sm / 1e6
-        print(f"beside, {held} rows held ({held_mb:.1f} MB), {num_warps} warps: {beside:.2f} us a layer, "
-              f"adds {beside - gemvs:.2f} us")
+        print(f"beside, {held} rows held ({held_mb:.1f} MB): {beside:.2f} us a layer, adds {beside - gemvs:.2f} us",
+              flush=True)
     print(f"gemvs again {time_step(layers, mode='gemvs'):.2f} us a layer")
 
 
