@@ -10,7 +10,9 @@ heads, 33.6 MB) and sums them. Timed per layer:
 - `beside, R rows`: the read on a second stream, one program a multiprocessor, launched when the
   previous layer's read ends, so that it runs beside the previous layer's O and MLP GEMVs and this
   layer's QKV GEMV. Each program loads its first R rows of 128 values into registers, spins until
-  the "query ready" flag is set, then reads the rest of its share; the O GEMV waits for it.
+  the "query ready" flag is set, then reads the rest of its share; the O GEMV waits for it. Also
+  timed reading only the rows held: what waiting beside the GEMVs costs them; and with a kernel
+  that neither reads nor waits: what the second stream and the join cost.
 
 What `in turn` adds over `gemvs` is what attention costs at depth now; what `beside` adds is what
 it could cost if its first reads went beside the GEMVs. The target lets one layer add 6.4 us
@@ -37,8 +39,10 @@ SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "dow
 
 @triton.jit
 def _read_kernel(kv_ptr, flag_ptr, out_ptr, rows_per_program, HELD: tl.constexpr, BLOCK: tl.constexpr,
-                 D: tl.constexpr, WAIT: tl.constexpr):
-    """Sums a program's share of rows: HELD rows loaded before the wait for the flag, the rest after."""
+                 D: tl.constexpr, WAIT: tl.constexpr, REST: tl.constexpr):
+    """Sums a program's share of rows: HELD rows loaded before the wait for the flag, the rest
+    after (none without REST). The wait polls the flag every 0.5 us or so: polling without a
+    pause takes issue slots and L2 requests from the kernels it waits for."""
     pid = tl.program_id(0)
     base = kv_ptr + pid.to(tl.int64) * rows_per_program * D
     d = tl.arange(0, D)
@@ -47,10 +51,11 @@ def _read_kernel(kv_ptr, flag_ptr, out_ptr, rows_per_program, HELD: tl.constexpr
         held = tl.load(base + tl.arange(0, HELD)[:, None] * D + d[None, :])
     if WAIT:
         while tl.load(flag_ptr, volatile=True) == 0:
-            pass
+            tl.inline_asm_elementwise("nanosleep.u32 500; mov.u32 $0, 0;", "=r", [], dtype=tl.int32, is_pure=False,
+                                      pack=1)
     if HELD > 0:
         acc += tl.sum(held.to(tl.float32), axis=0)
-    for start in range(HELD, rows_per_program, BLOCK):
+    for start in range(HELD, rows_per_program if REST else HELD, BLOCK):
         rows = start + tl.arange(0, BLOCK)
         block = tl.load(base + rows[:, None] * D + d[None, :], mask=(rows < rows_per_program)[:, None], other=0.0)
         acc += tl.sum(block.to(tl.float32), axis=0)
@@ -83,24 +88,26 @@ class Layers:
     def gemv(self, layer: int, name: str) -> None:
         gemv(self.x[name], self.weights[layer][name], rounded=self.rounded[name])
 
-    def read(self, layer: int, held: int, wait: bool) -> None:
+    def read(self, layer: int, held: int, wait: bool, rest: bool = True) -> None:
         # 8 warps, 64 KB a step: enough bytes in flight for the copy bandwidth at one program a
         # multiprocessor, at 167 registers a thread with 256 rows held (ptxas, sm_90), leaving
         # the GEMVs' programs room beside it.
         _read_kernel[(self.n_sm,)](self.caches[layer], self.flags[layer:], self.sums, self.rows_per_program,
-                                   HELD=held, BLOCK=256, D=HEAD_DIM, WAIT=wait, num_warps=8)
+                                   HELD=held, BLOCK=256, D=HEAD_DIM, WAIT=wait, REST=rest,
+                                   num_warps=8)
 
     def query_ready(self, layer: int) -> None:
         _set_flag_kernel[(1,)](self.flags[layer:])
 
-    def step(self, mode: str, held: int = 0, side: torch.cuda.Stream | None = None) -> None:
+    def step(self, mode: str, held: int = 0, rest: bool = True, wait: bool = True,
+             side: torch.cuda.Stream | None = None) -> None:
         main = torch.cuda.current_stream()
         if side is not None:
             side.wait_stream(main)
         for layer in range(len(self.weights)):
             if mode == "beside":
                 with torch.cuda.stream(side):
-                    self.read(layer, held, wait=True)
+                    self.read(layer, held, wait=wait, rest=rest)
                 read_done = side.record_event()
             self.gemv(layer, "qkv")
             self.query_ready(layer)
@@ -158,12 +165,15 @@ def main() -> None:
     in_turn = time_step(layers, mode="in turn")
     print(f"gemvs {gemvs:.2f} us a layer")
     print(f"in turn {in_turn:.2f} us a layer: the read of {mb:.1f} MB adds {in_turn - gemvs:.2f} us", flush=True)
+    joined = time_step(layers, mode="beside", rest=False, wait=False)
+    print(f"beside, an empty kernel joined before the O GEMV: adds {joined - gemvs:.2f} us", flush=True)
     for held in map(int, args.rows.split(",")):
         check_read(layers, held)
         beside = time_step(layers, mode="beside", held=held)
         held_mb = held * HEAD_DIM * 2 * layers.n_sm / 1e6
-        print(f"beside, {held} rows held ({held_mb:.1f} MB): {beside:.2f} us a layer, adds {beside - gemvs:.2f} us",
-              flush=True)
+        held_only = time_step(layers, mode="beside", held=held, rest=False)
+        print(f"beside, {held} rows held ({held_mb:.1f} MB): {beside:.2f} us a layer, adds {beside - gemvs:.2f} us; "
+              f"reading only the rows held {held_only - gemvs:.2f} us", flush=True)
     print(f"gemvs again {time_step(layers, mode='gemvs'):.2f} us a layer")
 
 
