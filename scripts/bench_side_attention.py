@@ -19,6 +19,8 @@ it could cost if its first reads went beside the GEMVs. The target lets one laye
 (1 GPU, bf16 cache, H200).
 
     python scripts/bench_side_attention.py [--rows 0,128,256] [--layers 8] [--depth 8192]
+    python scripts/bench_side_attention.py --registers [--rows 0,128,256]   (no GPU needed: ptxas's count
+        for sm_90 of the read kernel as the second stream launches it)
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ import argparse
 import torch
 import triton
 import triton.language as tl
+from attention_shared_memory import registers
 from bench_gemv import copy_bandwidth, random_gguf
 from gguf.constants import GGMLQuantizationType
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
 
 from llamatp.quant.gemv import gemv, quantize_rows, repack, sm_count
 
@@ -90,7 +95,7 @@ class Layers:
 
     def read(self, layer: int, held: int, wait: bool, rest: bool = True) -> None:
         # 8 warps, 64 KB a step: enough bytes in flight for the copy bandwidth at one program a
-        # multiprocessor, at 167 registers a thread with 256 rows held (ptxas, sm_90), leaving
+        # multiprocessor, at 119-194 registers a thread (`--registers`), leaving
         # the GEMVs' programs room beside it.
         _read_kernel[(self.n_sm,)](self.caches[layer], self.flags[layer:], self.sums, self.rows_per_program,
                                    HELD=held, BLOCK=256, D=HEAD_DIM, WAIT=wait, REST=rest,
@@ -152,12 +157,26 @@ def check_read(layers: Layers, held: int) -> None:
         raise SystemExit(f"the read kernel holding {held} rows sums wrongly: relative error {error:.2e}")
 
 
+def print_registers(rows: list[int]) -> None:
+    signature = {"kv_ptr": "*bf16", "flag_ptr": "*i32", "out_ptr": "*fp32", "rows_per_program": "i32"}
+    for held in rows:
+        consts = {"HELD": held, "BLOCK": 256, "D": HEAD_DIM, "WAIT": True, "REST": True}
+        compiled = triton.compile(ASTSource(fn=_read_kernel, signature=signature | dict.fromkeys(consts, "constexpr"),
+                                            constexprs=consts),
+                                  target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
+        print(f"read kernel, {held} rows held, 8 warps{registers(compiled, 90)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="0,128,256", help="rows a program loads before its wait")
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--depth", type=int, default=8192)
+    parser.add_argument("--registers", action="store_true", help="only count the read kernel's registers")
     args = parser.parse_args()
+    if args.registers:
+        print_registers([int(r) for r in args.rows.split(",")])
+        return
     print(f"{torch.cuda.get_device_name()}: device-to-device copy {copy_bandwidth():.0f} GB/s (read + write)")
     layers = Layers(args.layers, args.depth)
     mb = layers.cache_bytes / 1e6
