@@ -11,8 +11,9 @@ heads, 33.6 MB) and sums them. Timed per layer:
   previous layer's read ends, so that it runs beside the previous layer's O and MLP GEMVs and this
   layer's QKV GEMV. Each program loads its first R rows of 128 values into registers, spins until
   the "query ready" flag is set, then reads the rest of its share; the O GEMV waits for it. Also
-  timed reading only the rows held: what waiting beside the GEMVs costs them; and with a kernel
-  that neither reads nor waits: what the second stream and the join cost.
+  timed reading only the rows held: what waiting beside the GEMVs costs them (also with 1 and 4
+  warps a program, nothing held); and with a kernel that neither reads nor waits: what the second
+  stream and the join cost.
 
 What `in turn` adds over `gemvs` is what attention costs at depth now; what `beside` adds is what
 it could cost if its first reads went beside the GEMVs. The target lets one layer add 6.4 us
@@ -93,18 +94,18 @@ class Layers:
     def gemv(self, layer: int, name: str) -> None:
         gemv(self.x[name], self.weights[layer][name], rounded=self.rounded[name])
 
-    def read(self, layer: int, held: int, wait: bool, rest: bool = True) -> None:
+    def read(self, layer: int, held: int, wait: bool, rest: bool = True, num_warps: int = 8) -> None:
         # 8 warps, 64 KB a step: enough bytes in flight for the copy bandwidth at one program a
         # multiprocessor, at 119-194 registers a thread (`--registers`), leaving
         # the GEMVs' programs room beside it.
         _read_kernel[(self.n_sm,)](self.caches[layer], self.flags[layer:], self.sums, self.rows_per_program,
                                    HELD=held, BLOCK=256, D=HEAD_DIM, WAIT=wait, REST=rest,
-                                   num_warps=8)
+                                   num_warps=num_warps)
 
     def query_ready(self, layer: int) -> None:
         _set_flag_kernel[(1,)](self.flags[layer:])
 
-    def step(self, mode: str, held: int = 0, rest: bool = True, wait: bool = True,
+    def step(self, mode: str, held: int = 0, rest: bool = True, wait: bool = True, num_warps: int = 8,
              side: torch.cuda.Stream | None = None) -> None:
         main = torch.cuda.current_stream()
         if side is not None:
@@ -112,7 +113,7 @@ class Layers:
         for layer in range(len(self.weights)):
             if mode == "beside":
                 with torch.cuda.stream(side):
-                    self.read(layer, held, wait=wait, rest=rest)
+                    self.read(layer, held, wait=wait, rest=rest, num_warps=num_warps)
                 read_done = side.record_event()
             self.gemv(layer, "qkv")
             self.query_ready(layer)
@@ -186,6 +187,10 @@ def main() -> None:
     print(f"in turn {in_turn:.2f} us a layer: the read of {mb:.1f} MB adds {in_turn - gemvs:.2f} us", flush=True)
     joined = time_step(layers, mode="beside", rest=False, wait=False)
     print(f"beside, an empty kernel joined before the O GEMV: adds {joined - gemvs:.2f} us", flush=True)
+    for num_warps in (1, 4):
+        waiting = time_step(layers, mode="beside", rest=False, num_warps=num_warps)
+        print(f"beside, a program a multiprocessor of {num_warps} warps waiting, nothing read: "
+              f"adds {waiting - gemvs:.2f} us", flush=True)
     for held in map(int, args.rows.split(",")):
         check_read(layers, held)
         beside = time_step(layers, mode="beside", held=held)
