@@ -47,8 +47,8 @@ SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "dow
 def _read_kernel(kv_ptr, flag_ptr, out_ptr, rows_per_program, HELD: tl.constexpr, BLOCK: tl.constexpr,
                  D: tl.constexpr, WAIT: tl.constexpr, REST: tl.constexpr):
     """Sums a program's share of rows: HELD rows loaded before the wait for the flag, the rest
-    after (none without REST). The wait polls the flag every 0.5 us or so: polling without a
-    pause takes issue slots and L2 requests from the kernels it waits for."""
+    after (none without REST). The wait reads the flag with a pause of about 0.5 us between
+    reads, to leave the GEMVs beside it the issue slots and L2 requests."""
     pid = tl.program_id(0)
     base = kv_ptr + pid.to(tl.int64) * rows_per_program * D
     d = tl.arange(0, D)
@@ -74,7 +74,7 @@ def _set_flag_kernel(flag_ptr):
 
 
 class Layers:
-    """32 layers' weights, caches and flags on the GPU, and the calls of one decode step."""
+    """The layers' weights, caches and flags on the GPU, and the calls of one decode step."""
 
     def __init__(self, n_layers: int, depth: int, n_kv: int = 8) -> None:
         q4 = GGMLQuantizationType.Q4_0
