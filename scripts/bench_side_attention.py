@@ -22,11 +22,15 @@ it could cost if its first reads went beside the GEMVs. The target lets one laye
     python scripts/bench_side_attention.py [--rows 0,128,256] [--layers 8] [--depth 8192]
     python scripts/bench_side_attention.py --registers [--rows 0,128,256]   (no GPU needed: ptxas's count
         for sm_90 of the read kernel as the second stream launches it)
+    python scripts/bench_side_attention.py --profile [--layers 32]   (where waiting beside goes: each
+        kernel's time and the time no GEMV runs, from the profiler, for the modes that read nothing)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
 
 import torch
 import triton
@@ -35,6 +39,7 @@ from attention_shared_memory import registers
 from bench_gemv import copy_bandwidth, random_gguf
 from gguf.constants import GGMLQuantizationType
 from triton.backends.compiler import GPUTarget
+from torch.profiler import ProfilerActivity, profile
 from triton.compiler import ASTSource
 
 from llamatp.quant.gemv import gemv, quantize_rows, repack, sm_count
@@ -127,25 +132,87 @@ class Layers:
             main.wait_stream(side)
 
 
-def time_step(layers: Layers, replays: int = 20, **step_args: object) -> float:
-    """Microseconds a layer, the step captured as one CUDA graph (median of the replays)."""
+def capture(layers: Layers, **step_args: object) -> torch.cuda.CUDAGraph:
+    """The step as one CUDA graph, its kernels compiled before the capture."""
     side = torch.cuda.Stream() if step_args.get("mode") == "beside" else None
     layers.flags.fill_(1)
-    layers.step(**step_args, side=side)  # compiles the kernels outside the capture
+    layers.step(**step_args, side=side)
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         layers.step(**step_args, side=side)
-    times = []
-    for _ in range(replays + 1):
-        layers.flags.zero_()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / len(layers.weights))
+    return graph
+
+
+def replay(layers: Layers, graph: torch.cuda.CUDAGraph) -> float:
+    """Microseconds a layer of one replay, the flags cleared before it."""
+    layers.flags.zero_()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    graph.replay()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) * 1e3 / len(layers.weights)
+
+
+def time_step(layers: Layers, replays: int = 20, **step_args: object) -> float:
+    """Microseconds a layer, the step captured as one CUDA graph (median of the replays)."""
+    graph = capture(layers, **step_args)
+    times = [replay(layers, graph) for _ in range(replays + 1)]
     return sorted(times[1:])[replays // 2]
+
+
+def union_us(intervals: list[tuple[float, float]]) -> float:
+    """Microseconds covered by at least one of the (start, end) intervals."""
+    covered, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        covered += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return covered
+
+
+def kernel_profile(layers: Layers, replays: int = 5, **step_args: object) -> dict[str, float]:
+    """Microseconds a layer, from the profiler's kernel records of `replays` replays: what each
+    GEMV adds (from the end of the GEMV before it to its own end: these add up to the step), the
+    read kernel's own time, and the time no GEMV runs."""
+    graph = capture(layers, **step_args)
+    replay(layers, graph)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(replays):
+            replay(layers, graph)
+    with tempfile.NamedTemporaryFile(suffix=".json") as trace:
+        prof.export_chrome_trace(trace.name)
+        events = json.load(open(trace.name))["traceEvents"]
+    kernels = [e for e in events if e.get("cat") == "kernel"]
+    gemvs = sorted((e["ts"], e["ts"] + e["dur"]) for e in kernels if "gemv" in e["name"])
+    per_replay = len(layers.weights) * len(SHAPES)
+    if len(gemvs) != replays * per_replay:
+        raise SystemExit(f"the profiler recorded {len(gemvs)} GEMVs, not {replays * per_replay}")
+    n = replays * (len(layers.weights) - 1)  # the first layer of a replay has no GEMV before it
+    times = dict.fromkeys((f"{name} GEMV" for name in SHAPES), 0.0)
+    idle = 0.0
+    for first in range(0, len(gemvs), per_replay):
+        ones = gemvs[first:first + per_replay]
+        for i in range(len(SHAPES), per_replay):
+            times[f"{list(SHAPES)[i % len(SHAPES)]} GEMV"] += (ones[i][1] - ones[i - 1][1]) / n
+        idle += max(end for _, end in ones) - ones[0][0] - union_us(ones)
+    times["read kernel"] = sum(e["dur"] for e in kernels if "read" in e["name"]) / (replays * len(layers.weights))
+    times["no GEMV running"] = idle / (replays * len(layers.weights))
+    return times
+
+
+def print_profiles(layers: Layers) -> None:
+    """What the waiting beside the GEMVs costs, kernel by kernel: whether the GEMVs slow or
+    the step waits between them."""
+    modes = {"gemvs": {"mode": "gemvs"},
+             "an empty kernel joined": {"mode": "beside", "rest": False, "wait": False},
+             "1 warp a multiprocessor waiting": {"mode": "beside", "rest": False, "num_warps": 1},
+             "8 warps a multiprocessor waiting": {"mode": "beside", "rest": False, "num_warps": 8}}
+    profiles = {label: kernel_profile(layers, **args) for label, args in modes.items()}
+    columns = list(next(iter(profiles.values())))
+    print(f"{'us a layer (profiler)':34}" + "".join(f"{c:>17}" for c in columns))
+    for label, times in profiles.items():
+        print(f"{label:34}" + "".join(f"{times[c]:17.2f}" for c in columns))
 
 
 def check_read(layers: Layers, held: int) -> None:
@@ -174,12 +241,16 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--depth", type=int, default=8192)
     parser.add_argument("--registers", action="store_true", help="only count the read kernel's registers")
+    parser.add_argument("--profile", action="store_true", help="only profile the modes that read nothing")
     args = parser.parse_args()
     if args.registers:
         print_registers([int(r) for r in args.rows.split(",")])
         return
     print(f"{torch.cuda.get_device_name()}: device-to-device copy {copy_bandwidth():.0f} GB/s (read + write)")
     layers = Layers(args.layers, args.depth)
+    if args.profile:
+        print_profiles(layers)
+        return
     mb = layers.cache_bytes / 1e6
     gemvs = time_step(layers, mode="gemvs")
     in_turn = time_step(layers, mode="in turn")
