@@ -19,13 +19,28 @@ import time
 
 import torch
 
+from llamatp import graphs
 from llamatp.launch import WorkerInfo, launch
 from llamatp.runtime import ModelOptions, open_runtime
 
 DEPTH, N_PROMPT = 8192, 512
 
 
+def capture_telling_why_not(self: graphs.PassGraphs, key: object, pass_fn: object, inputs: torch.Tensor) -> None:
+    """`PassGraphs._capture`, printing the error of a capture that fails."""
+    static_inputs = inputs.clone()
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph, pool=self._pool):
+            output = pass_fn(static_inputs)
+        self._graphs[key] = graphs._Captured(graph, static_inputs, output)
+    except RuntimeError as e:
+        print(f"capture failed: {str(e)[:300]}", flush=True)
+        self._graphs[key] = None
+
+
 def job(options: ModelOptions, info: WorkerInfo) -> str:
+    graphs.PassGraphs._capture = capture_telling_why_not
     rt = open_runtime(options, info)
     engine = rt.engine
     prompt = [1000 + i for i in range(N_PROMPT)]
