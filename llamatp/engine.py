@@ -50,7 +50,8 @@ class Engine:
         # From position _long_from on, steps replay _long_graph (kernels.long_context_decode).
         self._long_graph: torch.cuda.CUDAGraph | None = None
         self._long_from = self.n_ctx
-        self._prompt_graphs = PassGraphs() if self.use_graphs and prompt_graphs_enabled() else None
+        self._prompt_graphs = (PassGraphs(warn=comm.is_first) if self.use_graphs and prompt_graphs_enabled()
+                               else None)
         # Captured now, before a prompt fills the cache that the capture's warm-up writes into.
         self._capture_decode()
 

@@ -12,6 +12,7 @@ LLAMATP_PROMPT_GRAPHS=0 turns this off.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -35,10 +36,12 @@ class PassGraphs:
     of more keys, as a long perplexity context makes, capture every pass anew). All share one
     memory pool, so together they hold about one pass's activations and their outputs: a
     replay overwrites what another graph left there, and `run` returns a copy of the output.
-    A pass that cannot be captured runs as it is."""
+    A pass that cannot be captured runs as it is; the first such pass is told on stderr where
+    `warn` is set (one rank of several says it)."""
 
-    def __init__(self, capacity: int = 4) -> None:
-        self.capacity = capacity
+    def __init__(self, capacity: int = 4, warn: bool = True) -> None:
+        self.capacity, self.warn = capacity, warn
+        self._warned = False
         self._graphs: dict[Hashable, _Captured | None] = {}
         self._pool = torch.cuda.graph_pool_handle()
 
@@ -61,8 +64,12 @@ class PassGraphs:
         return sum(captured is not None for captured in self._graphs.values())
 
     def clear(self) -> None:
-        """Drop every graph (they point into buffers, such as a KV cache, about to be freed)."""
+        """Drop every graph (they point into buffers, such as a KV cache, about to be freed).
+        Later graphs go to a new pool: PyTorch 2.11 fails every capture into a pool whose graphs
+        are all gone while memory taken during their capture is still held ("use_count > 0
+        INTERNAL ASSERT FAILED"), and every pass after a new context would run uncaptured."""
         self._graphs.clear()
+        self._pool = torch.cuda.graph_pool_handle()
 
     def _capture(self, key: Hashable, pass_fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> None:
         static_inputs = inputs.clone()
@@ -71,5 +78,9 @@ class PassGraphs:
             with torch.cuda.graph(graph, pool=self._pool):
                 output = pass_fn(static_inputs)
             self._graphs[key] = _Captured(graph, static_inputs, output)
-        except RuntimeError:  # an operation that cannot be captured on this GPU or library version
+        except RuntimeError as e:  # an operation that cannot be captured on this GPU or library version
+            if self.warn and not self._warned:
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                print(f"warning: a prompt pass runs without a CUDA graph, slower: {reason}", file=sys.stderr)
+                self._warned = True
             self._graphs[key] = None

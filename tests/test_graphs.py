@@ -19,13 +19,18 @@ class FakeGraph:
         FakeGraph.replays += 1
 
 
+POOLS_CAPTURED_INTO: list[object] = []
+
+
 @pytest.fixture(autouse=True)
 def no_gpu_needed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     @contextlib.contextmanager
     def capture(graph: FakeGraph, pool: object = None) -> Iterator[None]:
+        POOLS_CAPTURED_INTO.append(pool)
         yield
 
     FakeGraph.replays = 0
+    POOLS_CAPTURED_INTO.clear()
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: object())
     monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
     monkeypatch.setattr(torch.cuda, "graph", capture)
@@ -78,8 +83,45 @@ def test_a_pass_that_cannot_be_captured_runs_as_it_is() -> None:
     assert cache.n_captured == 0 and FakeGraph.replays == 0
 
 
+def test_the_first_pass_that_cannot_be_captured_says_so_once_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    def uncapturable(x: torch.Tensor) -> torch.Tensor:
+        if POOLS_CAPTURED_INTO:
+            raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+        return x
+
+    cache = graphs.PassGraphs()
+    cache.run("a", uncapturable, torch.zeros(1))
+    POOLS_CAPTURED_INTO.clear()
+    cache.run("b", uncapturable, torch.zeros(1))
+    err = capsys.readouterr().err
+    assert err == ("warning: a prompt pass runs without a CUDA graph, slower: "
+                   "operation not permitted when stream is capturing\n")
+
+
+def test_a_rank_told_not_to_warn_stays_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    def uncapturable(x: torch.Tensor) -> torch.Tensor:
+        if POOLS_CAPTURED_INTO:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return x
+
+    graphs.PassGraphs(warn=False).run("a", uncapturable, torch.zeros(1))
+    assert capsys.readouterr().err == ""
+
+
 def test_clearing_drops_every_graph() -> None:
     cache, (_, pass_fn) = graphs.PassGraphs(), counting_pass()
     cache.run("a", pass_fn, torch.ones(1))
     cache.clear()
     assert cache.n_captured == 0
+
+
+def test_graphs_captured_after_clearing_go_to_a_new_pool() -> None:
+    # PyTorch 2.11 cannot capture into a pool whose graphs are all gone.
+    cache, (_, pass_fn) = graphs.PassGraphs(), counting_pass()
+    cache.run("a", pass_fn, torch.ones(1))
+    cache.run("b", pass_fn, torch.ones(1))
+    cache.clear()
+    cache.run("a", pass_fn, torch.ones(1))
+    before, also_before, after = POOLS_CAPTURED_INTO
+    assert before is also_before and after is not before
+    assert cache.n_captured == 1
