@@ -80,7 +80,7 @@ class PassGraphs:
             self._graphs[key] = _Captured(graph, static_inputs, output)
         except RuntimeError as e:  # an operation that cannot be captured on this GPU or library version
             if self.warn and not self._warned:
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 print(f"warning: a prompt pass runs without a CUDA graph, slower: {reason}", file=sys.stderr)
                 self._warned = True
             self._graphs[key] = None

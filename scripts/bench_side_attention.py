@@ -29,8 +29,6 @@ it could cost if its first reads went beside the GEMVs. The target lets one laye
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
 
 import torch
 import triton
@@ -39,6 +37,7 @@ from attention_shared_memory import registers
 from bench_gemv import copy_bandwidth, random_gguf
 from gguf.constants import GGMLQuantizationType
 from triton.backends.compiler import GPUTarget
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 from triton.compiler import ASTSource
 
@@ -180,11 +179,8 @@ def kernel_profile(layers: Layers, replays: int = 5, **step_args: object) -> dic
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(replays):
             replay(layers, graph)
-    with tempfile.NamedTemporaryFile(suffix=".json") as trace:
-        prof.export_chrome_trace(trace.name)
-        events = json.load(open(trace.name))["traceEvents"]
-    kernels = [e for e in events if e.get("cat") == "kernel"]
-    gemvs = sorted((e["ts"], e["ts"] + e["dur"]) for e in kernels if "gemv" in e["name"])
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    gemvs = sorted((e.time_range.start, e.time_range.end) for e in kernels if "gemv" in e.name)
     per_replay = len(layers.weights) * len(SHAPES)
     if len(gemvs) != replays * per_replay:
         raise SystemExit(f"the profiler recorded {len(gemvs)} GEMVs, not {replays * per_replay}")
@@ -196,8 +192,9 @@ def kernel_profile(layers: Layers, replays: int = 5, **step_args: object) -> dic
         for i in range(len(SHAPES), per_replay):
             times[f"{list(SHAPES)[i % len(SHAPES)]} GEMV"] += (ones[i][1] - ones[i - 1][1]) / n
         idle += max(end for _, end in ones) - ones[0][0] - union_us(ones)
-    times["read kernel"] = sum(e["dur"] for e in kernels if "read" in e["name"]) / (replays * len(layers.weights))
-    times["no GEMV running"] = idle / (replays * len(layers.weights))
+    layers_run = replays * len(layers.weights)
+    times["read kernel"] = sum(e.time_range.elapsed_us() for e in kernels if "read" in e.name) / layers_run
+    times["no GEMV running"] = idle / layers_run
     return times
 
 

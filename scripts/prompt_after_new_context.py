@@ -5,7 +5,8 @@ the pass at depth 8192 runs after the context changed twice; run alone (`-d 8192
 This times one 512-token pass at position 8192 (after 8192 positions filled), as a replayed CUDA
 graph and eagerly, in a fresh engine and again after the context went to 1024 positions (a
 512-token pass at position 0 captured there) and back. Host time from the pass's start to the
-GPU's end, and the GPU's own span (CUDA events), medians of 5 after one untimed.
+GPU's end, and the GPU's own span (CUDA events), medians of 5 after one untimed. A capture that
+fails says why on stderr (`graphs.PassGraphs`).
 
     python scripts/prompt_after_new_context.py MODEL.gguf --devices cuda:0,cuda:1 --mode tensor
 """
@@ -19,28 +20,13 @@ import time
 
 import torch
 
-from llamatp import graphs
 from llamatp.launch import WorkerInfo, launch
 from llamatp.runtime import ModelOptions, open_runtime
 
 DEPTH, N_PROMPT = 8192, 512
 
 
-def capture_telling_why_not(self: graphs.PassGraphs, key: object, pass_fn: object, inputs: torch.Tensor) -> None:
-    """`PassGraphs._capture`, printing the error of a capture that fails."""
-    static_inputs = inputs.clone()
-    graph = torch.cuda.CUDAGraph()
-    try:
-        with torch.cuda.graph(graph, pool=self._pool):
-            output = pass_fn(static_inputs)
-        self._graphs[key] = graphs._Captured(graph, static_inputs, output)
-    except RuntimeError as e:
-        print(f"capture failed: {str(e)[:300]}", flush=True)
-        self._graphs[key] = None
-
-
 def job(options: ModelOptions, info: WorkerInfo) -> str:
-    graphs.PassGraphs._capture = capture_telling_why_not
     rt = open_runtime(options, info)
     engine = rt.engine
     prompt = [1000 + i for i in range(N_PROMPT)]
